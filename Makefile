@@ -1,0 +1,44 @@
+# Every target is a thin alias of a Python entry point (see README).
+PY      ?= .venv/bin/python
+EXP     ?= baseline
+ARGS    ?=
+RUN     ?=
+# torch/torchvision pinned to the builds these machines install from local disk.
+TORCH   ?= torch==2.14.1 torchvision==0.29.1
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+RUNS  := [$(subst $(space),$(comma),$(foreach r,$(RUN),'$(r)'))]
+
+.PHONY: help install train submit test test-slow lint demo-data clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## create .venv and install podium (editable) with the dev tools
+	python3 -m venv .venv
+	$(PY) -m pip install $(TORCH)
+	$(PY) -m pip install -e ".[dev]"
+
+train: ## train EXP (conf/experiment/EXP.yaml) with extra Hydra ARGS; writes logs/train/...
+	$(PY) -m podium.train experiment=$(EXP) $(ARGS)
+
+submit: ## average RUN="dir ..." (default: the latest run) into logs/submit/.../submission.csv
+	$(PY) -m podium.submit "runs=$(RUNS)" $(ARGS)
+
+test: ## the fast test suite (what CI runs)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: ## the slow tests only (long training, benchmarks)
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: ## ruff
+	$(PY) -m ruff check src tests scripts
+
+demo-data: ## build data/demo from scikit-learn's digits (done automatically on first use)
+	$(PY) -m podium.demo
+
+clean: ## remove caches (never logs/ or data/)
+	rm -rf .pytest_cache .ruff_cache .hypothesis
+	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,342 @@
+"""A competition folder as a LightningDataModule: CSVs read once, images decoded once.
+
+Contract (see README): `<root>/train.csv` (id + target column), `<root>/train/<id>.<ext>`,
+`<root>/test/<id>.<ext>` for every row of `<root>/sample_submission.csv`. Images are
+decoded once into one uint8 tensor (N, C, H, W) held in memory; per-sample augmentation
+runs on those tensors (torchvision.transforms.v2), and the float conversion and
+normalisation happen inside the model on the device, batched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from podium.errors import PodiumError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class TensorImageDataset(Dataset):
+    """Cached uint8 images (N, C, H, W), optional labels, optional per-sample transform."""
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None,
+        transform: Callable | None = None,
+    ) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        image = self.images[i]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image if self.labels is None else (image, self.labels[i])
+
+
+def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
+    """Read a competition CSV with string ids; fail with one line if a column is missing."""
+    if not path.is_file():
+        raise PodiumError(f"{path} not found: {what} (set data.root to your competition folder)")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame.columns = [c.strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PodiumError(
+            f"{path}: column '{missing[0]}' not found (columns: {', '.join(frame.columns)}); "
+            f"set data.id_col / data.target_col to the right names"
+        )
+    return frame
+
+
+def sort_labels(values: Sequence[str]) -> list[str]:
+    """Sorted unique labels: numerically when every label is a number, else as text."""
+    unique = sorted(set(values))
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+def find_images(
+    root: Path, ids: Sequence[str], folder: str, pattern: str | None, paths: Sequence[str] | None
+) -> list[Path]:
+    """Image path per id: explicit path column, `pattern` with `{id}`, or `<folder>/<id>.<ext>`."""
+    if paths is not None:
+        found = [root / p for p in paths]
+    elif pattern is not None:
+        found = [root / pattern.format(id=i) for i in ids]
+    else:
+        directory = root / folder
+        if not directory.is_dir():
+            raise PodiumError(f"{directory} not found: put one image per id there")
+        by_stem = {}
+        for entry in os.scandir(directory):
+            stem, ext = os.path.splitext(entry.name)
+            if ext.lower() in IMAGE_EXTENSIONS:
+                by_stem.setdefault(stem, entry.path)
+        found = [Path(by_stem.get(i, directory / f"{i}.<ext>")) for i in ids]
+    missing = [i for i, p in zip(ids, found) if not p.is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise PodiumError(
+            f"{len(missing)} image(s) missing in {root / folder} for ids: {shown} "
+            f"(expected e.g. {found[ids.index(missing[0])]}; set data.{folder}_images to the "
+            f"path pattern, e.g. '{folder}/{{id}}.jpg')"
+        )
+    return found
+
+
+def load_image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    with Image.open(path) as image:
+        image = image.convert(mode)
+        if size is not None and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def decode_images(
+    paths: Sequence[Path], channels: int, size: tuple[int, int] | None
+) -> torch.Tensor:
+    """Decode every image once (threads: PIL releases the GIL) into uint8 (N, C, H, W)."""
+    mode = "L" if channels == 1 else "RGB"
+
+    def load(path: Path) -> np.ndarray | None:
+        try:
+            return load_image(path, mode, size)
+        except (UnidentifiedImageError, OSError, ValueError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        arrays = list(pool.map(load, paths, chunksize=64))
+    bad = [str(p) for p, a in zip(paths, arrays) if a is None]
+    if bad:
+        raise PodiumError(
+            f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''} (replace or remove them from the CSV)"
+        )
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        (h1, w1, _), (h2, w2, _) = sorted(shapes)[:2]
+        raise PodiumError(
+            f"images differ in size ({h1}x{w1}, {h2}x{w2}, ...): set data.image_size=<H> "
+            f"or [H,W] to resize them on load"
+        )
+    stacked = np.stack(arrays)  # (N, H, W, C)
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units, in chunks to keep memory flat."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].to(torch.float64) / 255.0
+        total += block.sum(dim=(0, 2, 3))
+        squares += block.square().sum(dim=(0, 2, 3))
+    n = images.numel() / images.shape[1]
+    mean = total / n
+    std = (squares / n - mean.square()).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+def split_indices(
+    labels: np.ndarray, class_names: Sequence[str], val_fraction: float, seed: int,
+    n_folds: int | None = None, fold: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified hold-out split, or fold `fold` of a seeded StratifiedKFold."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    counts = np.bincount(labels, minlength=len(class_names))
+    need = n_folds if n_folds else 2
+    if counts.min() < need:
+        name = class_names[int(counts.argmin())]
+        raise PodiumError(
+            f"class '{name}' has {counts.min()} example(s); a stratified split needs at least "
+            f"{need} (add examples, merge the class, or lower data.n_folds)"
+        )
+    index = np.arange(len(labels))
+    if n_folds:
+        if fold is None or not 0 <= fold < n_folds:
+            raise PodiumError(f"data.fold={fold} must be in 0..{n_folds - 1} for data.n_folds")
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        return list(folds.split(index, labels))[fold]
+    if not 0 < val_fraction < 1:
+        raise PodiumError(f"data.val_fraction={val_fraction} must be between 0 and 1")
+    n_val = max(int(round(val_fraction * len(labels))), len(class_names))
+    train_idx, val_idx = train_test_split(
+        index, test_size=n_val, stratify=labels, random_state=seed
+    )
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+class CompetitionDataModule(L.LightningDataModule):
+    """Reads a competition folder, splits it, caches decoded images, serves DataLoaders.
+
+    After `setup()`: `class_names` (original label values, index order), `class_counts`
+    (training split), `mean`/`std` (per channel, from the training split), `test_ids`
+    (sample-submission order). These are what the model and the submission need.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        id_col: str = "id",
+        target_col: str = "label",
+        train_csv: str = "train.csv",
+        sample_submission: str = "sample_submission.csv",
+        train_images: str | None = None,
+        test_images: str | None = None,
+        path_col: str | None = None,
+        image_size: int | Sequence[int] | None = None,
+        channels: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        val_fraction: float = 0.2,
+        n_folds: int | None = None,
+        fold: int | None = None,
+        seed: int = 42,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        demo_root: str | None = None,
+        answers: str | None = None,
+        train_transform: Callable | None = None,
+        sampler: Callable[..., Sampler] | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.id_col, self.target_col, self.path_col = id_col, target_col, path_col
+        self.train_csv, self.sample_submission_path = train_csv, sample_submission
+        self.train_images, self.test_images = train_images, test_images
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = tuple(image_size) if image_size is not None else None
+        self.channels, self.fixed_mean, self.fixed_std = channels, mean, std
+        self.val_fraction, self.n_folds, self.fold, self.seed = val_fraction, n_folds, fold, seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.num_workers = num_workers
+        self.demo_root = Path(demo_root) if demo_root else None
+        self.answers = Path(answers) if answers else None
+        self.train_transform, self.sampler = train_transform, sampler
+        self.train_set = self.val_set = self.test_set = None
+
+    # -- reading the folder ---------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Build the embedded demo on first use (only at its own path, never elsewhere)."""
+        if self.demo_root and self.root.resolve() == self.demo_root.resolve():
+            if not (self.root / self.train_csv).exists():
+                from podium.demo import build_demo
+
+                log.info("building the demo competition in %s", self.root)
+                build_demo(self.root)
+
+    def read_folder(self) -> None:
+        """Read and check both CSVs and find every image path; no decoding yet."""
+        if not self.root.is_dir():
+            raise PodiumError(
+                f"data.root={self.root} is not a folder: set data.root=<competition folder> "
+                f"holding {self.train_csv}, train/, test/ and {self.sample_submission_path}"
+            )
+        columns = [self.id_col, self.target_col] + ([self.path_col] if self.path_col else [])
+        train = read_csv(self.root / self.train_csv, columns, "the training labels")
+        sample = read_csv(
+            self.root / self.sample_submission_path, [self.id_col], "the sample submission"
+        )
+        check_values(train, self.root / self.train_csv, self.id_col, self.target_col)
+
+        self.class_names = sort_labels(train[self.target_col].tolist())
+        index = {name: i for i, name in enumerate(self.class_names)}
+        self.labels = np.array([index[v] for v in train[self.target_col]], dtype=np.int64)
+        self.train_ids = train[self.id_col].tolist()
+        self.test_ids = sample[self.id_col].tolist()
+        self.sample = sample
+        paths = train[self.path_col].tolist() if self.path_col else None
+        self.train_paths = find_images(
+            self.root, self.train_ids, "train", self.train_images, paths
+        )
+        self.test_paths = find_images(self.root, self.test_ids, "test", self.test_images, None)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Split and decode once; safe to call again (Lightning calls it per stage)."""
+        if self.train_set is None:
+            self.read_folder()
+            train_idx, val_idx = split_indices(
+                self.labels, self.class_names, self.val_fraction, self.seed,
+                self.n_folds, self.fold,
+            )
+            self.train_idx, self.val_idx = train_idx, val_idx
+            if self.channels is None:
+                self.channels = 1 if Image.open(self.train_paths[0]).mode in ("L", "1") else 3
+            images = decode_images(self.train_paths, self.channels, self.image_size)
+            labels = torch.from_numpy(self.labels)
+            self.image_shape = tuple(images.shape[1:])
+            self.train_set = TensorImageDataset(
+                images[train_idx], labels[train_idx], self.train_transform
+            )
+            self.val_set = TensorImageDataset(images[val_idx], labels[val_idx])
+            self.class_counts = np.bincount(
+                self.labels[train_idx], minlength=len(self.class_names)
+            ).tolist()
+            mean, std = channel_stats(self.train_set.images)
+            self.mean = list(self.fixed_mean or mean)
+            self.std = list(self.fixed_std or std)
+        if stage == "predict" and self.test_set is None:
+            size = self.image_size or self.image_shape[1:]
+            self.test_set = TensorImageDataset(
+                decode_images(self.test_paths, self.channels, size)
+            )
+
+    # -- loaders ---------------------------------------------------------------------------
+    def loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=batch_size, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.sampler is None:
+            generator = torch.Generator().manual_seed(self.seed)
+            return self.loader(self.train_set, self.batch_size, shuffle=True,
+                               generator=generator, drop_last=len(self.train_set) > self.batch_size)
+        sampler = self.sampler(labels=self.train_set.labels, seed=self.seed)
+        return self.loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.val_set, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader(self.test_set, self.eval_batch_size)
+
+
+def check_values(frame: pd.DataFrame, path: Path, id_col: str, target_col: str) -> None:
+    """Empty targets and duplicate ids break training silently: stop with the first one."""
+    empty = frame[frame[target_col].str.strip() == ""]
+    if len(empty):
+        raise PodiumError(
+            f"{path}: empty {target_col} for id {empty[id_col].iloc[0]} "
+            f"({len(empty)} row(s)); fill or drop those rows"
+        )
+    duplicated = frame[frame[id_col].duplicated()]
+    if len(duplicated):
+        raise PodiumError(
+            f"{path}: id {duplicated[id_col].iloc[0]} appears more than once "
+            f"({len(duplicated)} duplicate(s)); ids must be unique"
+        )

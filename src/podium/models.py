@@ -1,0 +1,57 @@
+"""Networks: a small CIFAR-style ResNet (fast on CPU) and any timm model by name."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class BasicBlock(nn.Module):
+    """3x3 -> 3x3 residual block; a 1x1 projection when the shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn1(self.conv1(x)).relu()
+        return (self.bn2(self.conv2(out)) + self.shortcut(x)).relu()
+
+
+class CifarResNet(nn.Module):
+    """ResNet for small images (He et al. 2016, sec. 4.2): depth 6n+2, widths w, 2w, 4w.
+
+    depth=20 is ResNet-20, depth=32 the ResNet-32 of the long-tail papers, depth=8 a
+    quick baseline. Works for any input size >= 4 pixels (global average pooling).
+    """
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, in_chans: int = 3,
+                 width: int = 16) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"model.net.depth={depth}: use 6n+2 (8, 14, 20, 32, 44, 56, 110)")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        layers, planes = [], width
+        for stage, out in enumerate((width, 2 * width, 4 * width)):
+            for block in range(n):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(BasicBlock(planes, out, stride))
+                planes = out
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(planes, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.layers(self.stem(x)))

@@ -1,0 +1,125 @@
+"""From class probabilities to a submission file the leaderboard will accept.
+
+Class indices become the competition's original labels; the file gets the sample
+submission's header and row order; it is validated before it is written, written to a
+temporary file and renamed (no partial file on any failure), and never replaces an
+existing file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podium.errors import PodiumError
+
+
+def free_path(path: Path) -> Path:
+    """`path`, or `name-1.ext`, `name-2.ext`, ... if it exists: user files are never replaced."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def write_atomic(path: Path, text: str, replace: bool = False) -> Path:
+    """Write via a temporary file + rename, so a crash leaves the old file or none."""
+    path = Path(path)
+    if not replace:
+        path = free_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: Path, data: dict) -> Path:
+    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", replace=True)
+
+
+def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
+                id_col: str) -> pd.DataFrame:
+    """id + one probability column per class: the file ensembles average."""
+    frame = pd.DataFrame(probs, columns=[str(c) for c in class_names])
+    frame.insert(0, id_col, list(ids))
+    return frame
+
+
+def make_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.ndarray,
+                    class_names: Sequence[str], id_col: str) -> pd.DataFrame:
+    """Argmax -> original label, in the sample submission's columns and row order."""
+    if list(sample[id_col]) != list(ids):
+        raise PodiumError(
+            f"predicted ids do not follow the sample submission's {id_col} column; "
+            f"predict with the same data.root the model was trained on"
+        )
+    label_cols = [c for c in sample.columns if c != id_col]
+    if len(label_cols) != 1:
+        raise PodiumError(
+            f"sample submission has columns {list(sample.columns)}: expected '{id_col}' "
+            f"and one label column"
+        )
+    submission = sample.copy()
+    submission[label_cols[0]] = np.asarray(class_names, dtype=object)[probs.argmax(axis=1)]
+    return submission
+
+
+def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
+                        class_names: Sequence[str], id_col: str) -> None:
+    """What the leaderboard checks: header, ids and their order, known labels, no gaps."""
+    if list(submission.columns) != list(sample.columns):
+        raise PodiumError(
+            f"submission header {list(submission.columns)} differs from the sample "
+            f"submission's {list(sample.columns)}"
+        )
+    if len(submission) != len(sample) or not (
+        submission[id_col].astype(str).values == sample[id_col].astype(str).values
+    ).all():
+        raise PodiumError(
+            f"submission ids differ from the sample submission's ({len(submission)} vs "
+            f"{len(sample)} rows, or another order)"
+        )
+    label_col = [c for c in sample.columns if c != id_col][0]
+    labels = submission[label_col]
+    if labels.isna().any():
+        raise PodiumError(f"submission has empty {label_col} values")
+    unknown = set(labels.astype(str)) - {str(c) for c in class_names}
+    if unknown:
+        raise PodiumError(
+            f"submission has labels not seen in training: {sorted(unknown)[:5]}"
+        )
+
+
+def write_submission(out_dir: Path, sample: pd.DataFrame, ids: Sequence[str],
+                     probs: np.ndarray, class_names: Sequence[str], id_col: str) -> Path:
+    """Write `test_probs.csv` and the validated `submission.csv`; return the latter's path."""
+    if not np.isfinite(probs).all():
+        raise PodiumError("predicted probabilities contain NaN/inf: the model diverged")
+    submission = make_submission(sample, ids, probs, class_names, id_col)
+    validate_submission(submission, sample, class_names, id_col)
+    out_dir = Path(out_dir)
+    write_atomic(out_dir / "test_probs.csv",
+                 probs_frame(ids, probs, class_names, id_col).to_csv(index=False))
+    return write_atomic(out_dir / "submission.csv", submission.to_csv(index=False))
+
+
+def leaderboard_score(submission_path: Path, answers_path: Path, id_col: str) -> float:
+    """Macro-F1 of a submission against an answer file (the demo's held-back labels)."""
+    from sklearn.metrics import f1_score
+
+    submission = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
+    answers = pd.read_csv(answers_path, dtype=str, keep_default_na=False)
+    label_col = [c for c in answers.columns if c != id_col][0]
+    merged = answers.merge(submission, on=id_col, suffixes=("_true", "_pred"))
+    return float(f1_score(merged[f"{label_col}_true"], merged[f"{label_col}_pred"],
+                          average="macro"))

@@ -1,0 +1,56 @@
+"""Shared fixtures: the demo folder, composed configs, CLI runs in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10-lt"
+needs_cifar = pytest.mark.skipif(not (CIFAR / "train.csv").exists(),
+                                 reason="../shared/data/cifar10-lt is absent")
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """One demo competition folder for the whole session (built like `make demo-data`)."""
+    from podium.demo import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("data") / "demo")
+
+
+def make_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose the real config as the CLI would, with every output under tmp_path."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides),
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def run_cli(module: str, *overrides: str, cwd: Path = ROOT, check: bool = True,
+            timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m <module> <overrides>` like `make` does; return the finished process."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", module, *overrides], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_dirs(log_dir: Path, task: str = "train") -> list[Path]:
+    return sorted(p.parent for p in (log_dir / task).glob("*/*/.hydra"))

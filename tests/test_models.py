@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from podium.models import CifarResNet
+
+
+@pytest.mark.parametrize(("depth", "blocks"), [(8, 3), (20, 9), (32, 15)])
+def test_cifar_resnet_depth_and_shapes(depth, blocks):
+    net = CifarResNet(depth=depth, num_classes=7, in_chans=1)
+    assert len(net.layers) == blocks  # 3 stages of (depth - 2) / 6 blocks
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 7)
+    assert net(torch.randn(2, 1, 33, 29)).shape == (2, 7)
+
+
+def test_cifar_resnet_rejects_bad_depth():
+    with pytest.raises(ValueError, match="depth=21"):
+        CifarResNet(depth=21)
+
+
+def test_timm_model_builds_offline():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from conftest import CONF
+
+    cfg = OmegaConf.load(CONF / "model" / "timm.yaml")
+    assert cfg.net.pretrained is False
+    net = instantiate(cfg.net, num_classes=4, in_chans=3)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 4)
