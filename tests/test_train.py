@@ -28,10 +28,8 @@ def test_fast_dev_run_of_every_experiment(experiment, tmp_path, demo_root):
     cfg = make_cfg(tmp_path, [f"experiment={experiment}", "debug=fdr", *data_overrides(demo_root)])
     metrics = train(cfg)
     assert np.isfinite(metrics["val/loss"])
-    submission = pd.read_csv(tmp_path / "run" / "submission.csv", dtype=str)
-    sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
-    assert list(submission.columns) == list(sample.columns)
-    assert list(submission.id) == list(sample.id)
+    # fast_dev_run predicts one batch only: a partial submission must not be written.
+    assert not (tmp_path / "run" / "submission.csv").exists()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +113,8 @@ def test_resume_from_last_checkpoint_continues_the_epochs(two_runs, tmp_path, de
     run_cli("podium.train", f"ckpt_path={last}", "debug=limit", "trainer.max_epochs=3",
             "seed=1", f"paths.log_dir={tmp_path}", *data_overrides(demo_root))
     [resumed] = run_dirs(tmp_path)
-    epochs = pd.read_csv(resumed / "csv/metrics.csv")["epoch"].dropna().unique()
+    logged = pd.read_csv(resumed / "csv/metrics.csv")
+    epochs = logged.dropna(subset=["train/loss_epoch"])["epoch"].unique()
     assert list(epochs) == [2]  # only the third epoch was trained: no restart from 0
     ckpt = torch.load(resumed / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 3 * 3  # limit_train_batches=3 per epoch, three epochs

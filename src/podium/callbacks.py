@@ -32,6 +32,10 @@ class SubmissionWriter(BasePredictionWriter):
             return
         data = trainer.datamodule
         probs = torch.cat(predictions).float().cpu().numpy()
+        if len(probs) != len(data.test_ids):  # fast_dev_run / limit_predict_batches
+            log.warning("predicted %d of %d test images: no submission written",
+                        len(probs), len(data.test_ids))
+            return
         self.path = write_submission(self.output_dir, data.sample, data.test_ids, probs,
                                      data.class_names, data.id_col)
         log.info("submission written to %s", self.path)

@@ -1,0 +1,75 @@
+"""Class-balanced sampling that is reproducible and safe under DDP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """Draw sample ``i`` with replacement with probability ∝ ``n_{y_i}^(-power)``.
+
+    ``power=1`` gives balanced classes, ``0.5`` square-root sampling, ``0`` the natural
+    distribution. Sampling is two-stage (class ∝ ``n_c^(1-power)``, then uniform within the
+    class), which is the same distribution but avoids ``torch.multinomial``'s 2^24-category
+    limit on large datasets.
+
+    Epochs: the order is a pure function of ``seed + epoch``. ``set_epoch(e)`` makes the next
+    iteration use epoch ``e``; every iteration then advances the epoch by one, so the order
+    still changes when nobody calls ``set_epoch``. Under DDP, Lightning wraps this sampler in
+    ``DistributedSamplerWrapper``, which materialises ``list(sampler)`` on every rank and takes
+    a strided shard; since every rank builds the same generator, the lists are identical and
+    the shards disjoint. ``__len__`` is finite, as the wrapper requires.
+    """
+
+    def __init__(
+        self,
+        labels: Tensor | Sequence[int],
+        power: float = 1.0,
+        num_samples: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        y = torch.as_tensor(labels)
+        if y.ndim != 1 or y.numel() == 0 or y.is_floating_point() or y.is_complex():
+            raise ValueError(
+                f"labels with shape {tuple(y.shape)} and dtype {y.dtype} are not usable; "
+                "pass a non-empty 1-D integer tensor of training labels"
+            )
+        if not torch.isfinite(torch.tensor(float(power))):
+            raise ValueError(f"power={power!r} must be finite (1.0 = balanced, 0.5 = sqrt)")
+        n = y.numel() if num_samples is None else int(num_samples)
+        if n <= 0:
+            raise ValueError(f"num_samples={num_samples!r} must be > 0 or None (= len(labels))")
+        self.power = float(power)
+        self.num_samples = n
+        self.seed = int(seed)
+        self._epoch = 0
+        self._build_index(y.cpu().long())
+
+    def _build_index(self, y: Tensor) -> None:
+        """Group sample indices by class: ``_order[_starts[c] : _starts[c] + _sizes[c]]``."""
+        _, inverse, sizes = torch.unique(y, return_inverse=True, return_counts=True)
+        self._order = torch.argsort(inverse, stable=True)
+        self._sizes = sizes
+        self._starts = torch.cumsum(sizes, 0) - sizes
+        probs = sizes.double().pow(1.0 - self.power)
+        self._class_probs = probs / probs.sum()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``__iter__`` produce epoch ``epoch``'s order."""
+        self._epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self._epoch)
+        self._epoch += 1
+        cls = torch.multinomial(self._class_probs, self.num_samples, True, generator=g)
+        sizes = self._sizes[cls]
+        u = torch.rand(self.num_samples, generator=g, dtype=torch.float64)
+        offset = torch.minimum((u * sizes).long(), sizes - 1)
+        return iter(self._order[self._starts[cls] + offset].tolist())
