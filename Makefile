@@ -11,7 +11,7 @@ empty :=
 space := $(empty) $(empty)
 RUNS  := [$(subst $(space),$(comma),$(foreach r,$(RUN),'$(r)'))]
 
-.PHONY: help install train submit test test-slow lint demo-data clean
+.PHONY: help install train submit test test-slow bench-imbalance lint demo-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: ## the fast test suite (what CI runs)
 
 test-slow: ## the slow tests only (long training, benchmarks)
 	$(PY) -m pytest -q -m slow $(ARGS)
+
+bench-imbalance: ## every imbalance recipe on ../shared/data/cifar10-lt -> benchmarks/imbalance.md
+	$(PY) scripts/bench_imbalance.py $(ARGS)
 
 lint: ## ruff
 	$(PY) -m ruff check src tests scripts

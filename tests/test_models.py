@@ -29,3 +29,13 @@ def test_timm_model_builds_offline():
     assert cfg.net.pretrained is False
     net = instantiate(cfg.net, num_classes=4, in_chans=3)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+
+
+def test_cosine_head_gives_cosine_similarities():
+    net = CifarResNet(depth=8, num_classes=5, in_chans=3, cosine_head=True)
+    logits = net(torch.randn(4, 3, 16, 16))
+    features = net.head[:2](net.layers(net.stem(torch.randn(1, 3, 16, 16))))
+    assert logits.abs().max() <= 1 + 1e-6
+    weight = net.head[2].weight
+    expected = torch.nn.functional.cosine_similarity(features, weight, dim=1)
+    assert torch.allclose(net.head[2](features)[0], expected, atol=1e-6)

@@ -118,3 +118,11 @@ def test_resume_from_last_checkpoint_continues_the_epochs(two_runs, tmp_path, de
     assert list(epochs) == [2]  # only the third epoch was trained: no restart from 0
     ckpt = torch.load(resumed / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 3 * 3  # limit_train_batches=3 per epoch, three epochs
+
+
+def test_overfit_one_batch_memorises_it(tmp_path, demo_root):
+    cfg = make_cfg(tmp_path, ["debug=overfit", "trainer.max_epochs=15", "augment=none",
+                              *data_overrides(demo_root)])
+    train(cfg)
+    losses = pd.read_csv(tmp_path / "run/csv/metrics.csv")["train/loss_epoch"].dropna()
+    assert losses.iloc[-1] < 0.1 * losses.iloc[0]

@@ -90,7 +90,7 @@ def find_images(
             if ext.lower() in IMAGE_EXTENSIONS:
                 by_stem.setdefault(stem, entry.path)
         found = [Path(by_stem.get(i, directory / f"{i}.<ext>")) for i in ids]
-    missing = [i for i, p in zip(ids, found) if not p.is_file()]
+    missing = [i for i, p in zip(ids, found, strict=False) if not p.is_file()]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise PodiumError(
@@ -124,7 +124,7 @@ def decode_images(
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         arrays = list(pool.map(load, paths, chunksize=64))
-    bad = [str(p) for p, a in zip(paths, arrays) if a is None]
+    bad = [str(p) for p, a in zip(paths, arrays, strict=False) if a is None]
     if bad:
         raise PodiumError(
             f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"

@@ -41,7 +41,7 @@ def build_demo(root: str | Path, seed: int = 0) -> Path:
     test_idx = np.concatenate([idx[:TEST_PER_CLASS] for idx in per_class])
     pools = [idx[TEST_PER_CLASS:] for idx in per_class]
     counts = long_tail_counts(min(len(p) for p in pools), 10, IMBALANCE)
-    train_idx = np.concatenate([pool[:n] for pool, n in zip(pools, counts)])
+    train_idx = np.concatenate([pool[:n] for pool, n in zip(pools, counts, strict=False)])
     train_idx, test_idx = rng.permutation(train_idx), rng.permutation(test_idx)
 
     # Ids look like a real competition's: shuffled, zero-padded strings.

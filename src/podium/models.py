@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -25,15 +26,26 @@ class BasicBlock(nn.Module):
         return (self.bn2(self.conv2(out)) + self.shortcut(x)).relu()
 
 
+class CosineLinear(nn.Linear):
+    """Cosine-similarity classifier: logits in [-1, 1] (what LDAM's scale s=30 expects)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+
 class CifarResNet(nn.Module):
     """ResNet for small images (He et al. 2016, sec. 4.2): depth 6n+2, widths w, 2w, 4w.
 
     depth=20 is ResNet-20, depth=32 the ResNet-32 of the long-tail papers, depth=8 a
     quick baseline. Works for any input size >= 4 pixels (global average pooling).
+    `cosine_head=True` swaps the linear classifier for a cosine one (LDAM's setting).
     """
 
     def __init__(self, depth: int = 20, num_classes: int = 10, in_chans: int = 3,
-                 width: int = 16) -> None:
+                 width: int = 16, cosine_head: bool = False) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"model.net.depth={depth}: use 6n+2 (8, 14, 20, 32, 44, 56, 110)")
@@ -48,7 +60,10 @@ class CifarResNet(nn.Module):
                 layers.append(BasicBlock(planes, out, stride))
                 planes = out
         self.layers = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(planes, num_classes))
+        classifier = CosineLinear if cosine_head else nn.Linear
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), classifier(planes, num_classes)
+        )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

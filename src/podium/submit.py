@@ -73,7 +73,7 @@ def average_probs(frames: list[pd.DataFrame], runs: list[Path],
                   weights: list[float] | None) -> pd.DataFrame:
     """Weighted mean of the runs' probabilities; they must share ids and classes."""
     first = frames[0]
-    for run, frame in zip(runs[1:], frames[1:]):
+    for run, frame in zip(runs[1:], frames[1:], strict=False):
         if list(frame.columns) != list(first.columns):
             raise PodiumError(
                 f"{run} was trained on classes {list(frame.columns[1:])}, {runs[0]} on "
@@ -98,7 +98,7 @@ def submit(cfg: DictConfig) -> Path:
     configs = [run_config(run) for run in runs]
     for c in configs:  # the run's own paths resolve against this (submit) session
         c.paths = cfg.paths
-    probs = average_probs([run_probs(r, c) for r, c in zip(runs, configs)], runs, cfg.weights)
+    probs = average_probs([run_probs(r, c) for r, c in zip(runs, configs, strict=False)], runs, cfg.weights)
 
     data = configs[0].data
     root, id_col = Path(data.root), data.id_col
