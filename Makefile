@@ -3,6 +3,8 @@ PY      ?= .venv/bin/python
 EXP     ?= baseline
 ARGS    ?=
 RUN     ?=
+FOLDS   ?= 5
+JOBS    ?=
 # torch/torchvision pinned to the builds these machines install from local disk.
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 
@@ -11,7 +13,7 @@ empty :=
 space := $(empty) $(empty)
 RUNS  := [$(subst $(space),$(comma),$(foreach r,$(RUN),'$(r)'))]
 
-.PHONY: help install train submit test test-slow bench-imbalance lint demo-data clean
+.PHONY: help install train cv submit test test-slow bench-imbalance lint demo-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +26,10 @@ install: ## create .venv and install podium (editable) with the dev tools
 train: ## train EXP (conf/experiment/EXP.yaml) with extra Hydra ARGS; writes logs/train/...
 	$(PY) -m podium.train experiment=$(EXP) $(ARGS)
 
+cv: ## FOLDS-fold cross-validation of EXP (JOBS=n folds in parallel) -> logs/cv/...
+	$(PY) -m podium.train -m task_name=cv experiment=$(EXP) sweep_name=$(EXP) data.n_folds=$(FOLDS) \
+		"data.fold=range(0,$(FOLDS))" $(if $(JOBS),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
+
 submit: ## average RUN="dir ..." (default: the latest run) into logs/submit/.../submission.csv
 	$(PY) -m podium.submit "runs=$(RUNS)" $(ARGS)
 
@@ -35,6 +41,10 @@ test-slow: ## the slow tests only (long training, benchmarks)
 
 bench-imbalance: ## every imbalance recipe on ../shared/data/cifar10-lt -> benchmarks/imbalance.md
 	$(PY) scripts/bench_imbalance.py $(ARGS)
+
+.PHONY: lr-find
+lr-find: ## Lightning's lr range test on EXP/ARGS: prints the suggested lr, saves lr_find.png
+	$(PY) -m podium.lr_find experiment=$(EXP) $(ARGS)
 
 lint: ## ruff
 	$(PY) -m ruff check src tests scripts

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import CONF, make_cfg
-from podium.train import build_loss, build_trainer
+from podium.train import build_loss, build_optimizer_factory, build_trainer
 
 GROUPS = ["data", "model", "loss", "optimizer", "scheduler", "sampler", "augment",
           "callbacks", "trainer", "logger", "experiment", "debug"]
@@ -30,7 +30,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path, demo_root):
     value = loss(logits, torch.tensor([0, 1, 2, 0]))
     assert value.ndim == 0 and torch.isfinite(value)
 
-    optimizer = instantiate(cfg.optimizer)(params=net.parameters())
+    optimizer = build_optimizer_factory(cfg)(params=net)
     if cfg.scheduler:
         scheduler = instantiate(cfg.scheduler, _convert_="all")
         assert scheduler["interval"] in ("step", "epoch")

@@ -102,3 +102,17 @@ def test_class_with_one_example_names_the_class(tmp_path):
     dm = CompetitionDataModule(root=str(root), val_fraction=0.5)
     with pytest.raises(PodiumError, match="class 'y' has 1 example"):
         dm.setup("fit")
+
+
+def test_group_folds_keep_each_group_in_one_fold(tmp_path):
+    ids = tuple("abcdefghijkl")
+    root = write_folder(tmp_path, ids=ids, labels=tuple("xyxyxyxyxyxy"))
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    train["patient"] = ["p1", "p1", "p2", "p2", "p3", "p3", "p4", "p4", "p5", "p5", "p6", "p6"]
+    train.to_csv(root / "train.csv", index=False)
+    for fold in range(3):
+        dm = CompetitionDataModule(root=str(root), n_folds=3, fold=fold, group_col="patient")
+        dm.setup("fit")
+        val_groups = {train.patient[i] for i in dm.val_idx}
+        train_groups = {train.patient[i] for i in dm.train_idx}
+        assert val_groups and not val_groups & train_groups

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from podium.errors import PodiumError
+from podium.samplers import EpochSeeded
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,13 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
 
 def split_indices(
     labels: np.ndarray, class_names: Sequence[str], val_fraction: float, seed: int,
-    n_folds: int | None = None, fold: int | None = None,
+    n_folds: int | None = None, fold: int | None = None, groups: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified hold-out split, or fold `fold` of a seeded StratifiedKFold."""
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    """Stratified hold-out split, or fold `fold` of a seeded StratifiedKFold.
+
+    With `groups` (e.g. a patient id), StratifiedGroupKFold keeps each group in one fold.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
     counts = np.bincount(labels, minlength=len(class_names))
     need = n_folds if n_folds else 2
@@ -174,8 +178,9 @@ def split_indices(
     if n_folds:
         if fold is None or not 0 <= fold < n_folds:
             raise PodiumError(f"data.fold={fold} must be in 0..{n_folds - 1} for data.n_folds")
-        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        return list(folds.split(index, labels))[fold]
+        kind = StratifiedGroupKFold if groups is not None else StratifiedKFold
+        folds = kind(n_splits=n_folds, shuffle=True, random_state=seed)
+        return list(folds.split(index, labels, groups))[fold]
     if not 0 < val_fraction < 1:
         raise PodiumError(f"data.val_fraction={val_fraction} must be between 0 and 1")
     n_val = max(int(round(val_fraction * len(labels))), len(class_names))
@@ -203,6 +208,7 @@ class CompetitionDataModule(L.LightningDataModule):
         train_images: str | None = None,
         test_images: str | None = None,
         path_col: str | None = None,
+        group_col: str | None = None,
         image_size: int | Sequence[int] | None = None,
         channels: int | None = None,
         mean: Sequence[float] | None = None,
@@ -222,6 +228,7 @@ class CompetitionDataModule(L.LightningDataModule):
         super().__init__()
         self.root = Path(root)
         self.id_col, self.target_col, self.path_col = id_col, target_col, path_col
+        self.group_col = group_col
         self.train_csv, self.sample_submission_path = train_csv, sample_submission
         self.train_images, self.test_images = train_images, test_images
         if isinstance(image_size, int):
@@ -254,7 +261,7 @@ class CompetitionDataModule(L.LightningDataModule):
                 f"data.root={self.root} is not a folder: set data.root=<competition folder> "
                 f"holding {self.train_csv}, train/, test/ and {self.sample_submission_path}"
             )
-        columns = [self.id_col, self.target_col] + ([self.path_col] if self.path_col else [])
+        columns = [self.id_col, self.target_col] + [c for c in (self.path_col, self.group_col) if c]
         train = read_csv(self.root / self.train_csv, columns, "the training labels")
         sample = read_csv(
             self.root / self.sample_submission_path, [self.id_col], "the sample submission"
@@ -265,6 +272,7 @@ class CompetitionDataModule(L.LightningDataModule):
         index = {name: i for i, name in enumerate(self.class_names)}
         self.labels = np.array([index[v] for v in train[self.target_col]], dtype=np.int64)
         self.train_ids = train[self.id_col].tolist()
+        self.groups = train[self.group_col].tolist() if self.group_col else None
         self.test_ids = sample[self.id_col].tolist()
         self.sample = sample
         paths = train[self.path_col].tolist() if self.path_col else None
@@ -279,7 +287,7 @@ class CompetitionDataModule(L.LightningDataModule):
             self.read_folder()
             train_idx, val_idx = split_indices(
                 self.labels, self.class_names, self.val_fraction, self.seed,
-                self.n_folds, self.fold,
+                self.n_folds, self.fold, self.groups,
             )
             self.train_idx, self.val_idx = train_idx, val_idx
             if self.channels is None:
@@ -312,18 +320,29 @@ class CompetitionDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        if self.sampler is None:
-            generator = torch.Generator().manual_seed(self.seed)
-            return self.loader(self.train_set, self.batch_size, shuffle=True,
-                               generator=generator, drop_last=len(self.train_set) > self.batch_size)
-        sampler = self.sampler(labels=self.train_set.labels, seed=self.seed)
-        return self.loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
+        base = self.sampler(labels=self.train_set.labels, seed=self.seed) if self.sampler else None
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0  # resumed runs
+        sampler = EpochSeeded(len(self.train_set), self.seed, epoch, base)
+        return self.loader(self.train_set, self.batch_size, sampler=sampler,
+                           drop_last=len(self.train_set) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self.val_set, self.eval_batch_size)
 
-    def predict_dataloader(self) -> DataLoader:
+    def test_images_dataloader(self) -> DataLoader:
         return self.loader(self.test_set, self.eval_batch_size)
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """The test images, then the validation split (its predictions are the OOF file)."""
+        return [self.test_images_dataloader(), self.val_dataloader()]
+
+    @property
+    def val_ids(self) -> list[str]:
+        return [self.train_ids[i] for i in self.val_idx]
+
+    @property
+    def val_labels(self) -> list[str]:
+        return [self.class_names[i] for i in self.labels[self.val_idx]]
 
 
 def check_values(frame: pd.DataFrame, path: Path, id_col: str, target_col: str) -> None:

@@ -6,7 +6,9 @@ precision, checkpointing); this module only says what one step computes.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -14,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from podium.metrics import classification_metrics
+from podium.optim import check_plateau_monitor, total_training_steps
 
 
 class ClassifierModule(L.LightningModule):
@@ -22,12 +25,16 @@ class ClassifierModule(L.LightningModule):
     Args:
         net: any classifier returning logits (N, num_classes).
         loss: logits, targets -> scalar; may expose `set_epoch(epoch, max_epochs)`.
-        optimizer: factory `params -> Optimizer` (a Hydra `_partial_`).
+        optimizer: factory `params -> Optimizer`, called with the network (a Hydra
+            `_partial_` of podium.optim.build_optimizer, which groups its parameters).
         scheduler: None, or Lightning's lr-scheduler dict whose `scheduler` is a factory
-            `optimizer -> LRScheduler`, plus `interval`, `frequency`, `monitor`.
+            `optimizer -> LRScheduler`, plus `interval`, `frequency`, `monitor`. A factory
+            taking `total_steps` gets the run's optimizer steps from the Trainer.
         class_names: original label values in index order (kept in the checkpoint).
         mean, std: per-channel normalisation in [0, 1] units (kept in the checkpoint).
         channels_last: NHWC memory format; faster convolutions on CPU and tensor cores.
+        tta: deterministic batch transforms (e.g. a horizontal flip); prediction averages
+            the probabilities of the original and every transformed view.
     """
 
     def __init__(
@@ -40,9 +47,12 @@ class ClassifierModule(L.LightningModule):
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.5,),
         channels_last: bool = False,
+        tta: Sequence[Callable[[Tensor], Tensor]] = (),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "tta"],
+                                  logger=False)
+        self.tta = list(tta)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         self.loss = loss
@@ -81,14 +91,23 @@ class ClassifierModule(L.LightningModule):
         self.log("val/loss", self.loss(logits, targets), on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
-    def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """Class probabilities (float32): what ensembling and submissions average."""
-        return self(batch).float().softmax(dim=1)
+    def predict_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int,
+                     dataloader_idx: int = 0) -> Tensor:
+        """Class probabilities (float32), averaged over `tta` views: what ensembles average."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        views = [images, *(transform(images) for transform in self.tta)]
+        return torch.stack([self(v).float().softmax(dim=1) for v in views]).mean(dim=0)
+
+    def on_train_epoch_end(self) -> None:
+        check_plateau_monitor(self.trainer)  # a one-line error instead of Lightning's
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self.net)
         if not self.scheduler_config:
             return optimizer
         scheduler = dict(self.scheduler_config)
-        scheduler["scheduler"] = scheduler["scheduler"](optimizer)
+        factory = scheduler["scheduler"]
+        if "total_steps" in inspect.signature(factory).parameters:  # warmup_cosine, one_cycle
+            factory = partial(factory, total_steps=total_training_steps(self.trainer))
+        scheduler["scheduler"] = factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -73,3 +73,37 @@ class ClassBalancedSampler(Sampler[int]):
         u = torch.rand(self.num_samples, generator=g, dtype=torch.float64)
         offset = torch.minimum((u * sizes).long(), sizes - 1)
         return iter(self._order[self._starts[cls] + offset].tolist())
+
+
+class EpochSeeded(Sampler[int]):
+    """Make each epoch's randomness a function of `seed + epoch` alone.
+
+    When an epoch's first index is drawn, every global generator (torch, numpy, random:
+    augmentation, dropout) is reseeded with `seed + epoch`, and the order comes from `base`
+    (told the epoch) or, without one, from a permutation seeded the same way. A run resumed
+    from `last.ckpt` therefore trains exactly as the uninterrupted run did. Lightning calls
+    `set_epoch` before each epoch but the first of a process, whose epoch is given here.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, base: Sampler | None = None) -> None:
+        self.size, self.seed, self.epoch, self.base = size, seed, epoch, base
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base) if self.base is not None else self.size
+
+    def __iter__(self) -> Iterator[int]:
+        from lightning.fabric.utilities.seed import seed_everything
+
+        seed = self.seed + self.epoch
+        seed_everything(seed, workers=True, verbose=False)
+        if self.base is None:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(seed))
+            order = order.tolist()
+        else:
+            self.base.set_epoch(self.epoch)
+            order = list(self.base)
+        self.epoch += 1  # the next epoch, also when nobody calls set_epoch
+        yield from order

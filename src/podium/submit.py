@@ -1,14 +1,18 @@
 """`python -m podium.submit runs=[dir,...]`: average runs' test probabilities into one submission.
 
-Each run folder gives its `test_probs.csv`, or, when that is missing, its
-`checkpoints/best.ckpt` predicts the test set again. The class probabilities are
-averaged (optionally weighted) and written as a validated `submission.csv` with the
-averaged `test_probs.csv` into a new `logs/submit/...` folder.
+A run is a training run folder or a cross-validation folder (all its folds). Each run
+gives its `test_probs.csv`, or, when that is missing or test-time augmentation is asked
+for (`tta=hflip`), its `checkpoints/best.ckpt` predicts the test set again. The class
+probabilities are averaged (optionally weighted), optionally post-processed with what the
+runs' out-of-fold predictions teach (`postprocess=f1_offsets|logit_adjust`), and written
+as a validated `submission.csv` with the averaged `test_probs.csv` into a new
+`logs/submit/...` folder.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -31,15 +35,29 @@ def latest_run(log_dir: Path) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def run_config(run: Path) -> DictConfig:
+def expand_runs(runs: Sequence[Path]) -> list[Path]:
+    """Run folders as given; a cross-validation folder stands for all of its folds."""
+    expanded = []
+    for run in runs:
+        if not run.is_dir():
+            raise PodiumError(f"run folder {run} not found")
+        folds = sorted(p.parent.parent for p in run.glob("*/.hydra/config.yaml"))
+        expanded += folds if folds and not (run / ".hydra" / "config.yaml").exists() else [run]
+    return expanded
+
+
+def run_config(run: Path, paths: DictConfig) -> DictConfig:
+    """A run's composed config; its `paths` resolve against this session's."""
     path = run / ".hydra" / "config.yaml"
     if not path.is_file():
         raise PodiumError(f"{run} is not a podium run folder (no .hydra/config.yaml)")
-    return OmegaConf.load(path)
+    cfg = OmegaConf.load(path)
+    cfg.paths = paths
+    return cfg
 
 
-def predict_run(run: Path, cfg: DictConfig) -> pd.DataFrame:
-    """Predict the test set with a run's best checkpoint (when it left no test_probs.csv)."""
+def predict_run(run: Path, cfg: DictConfig, tta: list) -> pd.DataFrame:
+    """Predict the test set with a run's best checkpoint (and test-time augmentation)."""
     import lightning as L
     import torch
 
@@ -48,32 +66,33 @@ def predict_run(run: Path, cfg: DictConfig) -> pd.DataFrame:
 
     ckpt_path = run / "checkpoints" / "best.ckpt"
     if not ckpt_path.is_file():
-        raise PodiumError(f"{run} has neither test_probs.csv nor checkpoints/best.ckpt")
+        raise PodiumError(f"{run} has no checkpoints/best.ckpt to predict with")
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     hparams = checkpoint["hyper_parameters"]
     datamodule = build_datamodule(cfg)
     datamodule.setup("predict")
     module = build_module(cfg, hparams["class_names"], hparams["mean"], hparams["std"])
     module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.tta = tta
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    probs = torch.cat(trainer.predict(module, dataloaders=datamodule.predict_dataloader()))
+    probs = torch.cat(trainer.predict(module, dataloaders=datamodule.test_images_dataloader()))
     return probs_frame(datamodule.test_ids, probs.numpy(), hparams["class_names"],
                        datamodule.id_col)
 
 
-def run_probs(run: Path, cfg: DictConfig) -> pd.DataFrame:
+def run_probs(run: Path, cfg: DictConfig, tta: list) -> pd.DataFrame:
     path = run / "test_probs.csv"
-    if path.is_file():
+    if path.is_file() and not tta:
         return pd.read_csv(path, dtype={cfg.data.id_col: str})
-    return predict_run(run, cfg)
+    return predict_run(run, cfg, tta)
 
 
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
-                  weights: list[float] | None) -> pd.DataFrame:
+                  weights: Sequence[float] | None = None) -> pd.DataFrame:
     """Weighted mean of the runs' probabilities; they must share ids and classes."""
     first = frames[0]
-    for run, frame in zip(runs[1:], frames[1:], strict=False):
+    for run, frame in zip(runs[1:], frames[1:], strict=True):
         if list(frame.columns) != list(first.columns):
             raise PodiumError(
                 f"{run} was trained on classes {list(frame.columns[1:])}, {runs[0]} on "
@@ -83,37 +102,59 @@ def average_probs(frames: list[pd.DataFrame], runs: list[Path],
             raise PodiumError(f"{run} predicted other test ids than {runs[0]}")
     weights = list(weights) if weights else [1.0] * len(frames)
     if len(weights) != len(frames) or min(weights) < 0 or sum(weights) <= 0:
-        raise PodiumError(f"weights={weights}: give one non-negative weight per run")
+        raise PodiumError(f"weights={weights}: give one non-negative weight per run "
+                          f"({len(frames)} runs)")
     stacked = np.stack([f.iloc[:, 1:].to_numpy(dtype=np.float64) for f in frames])
     mean = np.tensordot(np.asarray(weights) / sum(weights), stacked, axes=1)
     return first.iloc[:, :1].join(pd.DataFrame(mean, columns=first.columns[1:]))
 
 
-def submit(cfg: DictConfig) -> Path:
-    """Average the given runs (default: the latest) and write the submission."""
+def write_ensemble(runs: list[Path], configs: list[DictConfig], output_dir: Path,
+                   weights: Sequence[float] | None = None, tta: list | None = None,
+                   postprocess: DictConfig | None = None) -> dict:
+    """Average the runs into `output_dir`'s submission; returns a summary for metrics.json."""
     from podium.datamodule import read_csv
-    from podium.submission import leaderboard_score, write_json, write_submission
+    from podium.postprocess import fit_postprocess, read_oof
+    from podium.submission import leaderboard_score, write_submission
 
-    runs = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
-    configs = [run_config(run) for run in runs]
-    for c in configs:  # the run's own paths resolve against this (submit) session
-        c.paths = cfg.paths
-    probs = average_probs([run_probs(r, c) for r, c in zip(runs, configs, strict=False)], runs, cfg.weights)
-
+    frames = [run_probs(r, c, tta or []) for r, c in zip(runs, configs, strict=True)]
+    probs = average_probs(frames, runs, weights)
     data = configs[0].data
-    root, id_col = Path(data.root), data.id_col
-    sample = read_csv(root / data.sample_submission, [id_col], "the sample submission")
-    output_dir = Path(cfg.paths.output_dir)
-    path = write_submission(output_dir, sample, probs[id_col].tolist(),
-                            probs.iloc[:, 1:].to_numpy(), list(probs.columns[1:]), id_col)
-    summary = {"runs": [str(r) for r in runs], "weights": cfg.weights}
+    id_col, class_names = data.id_col, list(probs.columns[1:])
+    test = probs.iloc[:, 1:].to_numpy()
+    summary: dict = {"runs": [str(r) for r in runs], "weights": weights}
+    if postprocess:
+        oof = read_oof(runs, id_col, data.target_col)
+        adjust, report = fit_postprocess(postprocess, oof, class_names, data.target_col)
+        test = adjust(test)
+        summary["postprocess"] = report
+        print(f"{report['name']}: OOF macro-F1 {report['before']:.4f} -> {report['after']:.4f}")
+
+    sample = read_csv(Path(data.root) / data.sample_submission, [id_col], "the sample submission")
+    path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names, id_col)
+    summary["submission"] = str(path)
     answers = Path(data.answers) if data.get("answers") else None
     if answers and answers.is_file():
         summary["leaderboard/f1_macro"] = leaderboard_score(path, answers, id_col)
         print(f"demo leaderboard macro-F1: {summary['leaderboard/f1_macro']:.4f}")
-    write_json(output_dir / "metrics.json", summary)
     print(f"averaged {len(runs)} run(s) into {path}")
-    return path
+    return summary
+
+
+def submit(cfg: DictConfig) -> Path:
+    """Average the given runs (default: the latest) and write the submission."""
+    from hydra.utils import instantiate
+
+    from podium.submission import write_json
+
+    given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
+    runs = expand_runs(given)
+    configs = [run_config(run, cfg.paths) for run in runs]
+    tta = [instantiate(t) for t in cfg.get("tta") or []]
+    output_dir = Path(cfg.paths.output_dir)
+    summary = write_ensemble(runs, configs, output_dir, cfg.weights, tta, cfg.get("postprocess"))
+    write_json(output_dir / "metrics.json", summary)
+    return Path(summary["submission"])
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="submit")

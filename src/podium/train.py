@@ -56,13 +56,34 @@ def build_module(cfg: DictConfig, class_names: list[str], mean: list[float],
     return ClassifierModule(
         net=net,
         loss=build_loss(cfg, class_counts) if class_counts is not None else None,
-        optimizer=instantiate(cfg.optimizer),
+        optimizer=build_optimizer_factory(cfg),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=class_names,
         mean=mean,
         std=std,
         channels_last=cfg.model.get("channels_last", False),
+        tta=[instantiate(t) for t in cfg.get("tta") or []],
     )
+
+
+def build_optimizer_factory(cfg: DictConfig):
+    """`optimizer` as a factory `network -> Optimizer` with podium's parameter groups.
+
+    The group is any torch.optim class as a Hydra partial plus podium's own key
+    `no_decay_norm_bias`, which is taken out before torch sees the arguments;
+    `model.backbone_lr_mult` comes from the model group.
+    """
+    from functools import partial
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from podium.optim import build_optimizer
+
+    torch_cfg = OmegaConf.to_container(cfg.optimizer)
+    no_decay = torch_cfg.pop("no_decay_norm_bias", False)
+    return partial(build_optimizer, optimizer=instantiate(torch_cfg), no_decay_norm_bias=no_decay,
+                   backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0))
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any):

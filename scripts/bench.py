@@ -1,0 +1,240 @@
+"""`make bench`: podium's Trainer.fit against a plain PyTorch loop, same model and data.
+
+In one process, interleaved, `--repeats` times on each dataset (the demo and
+../shared/data/cifar10-lt):
+  1. a plain loop written here (manual batching from the same cached uint8 tensors, the same
+     per-sample augmentation, the same normalisation, model, AdamW step),
+  2. podium: `train.build_*` from the real config, `Trainer.fit` for the same steps
+     (validation off, the default callbacks and CSV logger on).
+It reports training images/s of both and their ratio (median, min, max), the data loader's
+images/s alone, prediction images/s, peak memory, and the time from a fresh
+`python -m podium.train` to its first training step split into phases. Prints JSON.
+
+    python scripts/bench.py [--steps 30] [--repeats 3] [--datasets demo,cifar10-lt]
+        [--precision 32-true] [--accelerator auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = {"demo": ROOT / "data" / "demo",
+            "cifar10-lt": ROOT.parent / "shared" / "data" / "cifar10-lt"}
+WARMUP = 5  # steps not timed (allocator, oneDNN primitive caches)
+
+
+def compose(root: Path, args: argparse.Namespace, extra: list[str] = ()):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    overrides = [f"data.root={root}", f"data.batch_size={args.batch_size}",
+                 f"trainer.precision={args.precision}", f"trainer.accelerator={args.accelerator}",
+                 "augment=flip", *extra]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    out = ROOT / "logs" / "bench" / "run"
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+        cfg.hydra.runtime.output_dir = str(out)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+class StepClock:
+    """Wall time of steps WARMUP..end (Lightning callback, or called by hand)."""
+
+    def __init__(self) -> None:
+        self.start = self.end = 0.0
+        self.steps = 0
+
+    def tick(self, device: torch.device) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        self.steps += 1
+        if self.steps == WARMUP:
+            self.start = time.perf_counter()
+        self.end = time.perf_counter()
+
+
+def plain_loop(datamodule, net_factory, steps: int, batch_size: int, device: torch.device,
+               precision: str) -> float:
+    """The hand-written reference: images/s over steps WARMUP..steps."""
+    images, labels = datamodule.train_set.images, datamodule.train_set.labels
+    transform = datamodule.train_transform
+    mean = torch.tensor(datamodule.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(datamodule.std, device=device).view(1, -1, 1, 1)
+    net = net_factory().to(device).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in precision)
+    clock, done = StepClock(), 0
+    generator = torch.Generator().manual_seed(0)
+    while done < steps:
+        for idx in torch.randperm(len(images), generator=generator).split(batch_size):
+            if len(idx) < batch_size or done == steps:
+                continue
+            x = torch.stack([transform(images[i]) for i in idx.tolist()]).to(device)
+            y = labels[idx].to(device)
+            x = ((x.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done += 1
+            clock.tick(device)
+    return batch_size * (steps - WARMUP) / (clock.end - clock.start)
+
+
+def podium_fit(cfg, datamodule, steps: int, device: torch.device) -> float:
+    """podium's Trainer.fit on the same data: images/s over steps WARMUP..steps."""
+    import lightning as L
+
+    from podium.train import build_module, build_trainer
+
+    clock = StepClock()
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, *args) -> None:
+            clock.tick(device)
+
+    module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std,
+                          datamodule.class_counts)
+    trainer = build_trainer(cfg, max_steps=steps, limit_val_batches=0, max_epochs=-1,
+                            enable_progress_bar=False)
+    trainer.callbacks.append(Clock())
+    trainer.fit(module, datamodule=datamodule)
+    return cfg.data.batch_size * (steps - WARMUP) / (clock.end - clock.start)
+
+
+def loader_rate(datamodule, batches: int) -> float:
+    start, n = time.perf_counter(), 0
+    for i, (x, _) in enumerate(datamodule.train_dataloader()):
+        n += len(x)
+        if i + 1 == batches:
+            break
+    return n / (time.perf_counter() - start)
+
+
+def predict_rate(cfg, datamodule) -> float:
+    from podium.train import build_module, build_trainer
+
+    datamodule.setup("predict")
+    module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std)
+    trainer = build_trainer(cfg, enable_progress_bar=False, logger=False, callbacks=[])
+    start = time.perf_counter()
+    trainer.predict(module, dataloaders=datamodule.test_images_dataloader(),
+                    return_predictions=False)
+    return len(datamodule.test_set) / (time.perf_counter() - start)
+
+
+STARTUP = r"""
+import time; t0 = time.perf_counter(); marks = {}
+import lightning, hydra, torchmetrics, torchvision, podium.train as T
+marks["imports"] = time.perf_counter() - t0
+import sys; sys.argv = ["podium.train", "data.root=%s", "paths.log_dir=%s", "trainer.max_epochs=1"]
+from hydra.core.hydra_config import HydraConfig
+def first_step(cfg):
+    t = time.perf_counter(); marks["config"] = t - t0 - marks["imports"]
+    dm = T.build_datamodule(cfg); dm.prepare_data(); dm.setup("fit")
+    marks["data_cache"] = time.perf_counter() - t; t = time.perf_counter()
+    module = T.build_module(cfg, dm.class_names, dm.mean, dm.std, dm.class_counts)
+    trainer = T.build_trainer(cfg, max_steps=1, limit_val_batches=0, enable_progress_bar=False)
+    marks["model_build"] = time.perf_counter() - t; t = time.perf_counter()
+    class Stop(lightning.Callback):
+        def on_train_batch_start(self, *a):
+            marks["fit_to_first_step"] = time.perf_counter() - t
+            marks["total"] = time.perf_counter() - t0
+            print("MARKS" + __import__("json").dumps(marks)); raise SystemExit(0)
+    trainer.callbacks.append(Stop()); trainer.fit(module, datamodule=dm)
+import hydra as H
+H.main(version_base="1.3", config_path=T.CONFIG_DIR, config_name="train")(first_step)()
+"""
+
+
+def startup_time(root: Path) -> dict:
+    """A fresh interpreter: `python -m podium.train` phases until the first training step."""
+    log_dir = ROOT / "logs" / "bench"
+    proc = subprocess.run([sys.executable, "-c", STARTUP % (root, log_dir)], cwd=ROOT,
+                          capture_output=True, text=True)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("MARKS")), None)
+    if line is None:
+        return {"error": proc.stderr.strip().splitlines()[-1:]}
+    return {k: round(v, 2) for k, v in json.loads(line[5:]).items()}
+
+
+def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
+    from hydra.utils import instantiate
+
+    from podium.train import build_datamodule
+
+    cfg = compose(root, args)
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    start = time.perf_counter()
+    datamodule.setup("fit")
+    decode_s = time.perf_counter() - start
+    device = torch.device("cuda" if torch.cuda.is_available() and args.accelerator != "cpu"
+                          else "cpu")
+    net_factory = lambda: instantiate(cfg.model.net, num_classes=len(datamodule.class_names),  # noqa: E731
+                                      in_chans=len(datamodule.mean))
+    plain, podium = [], []
+    for _ in range(args.repeats):  # interleaved: drifts in machine speed hit both alike
+        torch.manual_seed(0)
+        plain.append(plain_loop(datamodule, net_factory, args.steps, args.batch_size, device,
+                                args.precision))
+        torch.manual_seed(0)
+        podium.append(podium_fit(cfg, datamodule, args.steps, device))
+    ratios = [p / q for p, q in zip(podium, plain, strict=True)]
+    train_rate = statistics.median(podium)
+    loader = loader_rate(datamodule, batches=min(50, len(datamodule.train_dataloader())))
+    return {
+        "dataset": name, "train_images": len(datamodule.train_set),
+        "image_shape": list(datamodule.image_shape), "decode_s": round(decode_s, 2),
+        "plain_img_s": [round(x, 1) for x in plain], "podium_img_s": [round(x, 1) for x in podium],
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+        "loader_img_s": round(loader, 1), "loader_over_train": round(loader / train_rate, 1),
+        "predict_img_s": round(predict_rate(cfg, datamodule), 1),
+        "startup_s": startup_time(root),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--datasets", default="demo,cifar10-lt")
+    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--accelerator", default="auto")
+    args = parser.parse_args()
+
+    results = []
+    for name in args.datasets.split(","):
+        root = DATASETS[name]
+        if name != "demo" and not (root / "train.csv").exists():
+            print(f"skipping {name}: {root} not found", file=sys.stderr)
+            continue
+        results.append(bench_dataset(name, root, args))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"machine": machine, "args": vars(args), "peak_rss_mb": round(peak_mb),
+                      "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Cross-validation folds, out-of-fold predictions, TTA, ensembles and post-processing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import f1_score
+
+from conftest import ROOT, run_cli
+from podium.postprocess import f1_offsets, fit_postprocess, macro_f1
+
+FOLDS = 3
+
+
+@pytest.fixture(scope="module")
+def cv_dir(tmp_path_factory, demo_root):
+    """`make cv EXP=baseline FOLDS=3` on a tiny budget (the command make runs)."""
+    logs = tmp_path_factory.mktemp("logs")
+    run_cli("podium.train", "-m", "task_name=cv", "experiment=baseline", "sweep_name=baseline",
+            f"data.n_folds={FOLDS}", f"data.fold=range(0,{FOLDS})", "debug=limit",
+            f"data.root={demo_root}", f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
+    [cv] = list((logs / "cv" / "baseline").iterdir())
+    return cv
+
+
+def read_probs(path):
+    return pd.read_csv(path, dtype={"id": str, "label": str})
+
+
+def test_every_training_id_is_out_of_fold_once(cv_dir, demo_root):
+    oof = read_probs(cv_dir / "oof.csv")
+    train = pd.read_csv(demo_root / "train.csv", dtype=str)
+    assert sorted(oof.id) == sorted(train.id)
+    assert sorted(oof.fold.unique()) == list(range(FOLDS))
+    truth = train.set_index("id").label
+    assert (oof.label == truth[oof.id].to_numpy()).all()  # the true label, not a prediction
+
+
+def test_oof_metrics_equal_scikit_learn(cv_dir):
+    oof = read_probs(cv_dir / "oof.csv")
+    classes = oof.columns[3:]
+    predicted = classes[oof[classes].to_numpy().argmax(axis=1)]
+    metrics = json.loads((cv_dir / "metrics.json").read_text())
+    assert metrics["oof/f1_macro"] == pytest.approx(
+        f1_score(oof.label, predicted, average="macro"), abs=1e-6)
+    assert metrics["oof/acc"] == pytest.approx((oof.label == predicted).mean(), abs=1e-6)
+    assert metrics["folds"] == FOLDS and metrics["failed"] == []
+
+
+def test_cv_submission_is_the_mean_of_the_folds(cv_dir, demo_root):
+    folds = [read_probs(cv_dir / str(k) / "test_probs.csv") for k in range(FOLDS)]
+    mean = sum(f.iloc[:, 1:].to_numpy() for f in folds) / FOLDS
+    submission = pd.read_csv(cv_dir / "submission.csv", dtype=str)
+    sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
+    assert list(submission.id) == list(sample.id)
+    assert list(submission.label) == list(folds[0].columns[1:][mean.argmax(axis=1)])
+
+
+def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
+    from podium.submit import run_config
+    from podium.train import build_datamodule, build_module
+
+    run_cli("podium.submit", f"runs=[{cv_dir}]", "tta=hflip", f"paths.log_dir={tmp_path}",
+            f"paths.root_dir={ROOT}")
+    [out] = list((tmp_path / "submit" / "ensemble").iterdir())
+    got = read_probs(out / "test_probs.csv").iloc[:, 1:].to_numpy()
+
+    expected = 0
+    for k in range(FOLDS):  # reference: each fold's net on the images and their mirror
+        fold = cv_dir / str(k)
+        cfg = run_config(fold, json_paths())
+        ckpt = torch.load(fold / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
+        hp = ckpt["hyper_parameters"]
+        module = build_module(cfg, hp["class_names"], hp["mean"], hp["std"])
+        module.load_state_dict(ckpt["state_dict"], strict=False)
+        module.eval()
+        data = build_datamodule(cfg)
+        data.setup("predict")
+        x = data.test_set.images
+        with torch.no_grad():
+            views = [module(x).softmax(1), module(torch.flip(x, dims=[-1])).softmax(1)]
+        expected = expected + (views[0] + views[1]).numpy() / 2 / FOLDS
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+def json_paths():
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"root_dir": str(ROOT), "data_dir": str(ROOT / "data"),
+                             "log_dir": str(ROOT / "logs"), "output_dir": "."})
+
+
+def test_postprocess_reports_before_and_after(cv_dir, tmp_path):
+    proc = run_cli("podium.submit", f"runs=[{cv_dir}]", "postprocess=f1_offsets",
+                   f"paths.log_dir={tmp_path}", f"paths.root_dir={ROOT}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("f1_offsets"))
+    before, after = (float(v) for v in line.split("macro-F1 ")[1].split(" -> "))
+    assert after >= before
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 5))
+def test_f1_offsets_never_lower_the_oof_score(seed, n_classes):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, 60)
+    logp = np.log(rng.dirichlet(np.ones(n_classes), 60))
+    offsets = f1_offsets(logp, y, rounds=1, grid=np.linspace(-1, 1, 9))
+    assert macro_f1(y, (logp + offsets).argmax(1), n_classes) >= macro_f1(
+        y, logp.argmax(1), n_classes)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000))
+def test_macro_f1_equals_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    y, pred = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    expected = f1_score(y, pred, average="macro", labels=range(4), zero_division=0)
+    assert macro_f1(y, pred, 4) == pytest.approx(expected)
+
+
+def test_logit_adjust_learns_tau_on_oof():
+    from omegaconf import OmegaConf
+
+    rng = np.random.default_rng(0)  # a model biased towards the head class "a"
+    y = np.repeat([0, 1, 2], [60, 25, 15])
+    probs = rng.dirichlet([1, 1, 1], len(y)) * 0.5
+    probs[np.arange(len(y)), y] += 0.3
+    probs[:, 0] += 0.35
+    probs /= probs.sum(axis=1, keepdims=True)
+    oof = pd.DataFrame(probs, columns=["a", "b", "c"]).assign(label=np.array(["a", "b", "c"])[y])
+    adjust, report = fit_postprocess(OmegaConf.create({"name": "logit_adjust"}), oof,
+                                     ["a", "b", "c"], "label")
+    assert report["after"] >= report["before"] and report["tau"] > 0
+    prior = np.bincount(y) / len(y)
+    expected = np.log(probs) - report["tau"] * np.log(prior)
+    assert np.allclose(np.log(adjust(probs)) - np.log(adjust(probs))[:, :1],
+                       expected - expected[:, :1])
