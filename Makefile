@@ -5,6 +5,10 @@ ARGS    ?=
 RUN     ?=
 FOLDS   ?= 5
 JOBS    ?=
+TRIALS  ?= 20
+# make sweep: conf/hparams_search/EXP.yaml when there is one, else the generic lr_wd.yaml
+SEARCH  ?= $(if $(wildcard conf/hparams_search/$(EXP).yaml),$(EXP),lr_wd)
+DIR     ?= logs
 # torch/torchvision pinned to the builds these machines install from local disk.
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 
@@ -13,7 +17,7 @@ empty :=
 space := $(empty) $(empty)
 RUNS  := [$(subst $(space),$(comma),$(foreach r,$(RUN),'$(r)'))]
 
-.PHONY: help install train cv submit test test-slow bench-imbalance lint demo-data clean
+.PHONY: help install eda train cv submit test test-slow bench bench-imbalance lint demo-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,12 +27,23 @@ install: ## create .venv and install podium (editable) with the dev tools
 	$(PY) -m pip install $(TORCH)
 	$(PY) -m pip install -e ".[dev]"
 
+eda: ## class distribution, imbalance ratio and what do-nothing baselines score (ARGS=...)
+	$(PY) -m podium.eda task_name=eda $(ARGS)
+
 train: ## train EXP (conf/experiment/EXP.yaml) with extra Hydra ARGS; writes logs/train/...
 	$(PY) -m podium.train experiment=$(EXP) $(ARGS)
 
 cv: ## FOLDS-fold cross-validation of EXP (JOBS=n folds in parallel) -> logs/cv/...
 	$(PY) -m podium.train -m task_name=cv experiment=$(EXP) sweep_name=$(EXP) data.n_folds=$(FOLDS) \
 		"data.fold=range(0,$(FOLDS))" $(if $(JOBS),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
+
+.PHONY: sweep runs
+sweep: ## Optuna search of EXP over conf/hparams_search/SEARCH.yaml, TRIALS in total; re-run resumes -> logs/sweep/EXP/
+	$(PY) -m podium.train -m experiment=$(EXP) hparams_search=$(SEARCH) sweep_name=$(EXP) \
+		hydra.sweeper.n_trials=$(TRIALS) $(ARGS)
+
+runs: ## table of every run under DIR (default logs), best first -> DIR/runs.csv
+	$(PY) scripts/summarize_runs.py $(DIR) $(ARGS)
 
 submit: ## average RUN="dir ..." (default: the latest run) into logs/submit/.../submission.csv
 	$(PY) -m podium.submit "runs=$(RUNS)" $(ARGS)
@@ -38,6 +53,9 @@ test: ## the fast test suite (what CI runs)
 
 test-slow: ## the slow tests only (long training, benchmarks)
 	$(PY) -m pytest -q -m slow $(ARGS)
+
+bench: ## podium vs a plain PyTorch loop (throughput ratio, loader, start-up) as JSON
+	$(PY) scripts/bench.py $(ARGS)
 
 bench-imbalance: ## every imbalance recipe on ../shared/data/cifar10-lt -> benchmarks/imbalance.md
 	$(PY) scripts/bench_imbalance.py $(ARGS)

@@ -128,11 +128,14 @@ def loader_rate(datamodule, batches: int) -> float:
 
 
 def predict_rate(cfg, datamodule) -> float:
-    from podium.train import build_module, build_trainer
+    import lightning as L
+
+    from podium.train import build_module
 
     datamodule.setup("predict")
     module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std)
-    trainer = build_trainer(cfg, enable_progress_bar=False, logger=False, callbacks=[])
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
+                        precision=cfg.trainer.precision, enable_progress_bar=False)
     start = time.perf_counter()
     trainer.predict(module, dataloaders=datamodule.test_images_dataloader(),
                     return_predictions=False)

@@ -482,7 +482,11 @@ def test_expected_loss_configs_exist() -> None:
     assert EXPECTED_LOSS_CONFIGS <= found
 
 
-@pytest.mark.parametrize("path", sorted((CONF / "loss").glob("*.yaml")), ids=lambda p: p.stem)
+CLASSIFICATION_LOSS_CONFIGS = [p for p in sorted((CONF / "loss").glob("*.yaml"))
+                               if p.stem not in ("mse", "l1", "huber")]  # regression: test_tasks
+
+
+@pytest.mark.parametrize("path", CLASSIFICATION_LOSS_CONFIGS, ids=lambda p: p.stem)
 def test_loss_config_instantiates_and_gives_finite_loss(path: Path) -> None:
     factory = instantiate(OmegaConf.load(path))
     kwargs = {}

@@ -76,7 +76,8 @@ def test_plateau_reduces_after_patience_epochs_without_improvement(tmp_path, dem
     # 5 bad; 6 bad -> halve again for epoch 7.
     expected = [1, 1, 1, 1, 1, 0.5, 0.5, 0.25]
     _, trainer, _, _ = fit(tmp_path, demo_root, [
-        "scheduler=plateau", "scheduler.monitor=val/fake", "scheduler.scheduler.patience=1",
+        "scheduler=plateau", "scheduler.monitor=val/fake", "scheduler.scheduler.mode=min",
+        "scheduler.scheduler.patience=1",
         "scheduler.scheduler.factor=0.5", f"trainer.max_epochs={len(values)}",
         "++trainer.limit_train_batches=1",
     ], callbacks=[FakeMetric(values)])
@@ -84,9 +85,13 @@ def test_plateau_reduces_after_patience_epochs_without_improvement(tmp_path, dem
     assert list(lrs.iloc[:, 0] / 3e-3) == pytest.approx(expected)
 
 
-def test_plateau_watches_val_loss_by_default(tmp_path):
-    cfg = make_cfg(tmp_path, ["scheduler=plateau"])
-    assert cfg.scheduler.monitor == "val/loss" and cfg.scheduler.scheduler.mode == "min"
+def test_plateau_watches_metric_monitor_by_default(tmp_path):
+    from podium.metrics import resolve_metric
+
+    cfg = resolve_metric(make_cfg(tmp_path, ["scheduler=plateau"]))
+    assert cfg.scheduler.monitor == "val/f1_macro" and cfg.scheduler.scheduler.mode == "max"
+    cfg = resolve_metric(make_cfg(tmp_path, ["scheduler=plateau", "scheduler.monitor=val/loss"]))
+    assert cfg.scheduler.scheduler.mode == "min"
 
 
 def test_warmup_longer_than_the_run_is_one_line(tmp_path, demo_root):

@@ -4,16 +4,42 @@ averaging (EMA) whose average is the model podium validates, checkpoints and pre
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, WeightAveraging
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, WeightAveraging
 
 from podium.errors import PodiumError
 from podium.submission import probs_frame, write_atomic, write_submission
 
 log = logging.getLogger(__name__)
+
+
+def gather_predictions(trainer: L.Trainer, predictions, batch_indices) -> list[torch.Tensor]:
+    """One tensor per predict dataloader, in dataset order, with every rank's shard.
+
+    Under DDP, `trainer.predict` gives each rank a disjoint shard (Lightning's
+    UnrepeatedDistributedSampler: no padding); the dataset indices of each shard come
+    with it, so the shards are gathered and put back in order. Call it on every rank.
+    """
+    if trainer.world_size == 1:
+        return [torch.cat(p).float().cpu() for p in predictions]
+    import torch.distributed as dist
+
+    local = [(torch.cat(p).float().cpu(), [i for batch in idx for i in batch])
+             for p, idx in zip(predictions, batch_indices, strict=True)]
+
+    shards: list = [None] * trainer.world_size
+    dist.all_gather_object(shards, local)
+    gathered = []
+    for k in range(len(local)):
+        probs = torch.cat([shard[k][0] for shard in shards])
+        index = torch.tensor([i for shard in shards for i in shard[k][1]])
+        gathered.append(probs[index.argsort()])
+    return gathered
 
 
 class SubmissionWriter(BasePredictionWriter):
@@ -27,19 +53,24 @@ class SubmissionWriter(BasePredictionWriter):
     def __init__(self, output_dir: str) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir = Path(output_dir)
+        self.path: Path | None = None  # the submission written (submission-N.csv if taken)
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions, batch_indices) -> None:
         data = trainer.datamodule
-        if not trainer.is_global_zero or data is None:
+        if data is None:
             return
-        test, val = (torch.cat(p).float().cpu().numpy() for p in predictions)
+        predictions = gather_predictions(trainer, predictions, batch_indices)  # every rank
+        if not trainer.is_global_zero:
+            return
+        test, val = (p.numpy() for p in predictions)
         if len(test) != len(data.test_ids) or len(val) != len(data.val_ids):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"
                         "batches): no submission written")
             return
-        path = write_submission(self.output_dir, data.sample, data.test_ids, test,
-                                data.class_names, data.id_col)
+        task = getattr(data, "task", "multiclass")
+        path = self.path = write_submission(self.output_dir, data.sample, data.test_ids, test,
+                                            data.class_names, data.id_col, task)
         oof = probs_frame(data.val_ids, val, data.class_names, data.id_col)
         oof.insert(1, "fold", data.fold or 0)
         oof.insert(2, data.target_col, data.val_labels)
@@ -89,3 +120,103 @@ class FiniteLossGuard(L.Callback):
                 f"the checkpoints saved before it are kept"
             )
 
+
+
+class ClassReport(BasePredictionWriter):
+    """After `trainer.predict` (the best checkpoint), the validation split's per-class
+    precision/recall/F1/support table and confusion matrix in `report/` (classification)."""
+
+    def __init__(self, output_dir: str) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_dir = Path(output_dir)
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           predictions, batch_indices) -> None:
+        from podium.report import write_class_report
+
+        data = trainer.datamodule
+        if (not trainer.is_global_zero or data is None or len(predictions) < 2
+                or getattr(data, "task", "multiclass") == "regression"):
+            return
+        val = torch.cat(predictions[1]).float().cpu().numpy()
+        if len(val) != len(data.val_idx):
+            return  # fast_dev_run / limit_predict_batches: part of the split only
+        write_class_report(self.output_dir, data.labels[data.val_idx], val, data.class_names)
+
+
+class MonitorCheck(L.Callback):
+    """`metric.monitor` must be a logged key: a one-line error listing the logged keys at the
+    first validation end, before ModelCheckpoint/EarlyStopping raise their own long ones."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logged = trainer.callback_metrics
+        if trainer.sanity_checking or self.monitor in logged or self.monitor.startswith("train/"):
+            return
+        raise PodiumError(
+            f"metric.monitor={self.monitor} was never logged; logged keys: "
+            f"{', '.join(sorted(logged)) or 'none'}; set metric.monitor to one of them"
+        )
+
+
+class LearningCurves(L.Callback):
+    """At the end of fit, `report/learning_curves.png` from the CSV logger's metrics.csv:
+    loss, the monitored metric and the learning rate (rank zero; needs `logger` to hold a
+    CSVLogger, otherwise it says so in the log and draws nothing)."""
+
+    def __init__(self, output_dir: str, monitor: str | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.monitor = monitor
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.loggers import CSVLogger
+
+        from podium.curves import plot_learning_curves
+
+        if not trainer.is_global_zero:
+            return
+        csv = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+        if csv is None:
+            log.info("no CSV logger (logger=csv or many): no learning curves drawn")
+            return
+        csv.save()  # flush what is still buffered
+        metrics = Path(csv.log_dir) / "metrics.csv"
+        if not metrics.is_file():
+            log.info("%s was not written: no learning curves drawn", metrics)
+            return
+        monitor = self.monitor or getattr(trainer.checkpoint_callback, "monitor", None)
+        path = self.output_dir / "report" / "learning_curves.png"
+        plot_learning_curves(metrics, path, monitor)
+        log.info("learning curves written to %s", path)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that keeps the best model across a resume into a new run folder.
+
+    Lightning forgets the best score when the checkpoint folder changes, so a resumed run
+    would take its first epoch as "best" even when an earlier epoch was better. Here the
+    earlier best checkpoint(s) are copied into the new folder and their scores restored:
+    the new run folder is complete, and the old one is never touched.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old_dir = state_dict.get("dirpath")
+        if self.dirpath and old_dir and Path(old_dir) != Path(self.dirpath):
+            copied = {}
+            for path, score in state_dict.get("best_k_models", {}).items():
+                if Path(path).is_file():
+                    target = Path(self.dirpath) / Path(path).name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
+                    copied[path] = (str(target), score)
+            if copied:
+                state_dict = {
+                    **state_dict, "dirpath": self.dirpath, "last_model_path": "",
+                    "best_k_models": dict(copied.values()),
+                    "best_model_path": copied.get(state_dict["best_model_path"], ("",))[0],
+                    "kth_best_model_path": copied.get(state_dict["kth_best_model_path"],
+                                                      ("",))[0],
+                }
+        super().load_state_dict(state_dict)

@@ -53,7 +53,11 @@ def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
     """Read a competition CSV with string ids; fail with one line if a column is missing."""
     if not path.is_file():
         raise PodiumError(f"{path} not found: {what} (set data.root to your competition folder)")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        reason = str(err).strip().splitlines()[-1]
+        raise PodiumError(f"{path} is not a readable CSV ({reason}): fix or re-export it") from err
     frame.columns = [c.strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -71,6 +75,33 @@ def sort_labels(values: Sequence[str]) -> list[str]:
         return sorted(unique, key=float)
     except ValueError:
         return unique
+
+
+def encode_target(values: Sequence[str], task: str, path: Path,
+                  target_col: str) -> tuple[np.ndarray, list[str]]:
+    """Targets as class indices + sorted class names, or (regression) float32 values with
+    `["prediction"]` as the one "class" (test_probs.csv/oof.csv column of the output)."""
+    from podium.metrics import check_task
+
+    check_task(task)
+    if task == "regression":
+        numbers = pd.to_numeric(pd.Series(list(values)), errors="coerce").to_numpy(float)
+        bad = np.flatnonzero(~np.isfinite(numbers))
+        if len(bad):
+            raise PodiumError(
+                f"{path}: data.task=regression needs a numeric {target_col} column, but row "
+                f"{bad[0] + 1} holds '{values[bad[0]]}' ({len(bad)} bad value(s)); fix the "
+                f"values or use data.task=multiclass"
+            )
+        return numbers.astype(np.float32), ["prediction"]
+    class_names = sort_labels(values)
+    if task == "binary" and len(class_names) != 2:
+        raise PodiumError(
+            f"{path}: data.task=binary needs exactly 2 classes in {target_col}, found "
+            f"{len(class_names)} ({', '.join(class_names[:5])}); use data.task=multiclass"
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    return np.array([index[v] for v in values], dtype=np.int64), class_names
 
 
 def find_images(
@@ -142,6 +173,18 @@ def decode_images(
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
 
+def first_image_channels(paths: Sequence[Path]) -> int:
+    """1 when the first readable image is grayscale, else 3 (unreadable ones are reported
+    by decode_images with their names)."""
+    for path in paths[:16]:
+        try:
+            with Image.open(path) as image:
+                return 1 if image.mode in ("L", "1", "I;16") else 3
+        except (UnidentifiedImageError, OSError, ValueError):
+            continue
+    return 3
+
+
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std in [0, 1] units, in chunks to keep memory flat."""
     total = torch.zeros(images.shape[1], dtype=torch.float64)
@@ -159,34 +202,44 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
 def split_indices(
     labels: np.ndarray, class_names: Sequence[str], val_fraction: float, seed: int,
     n_folds: int | None = None, fold: int | None = None, groups: Sequence[str] | None = None,
+    stratify: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stratified hold-out split, or fold `fold` of a seeded StratifiedKFold.
 
     With `groups` (e.g. a patient id), StratifiedGroupKFold keeps each group in one fold.
+    `stratify=False` (regression targets): plain shuffled KFold / GroupKFold / hold-out.
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        StratifiedGroupKFold,
+        StratifiedKFold,
+        train_test_split,
+    )
 
-    counts = np.bincount(labels, minlength=len(class_names))
-    need = n_folds if n_folds else 2
-    if counts.min() < need:
-        name = class_names[int(counts.argmin())]
-        raise PodiumError(
-            f"class '{name}' has {counts.min()} example(s); a stratified split needs at least "
-            f"{need} (add examples, merge the class, or lower data.n_folds)"
-        )
+    if n_folds and (fold is None or not 0 <= fold < n_folds):
+        raise PodiumError(f"data.fold={fold} must be in 0..{n_folds - 1} for "
+                          f"data.n_folds={n_folds}")
+    if not n_folds and not 0 < val_fraction < 1:
+        raise PodiumError(f"data.val_fraction={val_fraction} must be between 0 and 1")
+    if stratify:
+        counts = np.bincount(labels, minlength=len(class_names))
+        need = n_folds if n_folds else 2
+        if counts.min() < need:
+            name = class_names[int(counts.argmin())]
+            raise PodiumError(
+                f"class '{name}' has {counts.min()} example(s); a stratified split needs at "
+                f"least {need} (add examples, merge the class, or lower data.n_folds)"
+            )
     index = np.arange(len(labels))
     if n_folds:
-        if fold is None or not 0 <= fold < n_folds:
-            raise PodiumError(f"data.fold={fold} must be in 0..{n_folds - 1} for data.n_folds")
-        kind = StratifiedGroupKFold if groups is not None else StratifiedKFold
-        folds = kind(n_splits=n_folds, shuffle=True, random_state=seed)
+        kinds = {(True, False): StratifiedKFold, (True, True): StratifiedGroupKFold,
+                 (False, False): KFold, (False, True): GroupKFold}
+        folds = kinds[(stratify, groups is not None)](n_folds, shuffle=True, random_state=seed)
         return list(folds.split(index, labels, groups))[fold]
-    if not 0 < val_fraction < 1:
-        raise PodiumError(f"data.val_fraction={val_fraction} must be between 0 and 1")
-    n_val = max(int(round(val_fraction * len(labels))), len(class_names))
-    train_idx, val_idx = train_test_split(
-        index, test_size=n_val, stratify=labels, random_state=seed
-    )
+    n_val = max(int(round(val_fraction * len(labels))), len(class_names) if stratify else 1)
+    train_idx, val_idx = train_test_split(index, test_size=n_val, random_state=seed,
+                                          stratify=labels if stratify else None)
     return np.sort(train_idx), np.sort(val_idx)
 
 
@@ -224,8 +277,10 @@ class CompetitionDataModule(L.LightningDataModule):
         answers: str | None = None,
         train_transform: Callable | None = None,
         sampler: Callable[..., Sampler] | None = None,
+        task: str = "multiclass",
     ) -> None:
         super().__init__()
+        self.task = task
         self.root = Path(root)
         self.id_col, self.target_col, self.path_col = id_col, target_col, path_col
         self.group_col = group_col
@@ -268,9 +323,10 @@ class CompetitionDataModule(L.LightningDataModule):
         )
         check_values(train, self.root / self.train_csv, self.id_col, self.target_col)
 
-        self.class_names = sort_labels(train[self.target_col].tolist())
-        index = {name: i for i, name in enumerate(self.class_names)}
-        self.labels = np.array([index[v] for v in train[self.target_col]], dtype=np.int64)
+        self.labels, self.class_names = encode_target(
+            train[self.target_col].tolist(), self.task, self.root / self.train_csv,
+            self.target_col,
+        )
         self.train_ids = train[self.id_col].tolist()
         self.groups = train[self.group_col].tolist() if self.group_col else None
         self.test_ids = sample[self.id_col].tolist()
@@ -287,11 +343,11 @@ class CompetitionDataModule(L.LightningDataModule):
             self.read_folder()
             train_idx, val_idx = split_indices(
                 self.labels, self.class_names, self.val_fraction, self.seed,
-                self.n_folds, self.fold, self.groups,
+                self.n_folds, self.fold, self.groups, stratify=self.task != "regression",
             )
             self.train_idx, self.val_idx = train_idx, val_idx
             if self.channels is None:
-                self.channels = 1 if Image.open(self.train_paths[0]).mode in ("L", "1") else 3
+                self.channels = first_image_channels(self.train_paths)
             images = decode_images(self.train_paths, self.channels, self.image_size)
             labels = torch.from_numpy(self.labels)
             self.image_shape = tuple(images.shape[1:])
@@ -299,7 +355,7 @@ class CompetitionDataModule(L.LightningDataModule):
                 images[train_idx], labels[train_idx], self.train_transform
             )
             self.val_set = TensorImageDataset(images[val_idx], labels[val_idx])
-            self.class_counts = np.bincount(
+            self.class_counts = [] if self.task == "regression" else np.bincount(
                 self.labels[train_idx], minlength=len(self.class_names)
             ).tolist()
             mean, std = channel_stats(self.train_set.images)
@@ -342,6 +398,8 @@ class CompetitionDataModule(L.LightningDataModule):
 
     @property
     def val_labels(self) -> list[str]:
+        if self.task == "regression":
+            return self.labels[self.val_idx].tolist()
         return [self.class_names[i] for i in self.labels[self.val_idx]]
 
 

@@ -1,21 +1,143 @@
-"""torchmetrics collections per task; the monitored key picks the checkpoint."""
+"""torchmetrics collections per task; `metric.monitor` (one key) picks the checkpoint.
+
+Every collection takes what the module feeds it: class probabilities (N, C) and class
+indices for `multiclass`/`binary`, predictions (N,) and float targets for `regression`.
+
+- multiclass: accuracy, balanced accuracy (= macro recall), macro/weighted F1, macro
+  precision/recall, top-k accuracy and three rankings of the true class among the class
+  scores (one relevant label per row, as Kaggle scores MAP@3): `map@k` (1/rank when
+  rank <= k, else 0), `mrr` (1/rank), `ndcg@k` (1/log2(rank + 1) when rank <= k).
+- binary: the same (two logits, softmax; k is capped at 2) plus AUROC.
+- regression: MAE, MSE, RMSE, R2.
+"""
 
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, open_dict
+from torch import Tensor
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassAUROC,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
 )
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
+
+from podium.errors import PodiumError
+
+TASKS = ("multiclass", "binary", "regression")
+DEFAULT_MONITOR = {"multiclass": "val/f1_macro", "binary": "val/auroc", "regression": "val/mae"}
+MINIMISED = ("loss", "mae", "mse", "rmse")  # every other key is a score: higher is better
 
 
-def classification_metrics(num_classes: int) -> MetricCollection:
+class TrueClassRank(Metric):
+    """Mean over rows of a function of the true class's rank among the class scores.
+
+    `kind`: "map" (MAP@k with one relevant label: 1/rank if rank <= k else 0), "mrr"
+    (1/rank, any rank) or "ndcg" (NDCG@k with one relevant label: the ideal DCG is 1, so
+    1/log2(rank + 1) if rank <= k else 0). Ties count against the true class.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, kind: str, k: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if kind not in ("map", "mrr", "ndcg"):
+            raise ValueError(f"kind must be map, mrr or ndcg, not {kind}")
+        self.kind, self.k = kind, k
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, scores: Tensor, target: Tensor) -> None:
+        true = scores.gather(1, target.long().view(-1, 1))
+        rank = (scores >= true).sum(dim=1).to(torch.float64)  # 1 = the true class is on top
+        if self.kind == "ndcg":
+            gain = 1.0 / torch.log2(rank + 1.0)
+        else:
+            gain = 1.0 / rank
+        if self.k is not None and self.kind != "mrr":
+            gain = torch.where(rank <= self.k, gain, torch.zeros_like(gain))
+        self.total += gain.sum()
+        self.count += rank.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count.clamp_min(1)).float()
+
+
+def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass"
+                           ) -> MetricCollection:
     """Accuracy hides a class that is never predicted; the macro averages do not."""
-    return MetricCollection({
+    top = max(1, min(k, num_classes))
+    metrics = {
         "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "balanced_acc": MulticlassRecall(num_classes, average="macro"),
         "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        "f1_weighted": MulticlassF1Score(num_classes, average="weighted"),
         "precision_macro": MulticlassPrecision(num_classes, average="macro"),
         "recall_macro": MulticlassRecall(num_classes, average="macro"),
+        f"acc_top{k}": MulticlassAccuracy(num_classes, top_k=top, average="micro"),
+        f"map@{k}": TrueClassRank("map", k),
+        "mrr": TrueClassRank("mrr"),
+        f"ndcg@{k}": TrueClassRank("ndcg", k),
+    }
+    if task == "binary":
+        # With two softmax outputs, class 1's one-vs-rest AUROC equals class 0's: the macro
+        # average is the binary AUROC of p(class 1).
+        metrics["auroc"] = MulticlassAUROC(num_classes, average="macro")
+    return MetricCollection(metrics)
+
+
+def regression_metrics() -> MetricCollection:
+    return MetricCollection({
+        "mae": MeanAbsoluteError(),
+        "mse": MeanSquaredError(),
+        "rmse": MeanSquaredError(squared=False),
+        "r2": R2Score(),
     })
+
+
+def task_metrics(task: str, num_classes: int, k: int = 3) -> MetricCollection:
+    """The collection for `data.task`."""
+    check_task(task)
+    if task == "regression":
+        return regression_metrics()
+    return classification_metrics(num_classes, k, task)
+
+
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise PodiumError(f"data.task={task} is unknown: use one of {', '.join(TASKS)}")
+
+
+def infer_mode(monitor: str) -> str:
+    """min for losses and errors (`val/loss`, `val/mae`, ...), max for scores."""
+    name = monitor.rsplit("/", 1)[-1]
+    return "min" if name in MINIMISED or name.endswith("_loss") else "max"
+
+
+def resolve_metric(cfg: DictConfig) -> DictConfig:
+    """Fill `metric.monitor` (null: the task's default) and `metric.mode` (null: inferred
+    from the key) in place, once, before anything reads them (callbacks, scheduler)."""
+    task = cfg.data.get("task", "multiclass") if cfg.get("data") else "multiclass"
+    check_task(task)
+    with open_dict(cfg):
+        if cfg.get("metric") is None:
+            cfg.metric = {}
+        if not cfg.metric.get("monitor"):
+            cfg.metric.monitor = DEFAULT_MONITOR[task]
+        if not cfg.metric.get("mode"):
+            cfg.metric.mode = infer_mode(cfg.metric.monitor)
+        if cfg.metric.get("k") is None:
+            cfg.metric.k = 3
+        plateau = (cfg.get("scheduler") or {}).get("scheduler") or {}
+        if "mode" in plateau and plateau.mode is None and cfg.scheduler.get("monitor"):
+            plateau.mode = infer_mode(cfg.scheduler.monitor)  # ReduceLROnPlateau
+    if cfg.metric.mode not in ("min", "max"):
+        raise PodiumError(f"metric.mode={cfg.metric.mode} must be min, max or null (inferred)")
+    return cfg

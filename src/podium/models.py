@@ -70,3 +70,25 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.layers(self.stem(x)))
+
+
+class MLP(nn.Module):
+    """Tabular features (N, F) -> logits (N, num_classes) (regression: num_classes = 1).
+
+    Linear -> ReLU -> Dropout per hidden layer; any input is flattened first, so
+    (N, C, H, W) images work too. The last layer is `head` (see optim.classifier_head).
+    """
+
+    def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...] = (128, 64),
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = size
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from podium.metrics import classification_metrics
+from podium.metrics import task_metrics
 from podium.optim import check_plateau_monitor, total_training_steps
 
 
@@ -35,6 +35,11 @@ class ClassifierModule(L.LightningModule):
         channels_last: NHWC memory format; faster convolutions on CPU and tensor cores.
         tta: deterministic batch transforms (e.g. a horizontal flip); prediction averages
             the probabilities of the original and every transformed view.
+        task: multiclass | binary (two logits, softmax) | regression (one output, squeezed;
+            float targets; prediction is the output itself). Empty `mean` = no image
+            normalisation (tabular features arrive standardised).
+        metric_k: k of map@k, ndcg@k, acc_top{k}.
+        net_inputs: the network's input size (kept in the checkpoint for `make submit`).
     """
 
     def __init__(
@@ -48,6 +53,9 @@ class ClassifierModule(L.LightningModule):
         std: Sequence[float] = (0.5,),
         channels_last: bool = False,
         tta: Sequence[Callable[[Tensor], Tensor]] = (),
+        task: str = "multiclass",
+        metric_k: int = 3,
+        net_inputs: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "tta"],
@@ -63,13 +71,27 @@ class ClassifierModule(L.LightningModule):
             "shift", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t,
             persistent=False,
         )
-        metrics = classification_metrics(len(class_names))
+        self.regression = task == "regression"
+        self.normalise = len(mean) > 0
+        metrics = task_metrics(task, len(class_names), metric_k)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
 
     def forward(self, images: Tensor) -> Tensor:
+        if not self.normalise:
+            return self.net(images.float())
         x = images.float().mul_(self.scale).sub_(self.shift)
         return self.net(x.contiguous(memory_format=self.memory_format))
+
+    def outputs_and_scores(self, inputs: Tensor, targets: Tensor
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+        """(what the loss takes, what the metrics take, targets): regression squeezes
+        (N, 1) -> (N,) with float targets; classification metrics get probabilities."""
+        outputs = self(inputs)
+        if self.regression:
+            outputs = outputs.squeeze(-1)
+            return outputs, outputs.detach().float(), targets.float()
+        return outputs, outputs.detach().float().softmax(dim=1), targets
 
     def on_train_epoch_start(self) -> None:
         if hasattr(self.loss, "set_epoch"):  # e.g. deferred re-weighting
@@ -77,17 +99,17 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
-        logits = self(images)
+        logits, scores, targets = self.outputs_and_scores(images, targets)
         loss = self.loss(logits, targets)
-        self.train_metrics.update(logits.detach(), targets)
+        self.train_metrics.update(scores, targets)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, targets = batch
-        logits = self(images)
-        self.val_metrics.update(logits, targets)
+        logits, scores, targets = self.outputs_and_scores(images, targets)
+        self.val_metrics.update(scores, targets)
         self.log("val/loss", self.loss(logits, targets), on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
@@ -96,6 +118,8 @@ class ClassifierModule(L.LightningModule):
         """Class probabilities (float32), averaged over `tta` views: what ensembles average."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         views = [images, *(transform(images) for transform in self.tta)]
+        if self.regression:  # the prediction itself (N, 1): test_probs.csv's one column
+            return torch.stack([self(v).float() for v in views]).mean(dim=0)
         return torch.stack([self(v).float().softmax(dim=1) for v in views]).mean(dim=0)
 
     def on_train_epoch_end(self) -> None:

@@ -56,8 +56,10 @@ def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str
 
 
 def make_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.ndarray,
-                    class_names: Sequence[str], id_col: str) -> pd.DataFrame:
-    """Argmax -> original label, in the sample submission's columns and row order."""
+                    class_names: Sequence[str], id_col: str,
+                    task: str = "multiclass") -> pd.DataFrame:
+    """Argmax -> original label (regression: the prediction itself), in the sample
+    submission's columns and row order."""
     if list(sample[id_col]) != list(ids):
         raise PodiumError(
             f"predicted ids do not follow the sample submission's {id_col} column; "
@@ -70,13 +72,18 @@ def make_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.ndarray,
             f"and one label column"
         )
     submission = sample.copy()
-    submission[label_cols[0]] = np.asarray(class_names, dtype=object)[probs.argmax(axis=1)]
+    if task == "regression":
+        submission[label_cols[0]] = probs.reshape(len(probs), -1)[:, 0]
+    else:
+        submission[label_cols[0]] = np.asarray(class_names, dtype=object)[probs.argmax(axis=1)]
     return submission
 
 
 def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
-                        class_names: Sequence[str], id_col: str) -> None:
-    """What the leaderboard checks: header, ids and their order, known labels, no gaps."""
+                        class_names: Sequence[str], id_col: str,
+                        task: str = "multiclass") -> None:
+    """What the leaderboard checks: header, ids and their order, known labels (regression:
+    finite numbers), no gaps."""
     if list(submission.columns) != list(sample.columns):
         raise PodiumError(
             f"submission header {list(submission.columns)} differs from the sample "
@@ -93,6 +100,11 @@ def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
     labels = submission[label_col]
     if labels.isna().any():
         raise PodiumError(f"submission has empty {label_col} values")
+    if task == "regression":
+        values = pd.to_numeric(labels, errors="coerce")
+        if not np.isfinite(values.to_numpy(dtype=float)).all():
+            raise PodiumError(f"submission has non-numeric or infinite {label_col} values")
+        return
     unknown = set(labels.astype(str)) - {str(c) for c in class_names}
     if unknown:
         raise PodiumError(
@@ -101,25 +113,33 @@ def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
 
 
 def write_submission(out_dir: Path, sample: pd.DataFrame, ids: Sequence[str],
-                     probs: np.ndarray, class_names: Sequence[str], id_col: str) -> Path:
-    """Write `test_probs.csv` and the validated `submission.csv`; return the latter's path."""
+                     probs: np.ndarray, class_names: Sequence[str], id_col: str,
+                     task: str = "multiclass") -> Path:
+    """Write `test_probs.csv` and the validated `submission.csv`; return the latter's path.
+
+    Regression: `probs` is the prediction (N, 1); `test_probs.csv` holds it as its column."""
     if not np.isfinite(probs).all():
         raise PodiumError("predicted probabilities contain NaN/inf: the model diverged")
-    submission = make_submission(sample, ids, probs, class_names, id_col)
-    validate_submission(submission, sample, class_names, id_col)
+    submission = make_submission(sample, ids, probs, class_names, id_col, task)
+    validate_submission(submission, sample, class_names, id_col, task)
     out_dir = Path(out_dir)
     write_atomic(out_dir / "test_probs.csv",
                  probs_frame(ids, probs, class_names, id_col).to_csv(index=False))
     return write_atomic(out_dir / "submission.csv", submission.to_csv(index=False))
 
 
-def leaderboard_score(submission_path: Path, answers_path: Path, id_col: str) -> float:
-    """Macro-F1 of a submission against an answer file (the demo's held-back labels)."""
-    from sklearn.metrics import f1_score
+def leaderboard_score(submission_path: Path, answers_path: Path, id_col: str,
+                      task: str = "multiclass") -> float:
+    """Macro-F1 (regression: MAE) of a submission against an answer file (the demo's
+    held-back labels)."""
+    from sklearn.metrics import f1_score, mean_absolute_error
 
     submission = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
     answers = pd.read_csv(answers_path, dtype=str, keep_default_na=False)
     label_col = [c for c in answers.columns if c != id_col][0]
     merged = answers.merge(submission, on=id_col, suffixes=("_true", "_pred"))
+    if task == "regression":
+        return float(mean_absolute_error(merged[f"{label_col}_true"].astype(float),
+                                         merged[f"{label_col}_pred"].astype(float)))
     return float(f1_score(merged[f"{label_col}_true"], merged[f"{label_col}_pred"],
                           average="macro"))

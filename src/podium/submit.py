@@ -131,10 +131,15 @@ def write_ensemble(runs: list[Path], configs: list[DictConfig], output_dir: Path
         print(f"{report['name']}: OOF macro-F1 {report['before']:.4f} -> {report['after']:.4f}")
 
     sample = read_csv(Path(data.root) / data.sample_submission, [id_col], "the sample submission")
-    path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names, id_col)
+    task = data.get("task", "multiclass")
+    path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names, id_col,
+                            task)
     summary["submission"] = str(path)
     answers = Path(data.answers) if data.get("answers") else None
-    if answers and answers.is_file():
+    if answers and answers.is_file() and task == "regression":
+        summary["leaderboard/mae"] = leaderboard_score(path, answers, id_col, task)
+        print(f"demo leaderboard MAE: {summary['leaderboard/mae']:.4f}")
+    elif answers and answers.is_file():
         summary["leaderboard/f1_macro"] = leaderboard_score(path, answers, id_col)
         print(f"demo leaderboard macro-F1: {summary['leaderboard/f1_macro']:.4f}")
     print(f"averaged {len(runs)} run(s) into {path}")

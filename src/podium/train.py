@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +37,43 @@ def build_loss(cfg: DictConfig, class_counts: list[int]):
     from hydra.utils import instantiate
 
     factory = instantiate(cfg.loss)
+    check_loss_task(cfg)
     if "class_counts" in inspect.signature(factory).parameters:
         return factory(class_counts=class_counts)
     return factory()
 
 
+REGRESSION_LOSSES = ("torch.nn.MSELoss", "torch.nn.L1Loss", "torch.nn.HuberLoss",
+                     "torch.nn.SmoothL1Loss")
+
+
+def check_loss_task(cfg: DictConfig) -> None:
+    """A classification loss on float targets (or the reverse) trains silently wrong."""
+    regression = cfg.data.get("task", "multiclass") == "regression"
+    if regression != (cfg.loss.get("_target_") in REGRESSION_LOSSES):
+        raise PodiumError(
+            f"loss {cfg.loss.get('_target_')} does not fit data.task={cfg.data.get('task')}: "
+            + ("use loss=mse|l1|huber" if regression else "use a classification loss, e.g. loss=ce")
+        )
+
+
 def build_module(cfg: DictConfig, class_names: list[str], mean: list[float],
-                 std: list[float], class_counts: list[int] | None = None):
-    """The LightningModule; class names and image statistics come from the data."""
+                 std: list[float], class_counts: list[int] | None = None,
+                 net_inputs: dict[str, int] | None = None):
+    """The LightningModule; class names and input statistics come from the data.
+
+    `net_inputs`: the network's input size argument, `{"in_chans": C}` for images (the
+    default, from `mean`) or `{"in_features": F}` for tabular data. Regression has one
+    output (`class_names` is then `[target_col]`).
+    """
     from hydra.utils import instantiate
 
+    from podium.metrics import resolve_metric
     from podium.module import ClassifierModule
 
-    net = instantiate(cfg.model.net, num_classes=len(class_names), in_chans=len(mean))
+    resolve_metric(cfg)
+    net_inputs = dict(net_inputs or {"in_chans": len(mean)})
+    net = instantiate(cfg.model.net, num_classes=len(class_names), **net_inputs)
     if cfg.model.get("compile"):
         import torch
 
@@ -63,6 +88,9 @@ def build_module(cfg: DictConfig, class_names: list[str], mean: list[float],
         std=std,
         channels_last=cfg.model.get("channels_last", False),
         tta=[instantiate(t) for t in cfg.get("tta") or []],
+        task=cfg.data.get("task", "multiclass"),
+        metric_k=cfg.metric.k,
+        net_inputs=net_inputs,
     )
 
 
@@ -89,8 +117,17 @@ def build_optimizer_factory(cfg: DictConfig):
 def build_trainer(cfg: DictConfig, **kwargs: Any):
     from hydra.utils import instantiate
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    from podium.callbacks import MonitorCheck
+    from podium.metrics import resolve_metric
+
+    resolve_metric(cfg)
+    callbacks = [MonitorCheck(cfg.metric.monitor)]  # first: before ModelCheckpoint's error
+    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    logger_cfgs = [c for c in (cfg.get("logger") or {}).values() if c]
+    if any(str(c.get("tracking_uri", "")).startswith("file:") for c in logger_cfgs):
+        # logger=mlflow's local file store: recent mlflow refuses it unless opted in
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    loggers = [instantiate(c) for c in logger_cfgs]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
 
 
@@ -101,18 +138,54 @@ def best_checkpoint(trainer) -> str | None:
     return path if path and Path(path).exists() else None
 
 
+CONFIG_ORDER = ("data", "model", "loss", "optimizer", "scheduler", "sampler", "augment",
+                "trainer")
+
+
+def print_config(cfg: DictConfig, save_to: Path | None = None) -> None:
+    """The composed config as a rich tree (groups in CONFIG_ORDER, then the rest; hydra's
+    own settings left out), printed and, with `save_to`, written there as plain text."""
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    fields = [f for f in CONFIG_ORDER if f in cfg] + [f for f in cfg if f not in CONFIG_ORDER]
+    for field in fields:
+        if field == "hydra":
+            continue
+        value = cfg[field]
+        try:
+            text = OmegaConf.to_yaml(value, resolve=True) if OmegaConf.is_config(value) \
+                else str(value)
+        except Exception:  # an interpolation that only resolves inside a Hydra run
+            text = OmegaConf.to_yaml(value) if OmegaConf.is_config(value) else str(value)
+        tree.add(field, style="bold").add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
+    Console().print(tree)
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        with open(save_to, "w") as file:
+            Console(file=file, width=120, color_system=None).print(tree)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then validate and predict with the best checkpoint; returns the metrics."""
     import lightning as L
+    from lightning.pytorch.utilities import rank_zero_only
 
+    from podium.metrics import resolve_metric
     from podium.submission import leaderboard_score, write_json
 
+    resolve_metric(cfg)  # metric.monitor/mode: null -> the task's key, inferred mode
+    if cfg.get("print_config", True) and rank_zero_only.rank == 0:
+        print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")  # reads and checks everything before any training
     module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std,
-                          datamodule.class_counts)
+                          datamodule.class_counts, getattr(datamodule, "net_inputs", None))
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -122,11 +195,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt, return_predictions=False)
 
     output_dir = Path(cfg.paths.output_dir)
-    submission = output_dir / "submission.csv"
-    if datamodule.answers and datamodule.answers.is_file() and submission.is_file():
-        metrics["leaderboard/f1_macro"] = leaderboard_score(
-            submission, datamodule.answers, datamodule.id_col
-        )
+    # the file this run wrote (submission-1.csv when an earlier submission.csv is kept)
+    submission = next((c.path for c in trainer.callbacks if getattr(c, "path", None)
+                       and c.__class__.__name__ == "SubmissionWriter"), None)
+    if datamodule.answers and datamodule.answers.is_file() and submission is not None:
+        task = getattr(datamodule, "task", "multiclass")
+        key = "leaderboard/mae" if task == "regression" else "leaderboard/f1_macro"
+        metrics[key] = leaderboard_score(submission, datamodule.answers, datamodule.id_col, task)
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", {
             **metrics, "monitor": cfg.metric.monitor, "best_checkpoint": ckpt,
@@ -142,6 +217,8 @@ def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
     print(f"best {monitor}: {metrics.get(monitor, float('nan')):.4f}")
     if "leaderboard/f1_macro" in metrics:
         print(f"demo leaderboard macro-F1: {metrics['leaderboard/f1_macro']:.4f}")
+    if "leaderboard/mae" in metrics:
+        print(f"demo leaderboard MAE: {metrics['leaderboard/mae']:.4f}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

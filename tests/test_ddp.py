@@ -1,0 +1,68 @@
+"""DDP on 2 CPU processes (trainer=ddp_cpu): one run folder, one submission, synced metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import CONF, ROOT, run_cli, run_dirs
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, demo_root):
+    logs = tmp_path_factory.mktemp("logs")
+    proc = run_cli("podium.train", "trainer=ddp_cpu", "debug=limit", "trainer.max_epochs=1",
+                   f"data.root={demo_root}", f"data.demo_root={demo_root}",
+                   f"paths.log_dir={logs}")
+    return logs, proc
+
+
+def test_one_run_folder_one_submission(ddp_run, demo_root):
+    logs, proc = ddp_run
+    [run] = run_dirs(logs)  # rank 1 re-ran the script into the same folder
+    assert proc.stdout.count("run folder:") == 1  # only rank zero reports
+    assert sorted(p.name for p in run.glob("submission*.csv")) == ["submission.csv"]
+    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
+    assert list(submission.id) == list(sample.id)  # every test id once, in order
+    assert len(list((run / "checkpoints").glob("*.ckpt"))) == 2  # best + last, once
+
+
+def test_metrics_and_predictions_equal_a_single_process_evaluation(ddp_run):
+    import lightning as L
+
+    from podium.train import build_datamodule, build_module
+
+    logs, _ = ddp_run
+    [run] = run_dirs(logs)
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg.paths = OmegaConf.create({"root_dir": str(ROOT), "data_dir": str(ROOT / "data"),
+                                  "log_dir": str(logs), "output_dir": str(run)})
+    cfg.trainer = OmegaConf.load(CONF / "trainer" / "default.yaml")
+    data = build_datamodule(cfg)
+    data.setup("fit")
+    module = build_module(cfg, data.class_names, data.mean, data.std, data.class_counts,
+                          getattr(data, "net_inputs", None))
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    module.load_state_dict(ckpt["state_dict"])
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False)
+    single = trainer.validate(module, datamodule=data, verbose=False)[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    monitor = metrics["monitor"]
+    # DistributedSampler pads the validation set to a multiple of the world size with
+    # repeated samples; with an even split the synced metric is exactly the single one.
+    assert len(data.val_ids) % 2 == 0
+    assert metrics[monitor] == pytest.approx(single[monitor], abs=1e-5)
+
+    module.eval()  # the gathered validation predictions (oof.csv), in dataset order
+    with torch.no_grad():
+        probs = module(data.val_set.images).softmax(1).numpy()
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+    assert list(oof.id) == [str(i) for i in data.val_ids]
+    assert np.allclose(oof[list(data.class_names)].to_numpy(), probs, atol=1e-5)

@@ -1,0 +1,162 @@
+"""Nothing lost: SIGKILL at three moments, resume, and finish exactly like an uninterrupted
+run; two identical runs give byte-identical outputs (CPU, trainer.deterministic=true)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+# A tiny budget: 4 epochs of 3 batches. hydra.run.dir pins each run folder.
+BUDGET = ["model.net.depth=8", "trainer.max_epochs=4", "++trainer.limit_train_batches=3",
+          "trainer.deterministic=true", "seed=7"]
+
+# Runs podium.train in this process after installing a fault hook chosen by PODIUM_TEST_KILL:
+#   ckpt_commit:N  SIGKILL inside fsspec's transaction commit of the N-th write of last.ckpt:
+#                  the checkpoint bytes are in the temporary file, the rename has not happened
+#                  (the real "mid-checkpoint-write" window of Lightning's atomic save).
+#   submission     SIGKILL inside podium.submission.write_atomic for submission.csv after the
+#                  temporary file is written and before os.replace (mid-submission-write).
+RUNNER = r"""
+import os, signal, sys
+kill = os.environ.get("PODIUM_TEST_KILL", "")
+if kill.startswith("ckpt_commit:"):
+    from fsspec.implementations.local import LocalFileOpener
+    commit, seen, nth = LocalFileOpener.commit, [0], int(kill.split(":")[1])
+    def dying_commit(self):
+        if str(self.path).endswith("last.ckpt"):
+            seen[0] += 1
+            if seen[0] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return commit(self)
+    LocalFileOpener.commit = dying_commit
+elif kill == "submission":
+    import podium.submission as sub
+    replace = os.replace
+    def dying_replace(src, dst):
+        if os.path.basename(dst).startswith("submission"):  # submission[-N].csv
+            os.kill(os.getpid(), signal.SIGKILL)
+        return replace(src, dst)
+    sub.os = type(sys)("os_with_fault")
+    sub.os.__dict__.update({k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+    sub.os.replace = dying_replace
+import runpy
+sys.argv = ["podium.train", *sys.argv[1:]]
+runpy.run_module("podium.train", run_name="__main__")
+"""
+
+
+def start(run_dir: Path, demo_root: Path, *extra: str, kill: str = "") -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PODIUM_TEST_KILL": kill}
+    args = [f"data.root={demo_root}", f"data.demo_root={demo_root}",
+            f"paths.log_dir={run_dir.parent / 'logs'}", f"hydra.run.dir={run_dir}",
+            *BUDGET, *extra]
+    return subprocess.Popen([sys.executable, "-c", RUNNER, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> int:
+    out, err = proc.communicate(timeout=timeout)
+    proc.stderr_text = err
+    return proc.returncode
+
+
+def train(run_dir: Path, demo_root: Path, *extra: str) -> Path:
+    proc = start(run_dir, demo_root, *extra)
+    assert finish(proc) == 0, proc.stderr_text
+    return run_dir
+
+
+def metrics(run_dir: Path) -> dict:
+    data = json.loads((run_dir / "metrics.json").read_text())
+    data.pop("best_checkpoint")  # a path inside the run folder
+    return data
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def assert_loadable(run_dir: Path) -> None:
+    for name in ("last.ckpt", "best.ckpt"):
+        ckpt = torch.load(run_dir / "checkpoints" / name, map_location="cpu", weights_only=False)
+        assert "state_dict" in ckpt and "epoch" in ckpt
+
+
+def no_partial_submission(run_dir: Path) -> None:
+    assert not (run_dir / "submission.csv").exists()
+    assert not list(run_dir.glob("submission-*.csv"))
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory, demo_root) -> Path:
+    """The uninterrupted reference run."""
+    return train(tmp_path_factory.mktemp("whole") / "run", demo_root)
+
+
+def test_two_identical_runs_give_byte_identical_outputs(whole, tmp_path, demo_root):
+    again = train(tmp_path / "run", demo_root)
+    assert (again / "submission.csv").read_bytes() == (whole / "submission.csv").read_bytes()
+    assert (again / "test_probs.csv").read_bytes() == (whole / "test_probs.csv").read_bytes()
+    assert metrics(again) == metrics(whole)
+    for name, value in weights(whole / "checkpoints/last.ckpt").items():
+        assert torch.equal(weights(again / "checkpoints/last.ckpt")[name], value), name
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"run ended before {path} appeared: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+# In the fast suite on purpose: CI must prove that nothing is lost on a kill (~40 s alone).
+def test_sigkill_at_three_moments_then_resume_matches_whole_run(whole, tmp_path, demo_root):
+    # 1. Mid-epoch: SIGKILL from outside as soon as the first last.ckpt (end of epoch 0)
+    #    exists: the run is then in the first steps of epoch 1.
+    a = tmp_path / "a"
+    proc = start(a, demo_root)
+    wait_for(a / "checkpoints" / "last.ckpt", proc)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert finish(proc) == -signal.SIGKILL
+    assert_loadable(a)
+    no_partial_submission(a)
+
+    # 2. Mid-checkpoint-write: resumed from a, killed while committing its second last.ckpt
+    #    (bytes in the temp file, rename pending): the first one must still load.
+    b = tmp_path / "b"
+    proc = start(b, demo_root, f"ckpt_path={a / 'checkpoints/last.ckpt'}", kill="ckpt_commit:2")
+    assert finish(proc) == -signal.SIGKILL, proc.stderr_text
+    assert_loadable(b)
+    no_partial_submission(b)
+
+    # 3. Mid-submission-write: resumed from b, finishes training, killed between writing the
+    #    temporary submission file and renaming it. An earlier submission.csv stays as it was.
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "submission.csv").write_text("id,label\nearlier,file\n")
+    proc = start(c, demo_root, f"ckpt_path={b / 'checkpoints/last.ckpt'}", kill="submission")
+    assert finish(proc) == -signal.SIGKILL, proc.stderr_text
+    assert_loadable(c)
+    assert (c / "submission.csv").read_text() == "id,label\nearlier,file\n"
+    assert not list(c.glob("submission-*.csv"))
+
+    # Resume the last one into a fresh folder: same metrics, weights and submission.
+    d = train(tmp_path / "d", demo_root, f"ckpt_path={c / 'checkpoints/last.ckpt'}")
+    assert metrics(d) == metrics(whole)
+    assert (d / "submission.csv").read_bytes() == (whole / "submission.csv").read_bytes()
+    for name in ("last.ckpt", "best.ckpt"):
+        resumed = weights(c / "checkpoints" / name)
+        for key, value in weights(whole / "checkpoints" / name).items():
+            assert torch.equal(resumed[key], value), (name, key)

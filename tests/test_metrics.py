@@ -1,0 +1,112 @@
+"""Every metric against scikit-learn (or a hand computation), and metric.monitor/mode."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as sk
+
+from conftest import make_cfg
+from podium.metrics import TrueClassRank, infer_mode, resolve_metric, task_metrics
+
+
+@pytest.fixture(scope="module")
+def multiclass():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=300).astype(np.float32)
+    target = rng.integers(0, 5, size=300)
+    target[:60] = probs[:60].argmax(1)  # better than chance, so the scores differ
+    values = task_metrics("multiclass", 5, k=3)(torch.from_numpy(probs), torch.from_numpy(target))
+    return probs, target, {k: float(v) for k, v in values.items()}
+
+
+def test_multiclass_metrics_equal_scikit_learn(multiclass):
+    probs, target, got = multiclass
+    pred = probs.argmax(1)
+    expected = {
+        "acc": sk.accuracy_score(target, pred),
+        "balanced_acc": sk.balanced_accuracy_score(target, pred),
+        "f1_macro": sk.f1_score(target, pred, average="macro"),
+        "f1_weighted": sk.f1_score(target, pred, average="weighted"),
+        "precision_macro": sk.precision_score(target, pred, average="macro"),
+        "recall_macro": sk.recall_score(target, pred, average="macro"),
+        "acc_top3": sk.top_k_accuracy_score(target, probs, k=3, labels=range(5)),
+    }
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-5), name
+    assert got["f1_weighted"] != pytest.approx(got["f1_macro"], abs=1e-4)
+
+
+def test_ranking_metrics_equal_hand_computed_values():
+    scores = torch.tensor([
+        [0.1, 0.6, 0.2, 0.1],   # true 1: rank 1
+        [0.5, 0.3, 0.1, 0.1],   # true 1: rank 2
+        [0.4, 0.3, 0.2, 0.1],   # true 2: rank 3
+        [0.4, 0.3, 0.2, 0.1],   # true 3: rank 4 (outside k = 3)
+    ])
+    target = torch.tensor([1, 1, 2, 3])
+    ranks = [1, 2, 3, 4]
+    map3 = (1 + 1 / 2 + 1 / 3 + 0) / 4
+    mrr = (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4
+    ndcg3 = (1 + 1 / math.log2(3) + 1 / math.log2(4) + 0) / 4
+    assert [int((s >= s[t]).sum()) for s, t in zip(scores, target, strict=True)] == ranks
+    got = {k: float(v) for k, v in task_metrics("multiclass", 4, k=3)(scores, target).items()}
+    assert got["map@3"] == pytest.approx(map3)
+    assert got["mrr"] == pytest.approx(mrr)
+    assert got["ndcg@3"] == pytest.approx(ndcg3)
+    # Accumulates over batches like every torchmetrics metric.
+    metric = TrueClassRank("map", k=3)
+    metric.update(scores[:2], target[:2])
+    metric.update(scores[2:], target[2:])
+    assert float(metric.compute()) == pytest.approx(map3)
+    # k = 1: MAP@1 is plain accuracy.
+    top1 = task_metrics("multiclass", 4, k=1)(scores, target)
+    assert float(top1["map@1"]) == pytest.approx(0.25) == float(top1["acc_top1"])
+
+
+def test_binary_auroc_equals_scikit_learn():
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 2, size=200)
+    p1 = np.clip(0.3 * target + rng.random(200) * 0.7, 0, 1).astype(np.float32)
+    probs = torch.from_numpy(np.stack([1 - p1, p1], axis=1))
+    got = task_metrics("binary", 2, k=3)(probs, torch.from_numpy(target))
+    assert float(got["auroc"]) == pytest.approx(sk.roc_auc_score(target, p1), abs=1e-5)
+    assert float(got["acc"]) == pytest.approx(sk.accuracy_score(target, p1 > 0.5), abs=1e-6)
+
+
+def test_regression_metrics_equal_scikit_learn():
+    rng = np.random.default_rng(2)
+    target = rng.normal(100, 30, size=150).astype(np.float32)
+    pred = (target + rng.normal(0, 20, size=150)).astype(np.float32)
+    got = task_metrics("regression", 1)(torch.from_numpy(pred), torch.from_numpy(target))
+    assert set(got) == {"mae", "mse", "rmse", "r2"}
+    assert float(got["mae"]) == pytest.approx(sk.mean_absolute_error(target, pred), rel=1e-5)
+    assert float(got["mse"]) == pytest.approx(sk.mean_squared_error(target, pred), rel=1e-5)
+    assert float(got["rmse"]) == pytest.approx(np.sqrt(sk.mean_squared_error(target, pred)),
+                                               rel=1e-5)
+    assert float(got["r2"]) == pytest.approx(sk.r2_score(target, pred), rel=1e-4)
+
+
+@pytest.mark.parametrize(("key", "mode"), [
+    ("val/loss", "min"), ("val/mae", "min"), ("val/rmse", "min"), ("train/mse", "min"),
+    ("val/f1_macro", "max"), ("val/map@3", "max"), ("val/auroc", "max"), ("val/r2", "max"),
+])
+def test_mode_is_inferred_from_the_key(key, mode):
+    assert infer_mode(key) == mode
+
+
+def test_monitor_and_mode_resolve_once_into_every_consumer(tmp_path):
+    cfg = resolve_metric(make_cfg(tmp_path, ["data.task=regression", "callbacks=early_stopping",
+                                             "scheduler=plateau"]))
+    assert (cfg.metric.monitor, cfg.metric.mode) == ("val/mae", "min")
+    assert cfg.callbacks.model_checkpoint.mode == cfg.callbacks.early_stopping.mode == "min"
+    assert cfg.callbacks.model_checkpoint.monitor == cfg.scheduler.monitor == "val/mae"
+    assert cfg.scheduler.scheduler.mode == "min"
+    cfg = resolve_metric(make_cfg(tmp_path, ["metric.monitor=val/map@3"]))
+    assert cfg.metric.mode == "max"
+    cfg = resolve_metric(make_cfg(tmp_path, ["metric.monitor=val/map@3", "metric.mode=min"]))
+    assert cfg.metric.mode == "min"  # an explicit mode wins
+    assert resolve_metric(make_cfg(tmp_path, ["data.task=binary"])).metric.monitor == "val/auroc"

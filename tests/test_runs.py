@@ -1,0 +1,81 @@
+"""`make runs`: the table of runs under a folder (scripts/summarize_runs.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli, run_dirs
+
+spec = importlib.util.spec_from_file_location("summarize_runs", ROOT / "scripts/summarize_runs.py")
+summarize_runs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(summarize_runs)
+
+
+def fake_run(folder, experiment, overrides, seed, value, epochs=5, failed=False, mode="max"):
+    hydra_dir = folder / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": seed, "metric": {"monitor": "val/f1_macro", "mode": mode}}))
+    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"runtime": {"choices": {"experiment": experiment}}}}))
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(
+        [*overrides, f"seed={seed}", "paths.log_dir=/somewhere"]))
+    if failed:
+        (folder / "failed.txt").write_text("ValueError: boom\n")
+    else:
+        (folder / "metrics.json").write_text(json.dumps(
+            {"val/f1_macro": value, "monitor": "val/f1_macro", "epochs": epochs}))
+
+
+def test_three_fake_runs_best_first_with_seed_groups(tmp_path, capsys):
+    fake_run(tmp_path / "a", "focal", ["loss.gamma=2"], 1, 0.80)
+    fake_run(tmp_path / "b", "focal", ["loss.gamma=2"], 2, 0.90)
+    fake_run(tmp_path / "c", "baseline", [], 1, 0.85, epochs=7)
+    fake_run(tmp_path / "d", "baseline", ["optimizer.lr=9"], 1, None, failed=True)
+    assert summarize_runs.main([str(tmp_path)]) == 0
+
+    table = pd.read_csv(tmp_path / "runs.csv")
+    assert list(table.path.map(lambda p: p.rsplit("/", 1)[-1])) == ["b", "c", "a", "d"]
+    assert list(table.status) == ["ok", "ok", "ok", "failed"]
+    focal = table[table.experiment == "focal"]
+    assert focal.seed_mean.tolist() == pytest.approx([0.85, 0.85])
+    assert focal.seed_std.tolist() == pytest.approx([0.05, 0.05])
+    assert focal.seeds.tolist() == [2, 2]
+    assert table.loc[1, "seeds"] == 1 and pd.isna(table.loc[1, "seed_mean"])
+    assert table.loc[1, "epochs"] == 7
+    assert table.loc[0, "overrides"] == "loss.gamma=2 seed=2"  # paths.* hidden
+    out = capsys.readouterr().out
+    assert "4 runs under" in out and "0.9000" in out
+
+
+def test_minimised_monitor_sorts_lowest_first(tmp_path):
+    for name, value in (("x", 0.5), ("y", 0.2)):
+        fake_run(tmp_path / name, "baseline", [], 1, 0, mode=None)  # inferred: min
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({"val/loss": value, "monitor": "val/loss", "epochs": 1}))
+    table = summarize_runs.best_first(summarize_runs.collect(tmp_path))
+    assert table.best.tolist() == [0.2, 0.5]
+
+
+def test_a_real_two_seed_multirun(tmp_path, demo_root):
+    logs = tmp_path / "logs"
+    run_cli("podium.train", "-m", "seed=1,2", "debug=limit", "trainer.max_epochs=1",
+            f"data.root={demo_root}", f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
+    runs = sorted(p.parent for p in (logs / "train").glob("multirun/*/*/.hydra"))
+    assert len(runs) == 2
+    values = [json.loads((r / "metrics.json").read_text())["val/f1_macro"] for r in runs]
+
+    proc = run_cli("scripts.summarize_runs", str(logs))  # `make runs DIR=...`
+    assert "2 runs under" in proc.stdout
+    table = pd.read_csv(logs / "runs.csv")
+    assert sorted(table.path) == sorted(str(r) for r in runs)
+    assert table.best.tolist() == sorted(values, reverse=True)
+    assert table.seeds.tolist() == [2, 2] and table.experiment.tolist() == ["baseline"] * 2
+    assert table.seed_mean[0] == pytest.approx(sum(values) / 2)
+    assert (table.epochs == 1).all() and (table.wall_s > 0).all()
+    assert run_dirs(logs) == []  # the multirun wrote no single-run folders

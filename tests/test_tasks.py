@@ -1,0 +1,122 @@
+"""Binary and regression tasks end to end on the tabular demos; per-class report; errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import precision_recall_fscore_support
+
+from conftest import make_cfg, run_cli
+from podium.errors import PodiumError
+from podium.tabular import build_tabular_demo
+from podium.train import train
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tabular")
+    return {kind: build_tabular_demo(base / f"demo_{kind}", kind) for kind in ("regression",
+                                                                              "binary")}
+
+
+def run_demo(tmp_path, root, kind: str, *overrides: str) -> dict:
+    cfg = make_cfg(tmp_path, [f"data=demo_{kind}", "debug=limit", f"data.root={root}",
+                              f"data.demo_root={root}", *overrides])
+    return train(cfg)
+
+
+def test_demo_folders_look_like_a_competition(demos):
+    for root in demos.values():
+        train_csv, test = pd.read_csv(root / "train.csv"), pd.read_csv(root / "test.csv")
+        sample, answers = (pd.read_csv(root / f) for f in ("sample_submission.csv",
+                                                           "answers.csv"))
+        assert list(sample.columns) == ["id", "target"] == list(answers.columns)
+        assert list(sample.id) == list(test.id) == list(answers.id)
+        assert "target" not in test.columns and not set(train_csv.id) & set(test.id)
+    assert pd.read_csv(demos["regression"] / "train.csv").sex.isin(["a", "b"]).all()
+
+
+def test_demo_regression_end_to_end(tmp_path, demos):
+    root = demos["regression"]
+    metrics = run_demo(tmp_path, root, "regression", "trainer.max_epochs=3")
+    run = tmp_path / "run"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["monitor"] == "val/mae"
+    assert {"val/mae", "val/mse", "val/rmse", "val/r2"} <= set(metrics)
+    assert metrics["val/rmse"] == pytest.approx(np.sqrt(metrics["val/mse"]), rel=1e-4)
+    sample = pd.read_csv(root / "sample_submission.csv", dtype={"id": str})
+    submission = pd.read_csv(run / "submission.csv", dtype={"id": str})
+    probs = pd.read_csv(run / "test_probs.csv", dtype={"id": str})
+    assert list(submission.columns) == list(sample.columns)
+    assert list(submission.id) == list(sample.id)
+    assert submission.target.dtype == float and np.isfinite(submission.target).all()
+    assert list(probs.columns) == ["id", "prediction"]
+    assert np.allclose(probs.prediction, submission.target)
+    answers = pd.read_csv(root / "answers.csv", dtype={"id": str})
+    mae = np.abs(answers.target.to_numpy() - submission.target.to_numpy()).mean()
+    assert metrics["leaderboard/mae"] == pytest.approx(mae, rel=1e-6)
+    assert not (run / "report" / "per_class.csv").exists()  # no classes in regression
+    # ModelCheckpoint followed val/mae downwards: best.ckpt holds the smallest logged MAE.
+    logged = pd.read_csv(run / "csv/metrics.csv")["val/mae"].dropna()
+    assert metrics["val/mae"] == pytest.approx(logged.min(), rel=1e-5)
+
+
+def test_demo_binary_end_to_end_with_per_class_report(tmp_path, demos):
+    root = demos["binary"]
+    metrics = run_demo(tmp_path, root, "binary")
+    run = tmp_path / "run"
+    assert json.loads((run / "metrics.json").read_text())["monitor"] == "val/auroc"
+    assert {"val/auroc", "val/map@3", "val/mrr", "val/ndcg@3", "val/f1_weighted",
+            "val/balanced_acc", "val/acc_top3"} <= set(metrics)
+    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
+    assert list(submission.id) == list(sample.id)
+    assert set(submission.target) <= {"benign", "malignant"}
+    # The per-class table is scikit-learn's on the best checkpoint's validation predictions.
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+    predicted = oof[["benign", "malignant"]].to_numpy().argmax(1)
+    truth = (oof.target == "malignant").astype(int)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted,
+                                                                     labels=[0, 1])
+    table = pd.read_csv(run / "report/per_class.csv")
+    assert list(table["class"]) == ["benign", "malignant"]
+    assert np.allclose(table[["precision", "recall", "f1"]].to_numpy().T,
+                       [precision, recall, f1], atol=1e-6)
+    assert list(table.support) == list(support)
+    assert (run / "report/confusion_matrix.png").stat().st_size > 1000
+
+
+def test_regression_with_a_text_target_is_one_line(tmp_path):
+    root = tmp_path / "comp"
+    root.mkdir()
+    pd.DataFrame({"id": ["1", "2", "3"], "x": [1, 2, 3], "y": ["1.5", "high", "2"]}).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame({"id": ["4"], "x": [4]}).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"id": ["4"], "y": [0.0]}).to_csv(root / "sample_submission.csv", index=False)
+    cfg = make_cfg(tmp_path, ["data=tabular", "model=mlp", "loss=mse", "data.task=regression",
+                              f"data.root={root}", "data.target_col=y"])
+    with pytest.raises(PodiumError) as err:
+        train(cfg)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "data.task=regression needs a numeric y column" in message and "'high'" in message
+
+
+def test_classification_loss_on_regression_is_one_line(tmp_path, demos):
+    with pytest.raises(PodiumError, match=r"does not fit data.task=regression: use loss=mse"):
+        run_demo(tmp_path, demos["regression"], "regression", "loss=ce")
+
+
+def test_monitor_never_logged_is_one_line_listing_the_keys(tmp_path, demos):
+    root = demos["binary"]
+    proc = run_cli("podium.train", "data=demo_binary", "debug=limit", "metric.monitor=val/nope",
+                   f"data.root={root}", f"data.demo_root={root}",
+                   f"paths.log_dir={tmp_path / 'logs'}", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: metric.monitor=val/nope was never logged; logged keys: ")
+    assert "val/auroc" in last and "val/loss" in last

@@ -1,0 +1,172 @@
+"""Every row of README's "What happens when ..." table, driven against the real code.
+
+The expected text is read from README.md itself, so the table and the behaviour cannot
+drift apart: `<root>` stands for the competition folder, digits may differ (ids, steps),
+and a message ending in "..." is compared up to there.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, run_cli
+from podium.datamodule import CompetitionDataModule
+from podium.errors import PodiumError
+
+
+def readme_rows() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    table = text.split("## What happens when ...")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (.+?) \| (.+) \|$", table, flags=re.M)
+    return {when: said for when, said in rows if when not in ("when ...", "---")}
+
+
+ROWS = readme_rows()
+
+
+def normalise(message: str) -> str:
+    return re.sub(r"\d+", "#", message.strip().strip("`"))
+
+
+def assert_says(actual: str, row: str) -> None:
+    expected = normalise(ROWS[row])
+    actual = normalise(actual)
+    if expected.endswith("..."):
+        assert actual.startswith(expected[:-3]), actual
+    else:
+        assert actual == expected, actual
+
+
+def copy_demo(demo_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "comp"
+    shutil.copytree(demo_root, root)
+    return root
+
+
+def edit_csv(root: Path, change, name: str = "train.csv") -> None:
+    frame = pd.read_csv(root / name, dtype=str, keep_default_na=False)
+    change(frame).to_csv(root / name, index=False)
+
+
+def first_id(root: Path) -> str:
+    return pd.read_csv(root / "train.csv", dtype=str).id[0]
+
+
+def setup_error(root: Path, **kwargs) -> str:
+    with pytest.raises(PodiumError) as err:
+        CompetitionDataModule(root=str(root), **kwargs).setup("fit")
+    return "error: " + str(err.value).replace(str(root), "<root>")
+
+
+BREAKAGES = {
+    "`train.csv` is missing": lambda r: (r / "train.csv").unlink(),
+    "a column is missing": lambda r: edit_csv(r, lambda f: f.rename(columns={"label": "target"})),
+    "a training image is missing": lambda r: (r / "train" / f"{first_id(r)}.png").unlink(),
+    "a sample-submission id has no test image": lambda r: edit_csv(
+        r, lambda f: pd.concat([f, pd.DataFrame({"id": ["99999"], "label": ["zero"]})]),
+        "sample_submission.csv"),
+    "an image is corrupt or not an image": lambda r: (
+        r / "train" / f"{first_id(r)}.png").write_bytes(b"not an image"),
+    "an id appears twice": lambda r: edit_csv(r, lambda f: pd.concat([f, f.iloc[:1]])),
+    "a target value is empty": lambda r: edit_csv(
+        r, lambda f: f.assign(label=[""] + list(f.label[1:]))),
+    "a class has a single example": lambda r: edit_csv(
+        r, lambda f: f.assign(label=["rare"] + list(f.label[1:]))),
+    "images differ in size": lambda r: Image.new("L", (9, 9)).save(
+        r / "train" / f"{first_id(r)}.png"),
+}
+
+
+@pytest.mark.parametrize("row", list(BREAKAGES))
+def test_bad_data_row(row, demo_root, tmp_path):
+    root = copy_demo(demo_root, tmp_path)
+    BREAKAGES[row](root)
+    assert_says(setup_error(root), row)
+
+
+def test_missing_root_row(tmp_path):
+    root = tmp_path / "nowhere"
+    assert_says(setup_error(root), "`data.root` is not a folder")
+
+
+@pytest.mark.parametrize(("row", "folds"), [
+    ("a class has fewer examples than folds", {"n_folds": 20, "fold": 0}),
+    ("`data.fold` is not below `data.n_folds`", {"n_folds": 3, "fold": 3}),
+])
+def test_fold_rows(row, folds, demo_root):
+    assert_says(setup_error(demo_root, **folds), row)
+
+
+def test_converted_images_and_messy_headers_row(demo_root, tmp_path):
+    assert ROWS["grayscale / RGBA images, a BOM or spaces in CSV headers"].startswith("nothing")
+    root = copy_demo(demo_root, tmp_path)
+    Image.new("RGBA", (8, 8), (9, 9, 9, 255)).save(root / "train" / f"{first_id(root)}.png")
+    text = (root / "train.csv").read_text().replace("id,label", " id , label ", 1)
+    (root / "train.csv").write_text("\ufeff" + text)
+    data = CompetitionDataModule(root=str(root), channels=3)
+    data.setup("fit")
+    assert data.image_shape == (3, 8, 8) and data.train_ids[0] == first_id(demo_root)
+
+
+@pytest.mark.parametrize("row", ["the loss becomes NaN/inf", "`metric.monitor` is never logged",
+                                 "a config option does not exist"])
+def test_cli_rows(row, demo_root, tmp_path):
+    overrides = {"the loss becomes NaN/inf": ["optimizer.lr=1e30", "trainer.max_epochs=3"],
+                 "`metric.monitor` is never logged": ["metric.monitor=val/nope", "debug=limit"],
+                 "a config option does not exist": ["loss=nope"]}[row]
+    proc = run_cli("podium.train", f"data.root={demo_root}", f"data.demo_root={demo_root}",
+                   f"paths.log_dir={tmp_path}", *overrides, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    if row == "a config option does not exist":
+        assert "Could not find 'loss/nope'" in proc.stderr
+        assert "Could not find 'loss/nope'" in ROWS[row]
+    else:
+        assert_says(proc.stderr.strip().splitlines()[-1], row)
+    assert not list(tmp_path.rglob("submission*.csv"))
+
+
+def test_killed_run_row(tmp_path):
+    """The resume half of the row (the SIGKILLs themselves: tests/test_faults.py, slow)."""
+    from podium.callbacks import RunCheckpoint
+
+    assert "resumes into a new folder (best checkpoint carried over)" in ROWS[
+        "the run is killed (SIGKILL, power loss)"]
+    old = tmp_path / "old" / "checkpoints"
+    old.mkdir(parents=True)
+    torch.save({"w": 1}, old / "best.ckpt")
+    state = {"dirpath": str(old), "best_model_path": str(old / "best.ckpt"),
+             "best_model_score": torch.tensor(0.7), "best_k_models": {
+                 str(old / "best.ckpt"): torch.tensor(0.7)},
+             "kth_best_model_path": str(old / "best.ckpt"), "kth_value": torch.tensor(0.7),
+             "last_model_path": str(old / "last.ckpt"), "current_score": torch.tensor(0.7)}
+    new = tmp_path / "new" / "checkpoints"
+    callback = RunCheckpoint(dirpath=str(new), filename="best", monitor="val/f1", mode="max")
+    callback.load_state_dict(state)
+    assert callback.best_model_path == str(new / "best.ckpt") and (new / "best.ckpt").is_file()
+    assert float(callback.best_model_score) == pytest.approx(0.7)
+    assert (old / "best.ckpt").is_file()  # the old run folder is left as it was
+
+
+def test_failed_fold_row(tmp_path, monkeypatch):
+    from podium import errors
+
+    monkeypatch.setattr(errors, "in_multirun", lambda: True)
+
+    class Runtime:
+        output_dir = str(tmp_path)
+
+    class Config:
+        runtime = Runtime()
+
+    monkeypatch.setattr("hydra.core.hydra_config.HydraConfig.get", staticmethod(lambda: Config))
+    result = errors.one_line_errors(lambda: 1 / 0)()
+    assert result != result  # NaN: the sweeper records a failed trial
+    assert (tmp_path / "failed.txt").read_text().startswith("ZeroDivisionError")
+    assert "failed.txt" in ROWS["a fold of `make cv` or a sweep trial fails"]
