@@ -141,3 +141,15 @@ def test_logit_adjust_learns_tau_on_oof():
     expected = np.log(probs) - report["tau"] * np.log(prior)
     assert np.allclose(np.log(adjust(probs)) - np.log(adjust(probs))[:, :1],
                        expected - expected[:, :1])
+
+
+def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
+    from podium.errors import PodiumError
+    from podium.submit import average_probs
+
+    a = pd.DataFrame({"id": ["1", "2"], "cat": [0.9, 0.2], "dog": [0.1, 0.8]})
+    b = pd.DataFrame({"id": ["1", "2"], "cat": [0.5, 0.5], "emu": [0.5, 0.5]})
+    with pytest.raises(PodiumError, match="trained on classes"):
+        average_probs([a, b], [tmp_path / "a", tmp_path / "b"])
+    mean = average_probs([a, a.assign(cat=[0.5, 0.0], dog=[0.5, 1.0])], [tmp_path] * 2, [3, 1])
+    assert mean.cat.tolist() == pytest.approx([(3 * 0.9 + 0.5) / 4, (3 * 0.2 + 0.0) / 4])

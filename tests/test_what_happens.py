@@ -170,3 +170,14 @@ def test_failed_fold_row(tmp_path, monkeypatch):
     assert result != result  # NaN: the sweeper records a failed trial
     assert (tmp_path / "failed.txt").read_text().startswith("ZeroDivisionError")
     assert "failed.txt" in ROWS["a fold of `make cv` or a sweep trial fails"]
+
+
+def test_wrong_type_row(tmp_path):
+    from conftest import make_cfg
+    from podium.train import check_types
+
+    cfg = make_cfg(tmp_path, ["trainer.max_epochs=abc"])
+    with pytest.raises(PodiumError) as err:
+        check_types(cfg)
+    assert_says(f"error: {err.value}", "a config value has the wrong type")
+    check_types(make_cfg(tmp_path, ["optimizer.lr=1"]))  # an integer is a number too

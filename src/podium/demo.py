@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,25 @@ IMBALANCE = 10.0  # largest / smallest training class
 def long_tail_counts(largest: int, n_classes: int, imbalance: float) -> list[int]:
     """Exponential profile n_c = largest * imbalance^(-c / (C-1)) (Cui et al. 2019)."""
     return [int(largest * imbalance ** (-c / (n_classes - 1))) for c in range(n_classes)]
+
+
+@contextmanager
+def built_aside(root: Path) -> Iterator[Path]:
+    """A temporary folder beside `root`, renamed to `root` when the block succeeds.
+
+    Readers never see a half-built folder; when two processes build at once, the first
+    rename wins and the other's copy is dropped.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        yield tmp
+        os.replace(tmp, root)
+    except OSError:
+        if not (root / "train.csv").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_demo(root: str | Path, seed: int = 0) -> Path:
@@ -47,9 +68,7 @@ def build_demo(root: str | Path, seed: int = 0) -> Path:
     # Ids look like a real competition's: shuffled, zero-padded strings.
     ids = [f"{i:05d}" for i in rng.permutation(len(digits.target))]
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    with built_aside(root) as tmp:
         for split, index in (("train", train_idx), ("test", test_idx)):
             (tmp / split).mkdir()
             for i in index:
@@ -61,12 +80,6 @@ def build_demo(root: str | Path, seed: int = 0) -> Path:
         labelled(test_idx).to_csv(tmp / "answers.csv", index=False)
         sample = labelled(test_idx).assign(label=LABELS[0])
         sample.to_csv(tmp / "sample_submission.csv", index=False)
-        os.replace(tmp, root)  # another process may have won the race: that is fine
-    except OSError:
-        if not (root / "train.csv").exists():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

@@ -11,9 +11,6 @@ tensors held in memory; the model (model=mlp) takes `in_features` from `net_inpu
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from podium.datamodule import (
     read_csv,
     split_indices,
 )
+from podium.demo import built_aside
 from podium.errors import PodiumError
 
 log = logging.getLogger(__name__)
@@ -188,19 +186,11 @@ def build_tabular_demo(root: str | Path, kind: str, seed: int = 0,
     table = features.assign(target=target.to_numpy())
     table.insert(0, "id", ids)
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    with built_aside(root) as tmp:
         table.iloc[train_idx].to_csv(tmp / "train.csv", index=False)
         table.iloc[test_idx].drop(columns="target").to_csv(tmp / "test.csv", index=False)
         table.iloc[test_idx][["id", "target"]].to_csv(tmp / "answers.csv", index=False)
         placeholder = 0.0 if kind == "regression" else str(target.iloc[0])
         sample = table.iloc[test_idx][["id"]].assign(target=placeholder)
         sample.to_csv(tmp / "sample_submission.csv", index=False)
-        os.replace(tmp, root)  # another process may have won the race: that is fine
-    except OSError:
-        if not (root / "train.csv").exists():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root

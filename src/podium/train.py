@@ -169,6 +169,28 @@ def print_config(cfg: DictConfig, save_to: Path | None = None) -> None:
             Console(file=file, width=120, color_system=None).print(tree)
 
 
+NUMERIC_KEYS = {  # key -> type; a wrong type here fails deep inside torch otherwise
+    "seed": int, "trainer.max_epochs": int, "trainer.max_steps": int,
+    "trainer.accumulate_grad_batches": int, "trainer.log_every_n_steps": int,
+    "trainer.check_val_every_n_epoch": int, "trainer.gradient_clip_val": float,
+    "data.batch_size": int, "data.num_workers": int, "data.val_fraction": float,
+    "optimizer.lr": float, "optimizer.weight_decay": float,
+}
+
+
+def check_types(cfg: DictConfig) -> None:
+    """One line naming the key, instead of a TypeError from deep inside a library."""
+    from omegaconf import OmegaConf
+
+    for key, kind in NUMERIC_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        ok = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+        if value is not None and (not ok or isinstance(value, bool)):
+            what = "an integer" if kind is int else "a number"
+            raise PodiumError(f"{key}={value!r} must be {what} "
+                              f"(e.g. {key}={1 if kind is int else 0.001})")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then validate and predict with the best checkpoint; returns the metrics."""
     import lightning as L
@@ -177,6 +199,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from podium.metrics import resolve_metric
     from podium.submission import leaderboard_score, write_json
 
+    check_types(cfg)
     resolve_metric(cfg)  # metric.monitor/mode: null -> the task's key, inferred mode
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:
         print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt")
