@@ -53,8 +53,9 @@ def drop_column(header, rows):
     return header[:1], [r[:1] for r in rows]
 
 
+# edits of the label column leave a file that has lost it (drop_column) as it is
 def empty_value(header, rows):
-    return header, [[rows[0][0], ""], *rows[1:]]
+    return header, [[rows[0][0], *["" for _ in rows[0][1:]]], *rows[1:]]
 
 
 def duplicate_id(header, rows):
@@ -62,7 +63,7 @@ def duplicate_id(header, rows):
 
 
 def unknown_id(header, rows):
-    return header, [*rows, ["nope", rows[0][1]]]
+    return header, [*rows, ["nope", *rows[0][1:]]]
 
 
 def extra_column(header, rows):
@@ -70,11 +71,12 @@ def extra_column(header, rows):
 
 
 def single_class(header, rows):
-    return header, [[r[0], "a"] for r in rows]
+    return header, [[r[0], *["a" for _ in r[1:2]], *r[2:]] for r in rows]
 
 
 def one_example_class(header, rows):
-    return header, [*rows[:-1], [rows[-1][0], "lonely"]]
+    return header, [*rows[:-1], [rows[-1][0], *["lonely" for _ in rows[-1][1:2]],
+                                 *rows[-1][2:]]]
 
 
 CSV_MUTATIONS = [bom, spaces, drop_column, empty_value, duplicate_id, unknown_id,
@@ -104,7 +106,7 @@ def write_csv(path, header, rows):
     path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(train_edits=st.lists(st.sampled_from(CSV_MUTATIONS), max_size=2),
        sample_edits=st.lists(st.sampled_from(CSV_MUTATIONS), max_size=2),
