@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hypothesis import settings
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-lt"
+# property tests run the same examples every time (CI stays reproducible);
+# HYPOTHESIS_PROFILE=explore draws new ones to hunt for failures
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
+
 needs_cifar = pytest.mark.skipif(not (CIFAR / "train.csv").exists(),
                                  reason="../shared/data/cifar10-lt is absent")
 

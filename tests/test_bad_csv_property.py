@@ -106,7 +106,7 @@ def write_csv(path, header, rows):
     path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(train_edits=st.lists(st.sampled_from(CSV_MUTATIONS), max_size=2),
        sample_edits=st.lists(st.sampled_from(CSV_MUTATIONS), max_size=2),
