@@ -49,9 +49,10 @@ def test_option_composes_and_instantiates(group, option, tmp_path, demo_root):
     if cfg.sampler:
         sampler = instantiate(cfg.sampler)(labels=torch.tensor([0, 0, 0, 1, 2]), seed=0)
         assert len(list(sampler)) == len(sampler)
-    if cfg.augment.train:
-        out = instantiate(cfg.augment.train)(images[0])
-        assert out.shape == images[0].shape and out.dtype == torch.uint8
+    for key, inputs in (("batch", images), ("sample", images[0])):
+        if cfg.augment[key]:
+            out = instantiate(cfg.augment[key])(inputs)
+            assert out.shape == inputs.shape and out.dtype == torch.uint8
     assert instantiate(cfg.data).root == demo_root
     if cfg.trainer.accelerator != "gpu" or torch.cuda.is_available():  # trainer=ddp needs GPUs
         build_trainer(cfg)

@@ -116,3 +116,83 @@ def test_group_folds_keep_each_group_in_one_fold(tmp_path):
         val_groups = {train.patient[i] for i in dm.val_idx}
         train_groups = {train.patient[i] for i in dm.train_idx}
         assert val_groups and not val_groups & train_groups
+
+
+def pixels(path) -> torch.Tensor:
+    """One image as PIL decodes it, (C, H, W): the reference for cached pixels."""
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+
+
+def noisy_folder(root, n=6):
+    rng = np.random.default_rng(0)
+    ids = [f"i{k}" for k in range(n)]
+    write_folder(root, ids=ids, labels=["x", "y"] * (n // 2))
+    for i in ids:
+        Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(
+            root / "train" / f"{i}.png")
+    return ids
+
+
+def test_decoded_images_are_cached_and_a_changed_image_is_decoded_again(tmp_path):
+    root, cache = tmp_path / "comp", tmp_path / "cache"
+    ids = noisy_folder(root)
+    first = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+    first.setup("predict")
+    files = sorted(cache.glob("*.npy"))
+    assert len(files) == 2  # train and test images
+    served = [first.train_set[k][0] for k in range(len(first.train_set))]
+    expected = [pixels(root / "train" / f"{ids[j]}.png") for j in first.train_idx]
+    assert all(torch.equal(a, b) for a, b in zip(served, expected, strict=True))
+
+    # a second run loads the file instead of decoding (the decoder is not called)
+    import podium.datamodule as datamodule
+
+    calls = []
+    original = datamodule.decode_images
+    datamodule.decode_images = lambda *a: calls.append(a) or original(*a)
+    try:
+        again = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+        again.setup("predict")
+        assert calls == [] and sorted(cache.glob("*.npy")) == files
+        assert torch.equal(again.train_set.images, first.train_set.images)
+
+        # an edited image (new content and mtime) makes a new cache file with its pixels
+        Image.new("RGB", (6, 6), color=(1, 2, 3)).save(root / "train" / f"{ids[0]}.png")
+        edited = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+        edited.setup("fit")
+        assert len(calls) == 1 and len(list(cache.glob("*.npy"))) == 3
+        assert torch.equal(edited.train_set.images[0], pixels(root / "train" / f"{ids[0]}.png"))
+    finally:
+        datamodule.decode_images = original
+
+
+def test_a_failed_cache_write_leaves_no_file(tmp_path, monkeypatch):
+    import podium.datamodule as datamodule
+
+    root, cache = tmp_path / "comp", tmp_path / "cache"
+    ids = noisy_folder(root)
+    (root / "train" / f"{ids[-1]}.png").write_text("not a png")  # in the last chunk
+    monkeypatch.setattr(datamodule, "CACHE_CHUNK", 2)
+    dm = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+    with pytest.raises(PodiumError, match=f"unreadable image.*{ids[-1]}.png"):
+        dm.setup("fit")
+    assert list(cache.iterdir()) == []
+
+
+def test_a_cache_over_the_ram_limit_is_memory_mapped(tmp_path):
+    root, cache = tmp_path / "comp", tmp_path / "cache"
+    ids = noisy_folder(root)
+    dm = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache),
+                               cache_ram_gb=0)
+    dm.setup("fit")
+    train = torch.stack([pixels(root / "train" / f"{ids[j]}.png") for j in dm.train_idx])
+    assert torch.equal(dm.train_set[0][0], train[0])
+    # normalisation statistics of the training split only
+    assert np.allclose(dm.mean, (train.double() / 255).mean(dim=(0, 2, 3)))
+    assert np.allclose(dm.std, (train.double() / 255).std(dim=(0, 2, 3), unbiased=False))
+    # the served tensor reads the file: a change on disk shows through
+    (file,) = cache.glob("*.npy")
+    on_disk = np.load(file, mmap_mode="r+")
+    on_disk[dm.train_idx[0]] = 255
+    on_disk.flush()
+    assert bool((dm.train_set[0][0] == 255).all())

@@ -62,7 +62,7 @@ def test_metrics_and_predictions_equal_a_single_process_evaluation(ddp_run):
 
     module.eval()  # the gathered validation predictions (oof.csv), in dataset order
     with torch.no_grad():
-        probs = module(data.val_set.images).softmax(1).numpy()
+        probs = module(data.val_set.images[data.val_set.index]).softmax(1).numpy()
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
     assert list(oof.id) == [str(i) for i in data.val_ids]
     assert np.allclose(oof[list(data.class_names)].to_numpy(), probs, atol=1e-5)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,8 @@ BUDGET = ["model.net.depth=8", "trainer.max_epochs=4", "++trainer.limit_train_ba
           "trainer.deterministic=true", "seed=7"]
 
 # Runs podium.train in this process after installing a fault hook chosen by PODIUM_TEST_KILL:
+#   step:N         SIGKILL as training step N begins (mid-epoch when N is not a multiple of
+#                  the 3 batches per epoch); at a step, not a time, so it holds on any machine.
 #   ckpt_commit:N  SIGKILL inside fsspec's transaction commit of the N-th write of last.ckpt:
 #                  the checkpoint bytes are in the temporary file, the rename has not happened
 #                  (the real "mid-checkpoint-write" window of Lightning's atomic save).
@@ -29,7 +30,15 @@ BUDGET = ["model.net.depth=8", "trainer.max_epochs=4", "++trainer.limit_train_ba
 RUNNER = r"""
 import os, signal, sys
 kill = os.environ.get("PODIUM_TEST_KILL", "")
-if kill.startswith("ckpt_commit:"):
+if kill.startswith("step:"):
+    import podium.module as module
+    training_step, at = module.ClassifierModule.training_step, int(kill.split(":")[1])
+    def dying_step(self, batch, batch_idx):
+        if self.global_step == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return training_step(self, batch, batch_idx)
+    module.ClassifierModule.training_step = dying_step
+elif kill.startswith("ckpt_commit:"):
     from fsspec.implementations.local import LocalFileOpener
     commit, seen, nth = LocalFileOpener.commit, [0], int(kill.split(":")[1])
     def dying_commit(self):
@@ -112,24 +121,12 @@ def test_two_identical_runs_give_byte_identical_outputs(whole, tmp_path, demo_ro
         assert torch.equal(weights(again / "checkpoints/last.ckpt")[name], value), name
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"run ended before {path} appeared: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
-
-
 # In the fast suite on purpose: CI must prove that nothing is lost on a kill (~40 s alone).
 def test_sigkill_at_three_moments_then_resume_matches_whole_run(whole, tmp_path, demo_root):
-    # 1. Mid-epoch: SIGKILL from outside as soon as the first last.ckpt (end of epoch 0)
-    #    exists: the run is then in the first steps of epoch 1.
+    # 1. Mid-epoch: SIGKILL at the second step of epoch 1 (after epoch 0's last.ckpt).
     a = tmp_path / "a"
-    proc = start(a, demo_root)
-    wait_for(a / "checkpoints" / "last.ckpt", proc)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert finish(proc) == -signal.SIGKILL
+    proc = start(a, demo_root, kill="step:4")
+    assert finish(proc) == -signal.SIGKILL, proc.stderr_text
     assert_loadable(a)
     no_partial_submission(a)
 
@@ -160,3 +157,41 @@ def test_sigkill_at_three_moments_then_resume_matches_whole_run(whole, tmp_path,
         resumed = weights(c / "checkpoints" / name)
         for key, value in weights(whole / "checkpoints" / name).items():
             assert torch.equal(resumed[key], value), (name, key)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_last_checkpoint_is_the_latest_epoch_when_the_metric_stops_improving(tmp_path,
+                                                                            validate):
+    """Lightning alone rewrites last.ckpt only when the monitor improves; a crash would then
+    resume from the last improvement, not from the latest epoch."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from podium.callbacks import RunCheckpoint
+
+    class Flat(L.LightningModule):  # the monitored score never improves after epoch 0
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            self.log("score", 1.0)
+            return self.layer(batch[0]).square().mean()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("score", 1.0)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    checkpoint = RunCheckpoint(dirpath=str(tmp_path), filename="best", monitor="score",
+                               mode="max", save_last=True)
+    trainer = L.Trainer(max_epochs=3, callbacks=[checkpoint], logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=1.0 if validate else 0)
+    trainer.fit(Flat(), data, data if validate else None)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    best = torch.load(tmp_path / "best.ckpt", weights_only=False)
+    assert (best["epoch"], last["epoch"]) == (0, 2)
+    assert last["global_step"] == 6

@@ -34,7 +34,8 @@ def short_run(tmp_path: Path, demo_root: Path, monkeypatch, *overrides: str) -> 
     train(cfg)
     assert list(cwd.iterdir()) == [], "something was written to the working folder"
     assert {name for name in STRAYS if (ROOT / name).exists()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "logs", "run"]
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == [".cache"]  # decoded images
     return tmp_path / "run"
 
 

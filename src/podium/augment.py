@@ -1,4 +1,11 @@
-"""Augmentations torchvision lacks in a size-agnostic form (the rest come from transforms.v2)."""
+"""Augmentations that draw per image on a whole batch: (N, C, H, W) in, (N, C, H, W) out.
+
+The module applies `augment.batch` to each training batch on the device, so augmentation
+costs one batched kernel instead of a Python call per image. torchvision's random
+transforms draw once per call, which on a batch tensor means one draw for all its images
+(every image flipped, or none); these draw for each image. A single (C, H, W) image works
+too, so they also serve as `augment.sample` transforms in the data loader.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class RandomShift(nn.Module):
-    """Pad by `fraction` of each side and crop back at a random offset (pad-and-crop).
+def as_batch(images: Tensor) -> Tensor:
+    return images if images.ndim == 4 else images.unsqueeze(0)
 
-    CIFAR's standard augmentation for any image size: torchvision's RandomCrop needs the
-    size up front, and RandomAffine(translate=...) resamples the image (about 30x slower on
-    small uint8 images). Works on a (C, H, W) tensor of any dtype.
+
+class RandomShift(nn.Module):
+    """Pad each side by `fraction` of the size, crop back at a random offset per image.
+
+    CIFAR's pad-and-crop for any image size: torchvision's RandomCrop needs the size up
+    front, and RandomAffine(translate=...) resamples the image (about 30x slower on small
+    uint8 images). Any dtype; the result has the channels-last memory layout.
     """
 
     def __init__(self, fraction: float = 0.125, fill: int = 0) -> None:
@@ -21,10 +32,33 @@ class RandomShift(nn.Module):
             raise ValueError(f"RandomShift fraction={fraction} must be in [0, 1)")
         self.fraction, self.fill = fraction, fill
 
-    def forward(self, image: Tensor) -> Tensor:
-        h, w = image.shape[-2:]
+    def forward(self, images: Tensor) -> Tensor:
+        batch = as_batch(images)
+        n, _, h, w = batch.shape
         ph, pw = round(h * self.fraction), round(w * self.fraction)
-        padded = F.pad(image, [pw, pw, ph, ph], value=self.fill)
-        top = int(torch.randint(0, 2 * ph + 1, ()))
-        left = int(torch.randint(0, 2 * pw + 1, ()))
-        return padded[..., top : top + h, left : left + w]
+        padded = F.pad(batch, [pw, pw, ph, ph], value=self.fill)
+        device = batch.device
+        top = torch.randint(0, 2 * ph + 1, (n, 1, 1), device=device)
+        left = torch.randint(0, 2 * pw + 1, (n, 1, 1), device=device)
+        rows = top + torch.arange(h, device=device).view(1, h, 1)
+        cols = left + torch.arange(w, device=device).view(1, 1, w)
+        # one gather: (n, h, w, C) viewed as (n, C, h, w)
+        shifted = padded[torch.arange(n, device=device).view(n, 1, 1), :, rows, cols]
+        shifted = shifted.permute(0, 3, 1, 2)
+        return shifted if images.ndim == 4 else shifted[0]
+
+
+class RandomFlip(nn.Module):
+    """Mirror each image left-right (`dim=-1`; -2: upside down) with probability `p`."""
+
+    def __init__(self, p: float = 0.5, dim: int = -1) -> None:
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"RandomFlip p={p} must be in [0, 1]")
+        self.p, self.dim = p, dim
+
+    def forward(self, images: Tensor) -> Tensor:
+        batch = as_batch(images)
+        flip = torch.rand(len(batch), device=batch.device) < self.p
+        flipped = torch.where(flip.view(-1, 1, 1, 1), batch.flip(self.dim), batch)
+        return flipped if images.ndim == 4 else flipped[0]

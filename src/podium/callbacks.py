@@ -193,13 +193,31 @@ class LearningCurves(L.Callback):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that keeps the best model across a resume into a new run folder.
+    """ModelCheckpoint that resumes from the latest epoch and keeps the best model across a
+    resume into a new run folder.
 
-    Lightning forgets the best score when the checkpoint folder changes, so a resumed run
-    would take its first epoch as "best" even when an earlier epoch was better. Here the
-    earlier best checkpoint(s) are copied into the new folder and their scores restored:
+    Lightning writes `last.ckpt` only in an epoch whose checkpoint entered the top k, so a
+    crash after a few epochs without improvement would resume from the last improvement:
+    here `last.ckpt` is written after every validation (or training epoch, without one).
+    Lightning also forgets the best score when the checkpoint folder changes, so a resumed
+    run would take its first epoch as "best" even when an earlier epoch was better: the
+    earlier best checkpoint(s) are copied into the new folder and their scores restored;
     the new run folder is complete, and the old one is never touched.
     """
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self.save_last_if_stale(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self.save_last_if_stale(trainer)
+
+    def save_last_if_stale(self, trainer: L.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")

@@ -2,15 +2,19 @@
 
 Contract (see README): `<root>/train.csv` (id + target column), `<root>/train/<id>.<ext>`,
 `<root>/test/<id>.<ext>` for every row of `<root>/sample_submission.csv`. Images are
-decoded once into one uint8 tensor (N, C, H, W) held in memory; per-sample augmentation
-runs on those tensors (torchvision.transforms.v2), and the float conversion and
-normalisation happen inside the model on the device, batched.
+decoded once into one uint8 tensor (N, C, H, W), saved as a cache file that later runs load
+in a blink, and held in memory (memory-mapped from the file when larger than
+`cache_ram_gb`). Augmentation runs on batches of those tensors inside the model, on the
+device, as do the float conversion and normalisation (per-image transforms in the loader
+remain possible: `sample_transform`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,19 +35,24 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 class TensorImageDataset(Dataset):
-    """Cached uint8 images (N, C, H, W), optional labels, optional per-sample transform."""
+    """Cached uint8 images (N, C, H, W), optional labels, optional per-sample transform.
+
+    `index` selects the rows of `images` this dataset serves, lazily (the train and
+    validation splits share one tensor; a memory-mapped cache is never copied into RAM);
+    without it every row. `labels` has one entry per item served.
+    """
 
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor | None = None,
-        transform: Callable | None = None,
+        transform: Callable | None = None, index: np.ndarray | None = None,
     ) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
+        self.images, self.labels, self.transform, self.index = images, labels, transform, index
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) if self.index is None else len(self.index)
 
     def __getitem__(self, i: int):
-        image = self.images[i]
+        image = self.images[i if self.index is None else int(self.index[i])]
         if self.transform is not None:
             image = self.transform(image)
         return image if self.labels is None else (image, self.labels[i])
@@ -162,15 +171,74 @@ def decode_images(
             f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"
             f"{' ...' if len(bad) > 3 else ''} (replace or remove them from the CSV)"
         )
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        (h1, w1, _), (h2, w2, _) = sorted(shapes)[:2]
+    check_same_size({a.shape[:2] for a in arrays})
+    stacked = np.stack(arrays)  # (N, H, W, C)
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def check_same_size(sizes: set[tuple[int, int]]) -> None:
+    if len(sizes) > 1:
+        (h1, w1), (h2, w2) = sorted(sizes)[:2]
         raise PodiumError(
             f"images differ in size ({h1}x{w1}, {h2}x{w2}, ...): set data.image_size=<H> "
             f"or [H,W] to resize them on load"
         )
-    stacked = np.stack(arrays)  # (N, H, W, C)
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+CACHE_VERSION = 1  # bump when the decoding changes, so old cache files are not reused
+CACHE_CHUNK = 4096  # images decoded at a time while a cache file is written
+
+
+def cache_key(paths: Sequence[Path], settings: str) -> str:
+    """Hash of every image's path, size and modification time, and the decode settings:
+    an edited, added, removed or reordered image gives a new key."""
+    digest = hashlib.sha1(f"v{CACHE_VERSION} {settings}".encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"\0{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_decode(
+    paths: Sequence[Path], channels: int, size: tuple[int, int] | None, cache_dir: Path,
+    ram_limit_gb: float,
+) -> torch.Tensor:
+    """decode_images through a cache file `<cache_dir>/images-<key>.npy`.
+
+    The first run decodes in chunks straight into the file (written aside, then renamed:
+    a killed run leaves no half file); later runs load it. A file larger than
+    `ram_limit_gb` is memory-mapped (read-only) instead of loaded: pages come from disk
+    as batches need them.
+    """
+    if not paths:
+        return decode_images(paths, channels, size)
+    file = cache_dir / f"images-{cache_key(paths, f'{channels} {size}')}.npy"
+    if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        aside = file.with_name(f"{file.stem}.{os.getpid()}.partial")
+        try:
+            out = None
+            for start in range(0, len(paths), CACHE_CHUNK):
+                block = decode_images(paths[start : start + CACHE_CHUNK], channels, size).numpy()
+                if out is None:
+                    out = np.lib.format.open_memmap(aside, mode="w+", dtype=np.uint8,
+                                                    shape=(len(paths), *block.shape[1:]))
+                check_same_size({out.shape[2:], block.shape[2:]})
+                out[start : start + len(block)] = block
+            out.flush()
+            del out
+            os.replace(aside, file)
+        finally:
+            aside.unlink(missing_ok=True)
+        log.info("decoded %d images into %s", len(paths), file)
+    array = np.load(file, mmap_mode="r")
+    if array.nbytes <= ram_limit_gb * 2**30:
+        return torch.from_numpy(np.load(file))
+    log.info("%s is %.1f GB > data.cache_ram_gb=%s: memory-mapped", file,
+             array.nbytes / 2**30, ram_limit_gb)
+    with warnings.catch_warnings():  # read-only: podium never writes into cached images
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
 
 
 def first_image_channels(paths: Sequence[Path]) -> int:
@@ -185,15 +253,18 @@ def first_image_channels(paths: Sequence[Path]) -> int:
     return 3
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] units, in chunks to keep memory flat."""
+def channel_stats(images: torch.Tensor, index: np.ndarray | None = None, chunk: int = 4096
+                  ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units of `images` (the rows in `index`), in
+    chunks to keep memory flat."""
+    rows = np.arange(len(images)) if index is None else index
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk].to(torch.float64) / 255.0
+    for start in range(0, len(rows), chunk):
+        block = images[torch.from_numpy(rows[start : start + chunk])].to(torch.float64) / 255.0
         total += block.sum(dim=(0, 2, 3))
         squares += block.square().sum(dim=(0, 2, 3))
-    n = images.numel() / images.shape[1]
+    n = len(rows) * images[0].numel() / images.shape[1]
     mean = total / n
     std = (squares / n - mean.square()).clamp_min(1e-12).sqrt()
     return mean.tolist(), std.tolist()
@@ -273,9 +344,11 @@ class CompetitionDataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        cache_dir: str | None = None,
+        cache_ram_gb: float = 8.0,
         demo_root: str | None = None,
         answers: str | None = None,
-        train_transform: Callable | None = None,
+        sample_transform: Callable | None = None,
         sampler: Callable[..., Sampler] | None = None,
         task: str = "multiclass",
     ) -> None:
@@ -296,7 +369,9 @@ class CompetitionDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.demo_root = Path(demo_root) if demo_root else None
         self.answers = Path(answers) if answers else None
-        self.train_transform, self.sampler = train_transform, sampler
+        self.sample_transform, self.sampler = sample_transform, sampler
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.cache_ram_gb = cache_ram_gb
         self.train_set = self.val_set = self.test_set = None
 
     # -- reading the folder ---------------------------------------------------------------
@@ -348,24 +423,26 @@ class CompetitionDataModule(L.LightningDataModule):
             self.train_idx, self.val_idx = train_idx, val_idx
             if self.channels is None:
                 self.channels = first_image_channels(self.train_paths)
-            images = decode_images(self.train_paths, self.channels, self.image_size)
+            images = self.decode(self.train_paths, self.image_size)
             labels = torch.from_numpy(self.labels)
             self.image_shape = tuple(images.shape[1:])
-            self.train_set = TensorImageDataset(
-                images[train_idx], labels[train_idx], self.train_transform
-            )
-            self.val_set = TensorImageDataset(images[val_idx], labels[val_idx])
+            self.train_set = TensorImageDataset(images, labels[train_idx],
+                                                self.sample_transform, index=train_idx)
+            self.val_set = TensorImageDataset(images, labels[val_idx], index=val_idx)
             self.class_counts = [] if self.task == "regression" else np.bincount(
                 self.labels[train_idx], minlength=len(self.class_names)
             ).tolist()
-            mean, std = channel_stats(self.train_set.images)
+            mean, std = channel_stats(images, train_idx)
             self.mean = list(self.fixed_mean or mean)
             self.std = list(self.fixed_std or std)
         if stage == "predict" and self.test_set is None:
             size = self.image_size or self.image_shape[1:]
-            self.test_set = TensorImageDataset(
-                decode_images(self.test_paths, self.channels, size)
-            )
+            self.test_set = TensorImageDataset(self.decode(self.test_paths, size))
+
+    def decode(self, paths: Sequence[Path], size: tuple[int, int] | None) -> torch.Tensor:
+        if self.cache_dir is None:
+            return decode_images(paths, self.channels, size)
+        return cached_decode(paths, self.channels, size, self.cache_dir, self.cache_ram_gb)
 
     # -- loaders ---------------------------------------------------------------------------
     def loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:

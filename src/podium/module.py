@@ -36,6 +36,8 @@ class ClassifierModule(L.LightningModule):
         class_names: original label values in index order (kept in the checkpoint).
         mean, std: per-channel normalisation in [0, 1] units (kept in the checkpoint).
         channels_last: NHWC memory format; faster convolutions on CPU and tensor cores.
+        augment: batch transform applied to each training batch on the device, before
+            normalisation (uint8 images in, uint8 out; e.g. podium.augment.RandomShift).
         tta: deterministic batch transforms (e.g. a horizontal flip); prediction averages
             the probabilities of the original and every transformed view.
         task: multiclass | binary (two logits, softmax) | regression (one output, squeezed;
@@ -55,15 +57,16 @@ class ClassifierModule(L.LightningModule):
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.5,),
         channels_last: bool = False,
+        augment: Callable[[Tensor], Tensor] | None = None,
         tta: Sequence[Callable[[Tensor], Tensor]] = (),
         task: str = "multiclass",
         metric_k: int = 3,
         net_inputs: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "tta"],
-                                  logger=False)
-        self.tta = list(tta)
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler", "augment", "tta"], logger=False)
+        self.augment, self.tta = augment, list(tta)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         self.loss = loss
@@ -106,6 +109,8 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
+        if self.augment is not None:
+            images = self.augment(images)
         logits, scores, targets = self.outputs_and_scores(images, targets)
         loss = self.loss(logits, targets)
         self.train_metrics.update(scores, targets)

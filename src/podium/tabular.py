@@ -65,7 +65,7 @@ class TabularDataModule(CompetitionDataModule):
                  feature_cols: Sequence[str] | None = None, drop_cols: Sequence[str] = (),
                  categorical_cols: Sequence[str] | None = None, demo: str | None = None,
                  **kwargs) -> None:
-        kwargs.pop("train_transform", None)  # image augmentation does not apply
+        kwargs.pop("sample_transform", None)  # image augmentation does not apply
         super().__init__(root, **kwargs)
         self.test_csv, self.demo = test_csv, demo
         self.feature_cols = list(feature_cols) if feature_cols else None

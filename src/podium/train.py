@@ -27,7 +27,7 @@ def build_datamodule(cfg: DictConfig):
 
     return instantiate(
         cfg.data,
-        train_transform=instantiate(cfg.augment.train) if cfg.augment.get("train") else None,
+        sample_transform=instantiate(cfg.augment.get("sample")),
         sampler=instantiate(cfg.sampler) if cfg.get("sampler") else None,
     )
 
@@ -74,6 +74,8 @@ def build_module(cfg: DictConfig, class_names: list[str], mean: list[float],
     resolve_metric(cfg)
     net_inputs = dict(net_inputs or {"in_chans": len(mean)})
     net = instantiate(cfg.model.net, num_classes=len(class_names), **net_inputs)
+    images = "in_chans" in net_inputs  # image augmentation does not apply to tabular features
+    augment = instantiate(cfg.augment.get("batch")) if images and cfg.get("augment") else None
     if cfg.model.get("compile"):
         import torch
 
@@ -87,6 +89,7 @@ def build_module(cfg: DictConfig, class_names: list[str], mean: list[float],
         mean=mean,
         std=std,
         channels_last=cfg.model.get("channels_last", False),
+        augment=augment,
         tta=[instantiate(t) for t in cfg.get("tta") or []],
         task=cfg.data.get("task", "multiclass"),
         metric_k=cfg.metric.k,
