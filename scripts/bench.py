@@ -5,12 +5,13 @@ In one process, interleaved, `--repeats` times on each dataset (the demo and
   1. a plain loop written here (manual batching from the same cached uint8 tensors, the same
      batched augmentation, the same normalisation, model, AdamW step),
   2. podium: `train.build_*` from the real config, `Trainer.fit` for the same steps
-     (validation off, the default callbacks and CSV logger on).
+     (the default callbacks and CSV logger on; the epoch-end work is off in both: validation,
+     and the last.ckpt each epoch writes; its cost is reported apart, `checkpoint_ms`).
 It reports training images/s of both and their ratio (median, min, max), the data loader's
 images/s alone, prediction images/s, peak memory, and the time from a fresh
 `python -m podium.train` to its first training step split into phases. Prints JSON.
 
-    python scripts/bench.py [--steps 30] [--repeats 3] [--datasets demo,cifar10-lt]
+    python scripts/bench.py [--steps N] [--repeats 3] [--datasets demo,cifar10-lt]
         [--precision 32-true] [--accelerator auto]
 """
 
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"demo": ROOT / "data" / "demo",
             "cifar10-lt": ROOT.parent / "shared" / "data" / "cifar10-lt"}
 WARMUP = 5  # steps not timed (allocator, oneDNN primitive caches)
+# Timed steps per run: a few seconds each, so that timer noise stays ~1% (a demo step is
+# ~40 ms on 2 CPU cores, a CIFAR-10-LT step ~280 ms).
+STEPS = {"demo": 150, "cifar10-lt": 40}
 
 
 def compose(root: Path, args: argparse.Namespace, extra: list[str] = ()):
@@ -98,8 +102,9 @@ def plain_loop(datamodule, net_factory, augment, steps: int, batch_size: int,
     return batch_size * (steps - WARMUP) / (clock.end - clock.start)
 
 
-def podium_fit(cfg, datamodule, steps: int, device: torch.device) -> float:
-    """podium's Trainer.fit on the same data: images/s over steps WARMUP..steps."""
+def podium_fit(cfg, datamodule, steps: int, device: torch.device) -> tuple[float, float]:
+    """podium's Trainer.fit on the same data: images/s over steps WARMUP..steps, and the
+    milliseconds one checkpoint save takes after it."""
     import lightning as L
 
     from podium.train import build_module, build_trainer
@@ -116,7 +121,10 @@ def podium_fit(cfg, datamodule, steps: int, device: torch.device) -> float:
                             enable_progress_bar=False)
     trainer.callbacks.append(Clock())
     trainer.fit(module, datamodule=datamodule)
-    return cfg.data.batch_size * (steps - WARMUP) / (clock.end - clock.start)
+    start = time.perf_counter()
+    trainer.save_checkpoint(Path(cfg.paths.output_dir) / "bench.ckpt")
+    save_ms = 1000 * (time.perf_counter() - start)
+    return cfg.data.batch_size * (steps - WARMUP) / (clock.end - clock.start), save_ms
 
 
 def loader_rate(datamodule, batches: int) -> float:
@@ -184,7 +192,7 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
 
     from podium.train import build_datamodule
 
-    cfg = compose(root, args)
+    cfg = compose(root, args, ["callbacks.model_checkpoint.save_last=false"])
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     start = time.perf_counter()
@@ -195,22 +203,28 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     net_factory = lambda: instantiate(cfg.model.net, num_classes=len(datamodule.class_names),  # noqa: E731
                                       in_chans=len(datamodule.mean))
     augment = instantiate(cfg.augment.batch)
-    plain, podium = [], []
+    steps = args.steps or STEPS[name]
+    plain_loop(datamodule, net_factory, augment, WARMUP + 2, args.batch_size, device,
+               args.precision)  # untimed: the process's first fit pays one-off set-up
+    plain, podium, save_ms = [], [], []
     for _ in range(args.repeats):  # interleaved: drifts in machine speed hit both alike
         torch.manual_seed(0)
-        plain.append(plain_loop(datamodule, net_factory, augment, args.steps, args.batch_size,
+        plain.append(plain_loop(datamodule, net_factory, augment, steps, args.batch_size,
                                 device, args.precision))
         torch.manual_seed(0)
-        podium.append(podium_fit(cfg, datamodule, args.steps, device))
+        rate, ms = podium_fit(cfg, datamodule, steps, device)
+        podium.append(rate)
+        save_ms.append(ms)
     ratios = [p / q for p, q in zip(podium, plain, strict=True)]
     train_rate = statistics.median(podium)
     loader = loader_rate(datamodule, batches=min(50, len(datamodule.train_dataloader())))
     return {
-        "dataset": name, "train_images": len(datamodule.train_set),
+        "dataset": name, "train_images": len(datamodule.train_set), "steps": steps,
         "image_shape": list(datamodule.image_shape), "decode_s": round(decode_s, 2),
         "plain_img_s": [round(x, 1) for x in plain], "podium_img_s": [round(x, 1) for x in podium],
         "ratio_median": round(statistics.median(ratios), 3),
         "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+        "checkpoint_ms": round(statistics.median(save_ms)),
         "loader_img_s": round(loader, 1), "loader_over_train": round(loader / train_rate, 1),
         "predict_img_s": round(predict_rate(cfg, datamodule), 1),
         **startup_times(root),
@@ -226,7 +240,7 @@ def startup_times(root: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=None, help="default: STEPS per dataset")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--datasets", default="demo,cifar10-lt")

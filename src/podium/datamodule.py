@@ -57,6 +57,20 @@ class TensorImageDataset(Dataset):
             image = self.transform(image)
         return image if self.labels is None else (image, self.labels[i])
 
+    def __getitems__(self, items: list[int]):
+        """A whole batch in one indexing operation (the DataLoader calls this instead of
+        `__getitem__` per item, then `collate_batch`)."""
+        rows = torch.as_tensor(items if self.index is None else self.index[items])
+        images = self.images[rows]
+        if self.transform is not None:
+            images = torch.stack([self.transform(image) for image in images])
+        return images if self.labels is None else (images, self.labels[items])
+
+
+def collate_batch(batch):
+    """TensorImageDataset.__getitems__ returns the batch already stacked."""
+    return batch
+
 
 def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
     """Read a competition CSV with string ids; fail with one line if a column is missing."""
@@ -448,6 +462,7 @@ class CompetitionDataModule(L.LightningDataModule):
     def loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
         return DataLoader(
             dataset, batch_size=batch_size, num_workers=self.num_workers,
+            collate_fn=collate_batch,
             persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
             **kwargs,
         )
