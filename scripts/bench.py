@@ -1,12 +1,13 @@
 """`make bench`: podium's Trainer.fit against a plain PyTorch loop, same model and data.
 
-In one process, interleaved, `--repeats` times on each dataset (the demo and
-../shared/data/cifar10-lt):
-  1. a plain loop written here (manual batching from the same cached uint8 tensors, the same
-     batched augmentation, the same normalisation, model, AdamW step),
-  2. podium: `train.build_*` from the real config, `Trainer.fit` for the same steps
+In one process, `--repeats` times on each dataset (the demo and ../shared/data/cifar10-lt):
+  1. podium: `train.build_*` from the real config, `Trainer.fit` for the same steps
      (the default callbacks and CSV logger on; the epoch-end work is off in both: validation,
-     and the last.ckpt each epoch writes; its cost is reported apart, `checkpoint_ms`).
+     and the last.ckpt each epoch writes; its cost is reported apart, `checkpoint_ms`),
+  2. a plain loop written here (manual batching from the same cached uint8 tensors, the same
+     batched augmentation, the same normalisation, model, AdamW step, cosine schedule),
+     interleaved step by step with podium's: one plain step runs in each of podium's
+     step-end hooks and is timed apart, so that both see the same machine speed.
 It reports training images/s of both and their ratio (median, min, max), the data loader's
 images/s alone, prediction images/s, peak memory, and the time from a fresh
 `python -m podium.train` to its first training step split into phases. Prints JSON.
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -33,8 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {"demo": ROOT / "data" / "demo",
             "cifar10-lt": ROOT.parent / "shared" / "data" / "cifar10-lt"}
 WARMUP = 5  # steps not timed (allocator, oneDNN primitive caches)
-# Timed steps per run: a few seconds each, so that timer noise stays ~1% (a demo step is
-# ~40 ms on 2 CPU cores, a CIFAR-10-LT step ~280 ms).
+# Timed steps per run (a demo step is ~40-70 ms on 2 CPU cores, a CIFAR-10-LT step ~300 ms).
 STEPS = {"demo": 150, "cifar10-lt": 40}
 
 
@@ -57,37 +58,29 @@ def compose(root: Path, args: argparse.Namespace, extra: list[str] = ()):
     return cfg
 
 
-class StepClock:
-    """Wall time of steps WARMUP..end (Lightning callback, or called by hand)."""
-
-    def __init__(self) -> None:
-        self.start = self.end = 0.0
-        self.steps = 0
-
-    def tick(self, device: torch.device) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        self.steps += 1
-        if self.steps == WARMUP:
-            self.start = time.perf_counter()
-        self.end = time.perf_counter()
+def sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
-def plain_loop(datamodule, net_factory, augment, steps: int, batch_size: int,
-               device: torch.device, precision: str) -> float:
-    """The hand-written reference: images/s over steps WARMUP..steps."""
+def plain_steps(datamodule, net_factory, augment, batch_size: int, device: torch.device,
+                precision: str) -> Iterator[None]:
+    """The hand-written reference, one training step per `next()`: a shuffled pass over the
+    cached uint8 images in full batches, the same batched augmentation and normalisation,
+    the model, cross-entropy, AdamW and the cosine schedule stepped each epoch."""
     train = datamodule.train_set
     images, labels = train.images[torch.from_numpy(train.index)], train.labels
     mean = torch.tensor(datamodule.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(datamodule.std, device=device).view(1, -1, 1, 1)
     net = net_factory().to(device).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in precision)
-    clock, done = StepClock(), 0
     generator = torch.Generator().manual_seed(0)
-    while done < steps:
+    while True:
         for idx in torch.randperm(len(images), generator=generator).split(batch_size):
-            if len(idx) < batch_size or done == steps:
+            if len(idx) < batch_size:
                 continue
             x = augment(images[idx].to(device))
             y = labels[idx].to(device)
@@ -97,34 +90,47 @@ def plain_loop(datamodule, net_factory, augment, steps: int, batch_size: int,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            done += 1
-            clock.tick(device)
-    return batch_size * (steps - WARMUP) / (clock.end - clock.start)
+            yield
+        schedule.step()
 
 
-def podium_fit(cfg, datamodule, steps: int, device: torch.device) -> tuple[float, float]:
-    """podium's Trainer.fit on the same data: images/s over steps WARMUP..steps, and the
-    milliseconds one checkpoint save takes after it."""
+def paired_fit(cfg, datamodule, plain: Iterator[None], steps: int, device: torch.device
+               ) -> tuple[float, float, float]:
+    """podium's Trainer.fit for `steps` steps with one plain-loop step run inside each of its
+    step-end hooks and timed apart: (podium img/s, plain img/s, ms of one checkpoint save).
+
+    Step by step interleaving makes both see the same machine: on a shared VM the speed
+    drifts by 10% within seconds, which separate runs would read as a difference."""
     import lightning as L
 
     from podium.train import build_module, build_trainer
 
-    clock = StepClock()
+    spent = {"podium": 0.0, "plain": 0.0}
+    done, last = 0, None
 
-    class Clock(L.Callback):
+    class Pair(L.Callback):  # the last callback: all of podium's step-end work is before it
         def on_train_batch_end(self, *args) -> None:
-            clock.tick(device)
+            nonlocal done, last
+            now = sync(device)
+            next(plain)
+            after = sync(device)
+            done += 1
+            if done > WARMUP:  # steps 1..WARMUP: allocator, oneDNN primitive caches
+                spent["podium"] += now - last
+                spent["plain"] += after - now
+            last = after
 
     module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std,
                           datamodule.class_counts)
     trainer = build_trainer(cfg, max_steps=steps, limit_val_batches=0, max_epochs=-1,
                             enable_progress_bar=False)
-    trainer.callbacks.append(Clock())
+    trainer.callbacks.append(Pair())
     trainer.fit(module, datamodule=datamodule)
     start = time.perf_counter()
     trainer.save_checkpoint(Path(cfg.paths.output_dir) / "bench.ckpt")
     save_ms = 1000 * (time.perf_counter() - start)
-    return cfg.data.batch_size * (steps - WARMUP) / (clock.end - clock.start), save_ms
+    images = cfg.data.batch_size * (steps - WARMUP)
+    return images / spent["podium"], images / spent["plain"], save_ms
 
 
 def loader_rate(datamodule, batches: int) -> float:
@@ -204,17 +210,15 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
                                       in_chans=len(datamodule.mean))
     augment = instantiate(cfg.augment.batch)
     steps = args.steps or STEPS[name]
-    plain_loop(datamodule, net_factory, augment, WARMUP + 2, args.batch_size, device,
-               args.precision)  # untimed: the process's first fit pays one-off set-up
     plain, podium, save_ms = [], [], []
-    for _ in range(args.repeats):  # interleaved: drifts in machine speed hit both alike
+    for _ in range(args.repeats):
         torch.manual_seed(0)
-        plain.append(plain_loop(datamodule, net_factory, augment, steps, args.batch_size,
-                                device, args.precision))
-        torch.manual_seed(0)
-        rate, ms = podium_fit(cfg, datamodule, steps, device)
-        podium.append(rate)
-        save_ms.append(ms)
+        steps_of_plain = plain_steps(datamodule, net_factory, augment, args.batch_size,
+                                     device, args.precision)
+        rates = paired_fit(cfg, datamodule, steps_of_plain, steps, device)
+        podium.append(rates[0])
+        plain.append(rates[1])
+        save_ms.append(rates[2])
     ratios = [p / q for p, q in zip(podium, plain, strict=True)]
     train_rate = statistics.median(podium)
     loader = loader_rate(datamodule, batches=min(50, len(datamodule.train_dataloader())))

@@ -110,3 +110,37 @@ def test_monitor_and_mode_resolve_once_into_every_consumer(tmp_path):
     cfg = resolve_metric(make_cfg(tmp_path, ["metric.monitor=val/map@3", "metric.mode=min"]))
     assert cfg.metric.mode == "min"  # an explicit mode wins
     assert resolve_metric(make_cfg(tmp_path, ["data.task=binary"])).metric.monitor == "val/auroc"
+
+
+def test_epoch_training_metrics_equal_the_whole_epoch_by_hand(monkeypatch):
+    """Batches are buffered and the metrics updated a few at a time: the epoch's loss, accuracy
+    and macro-F1 still equal torch's cross_entropy and scikit-learn over every sample."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import podium.module
+    from podium.module import ClassifierModule
+
+    monkeypatch.setattr(podium.module, "TRAIN_METRICS_EVERY", 2)  # flushes mid-epoch and at its end
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (33, 1, 4, 4), dtype=torch.uint8)
+    labels = torch.randint(0, 3, (33,))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    module = ClassifierModule(  # lr 0: the network after fit is the one every step used
+        net=net, loss=torch.nn.CrossEntropyLoss(), class_names=["a", "b", "c"],
+        optimizer=lambda params: torch.optim.SGD(params.parameters(), lr=0.0))
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=7)  # 7, 7, 7, 7, 5
+    trainer.fit(module, loader)
+
+    with torch.no_grad():
+        logits = net((images.float() / 255 - 0.5) / 0.5)
+    predicted = logits.argmax(dim=1).numpy()
+    logged = trainer.callback_metrics
+    assert logged["train/loss_epoch"].item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert logged["train/acc"].item() == pytest.approx(sk.accuracy_score(labels, predicted))
+    assert logged["train/f1_macro"].item() == pytest.approx(
+        sk.f1_score(labels, predicted, average="macro"), rel=1e-5)
+    assert module.train_batches == []

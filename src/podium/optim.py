@@ -145,8 +145,8 @@ def check_plateau_monitor(trainer: Any) -> None:
     Called at the end of each training epoch (after its validation), just before Lightning
     steps the plateau schedulers and would raise its own multi-line exception.
     """
-    logged = trainer.callback_metrics
     for config in trainer.lr_scheduler_configs:
+        logged = trainer.callback_metrics if config.reduce_on_plateau else {}
         if config.reduce_on_plateau and config.strict and config.monitor not in logged:
             raise PodiumError(
                 f"scheduler.monitor={config.monitor} was never logged; logged keys: "

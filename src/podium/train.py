@@ -118,6 +118,8 @@ def build_optimizer_factory(cfg: DictConfig):
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any):
+    import warnings
+
     from hydra.utils import instantiate
 
     from podium.callbacks import MonitorCheck
@@ -125,6 +127,9 @@ def build_trainer(cfg: DictConfig, **kwargs: Any):
 
     resolve_metric(cfg)
     callbacks = [MonitorCheck(cfg.metric.monitor)]  # first: before ModelCheckpoint's error
+    # an epoch shorter than log_every_n_steps is fine: the loggers count steps across epochs
+    warnings.filterwarnings("ignore", message="The number of training batches .* is smaller "
+                            "than the logging interval")
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     logger_cfgs = [c for c in (cfg.get("logger") or {}).values() if c]
     if any(str(c.get("tracking_uri", "")).startswith("file:") for c in logger_cfgs):
