@@ -146,8 +146,10 @@ def check_plateau_monitor(trainer: Any) -> None:
     steps the plateau schedulers and would raise its own multi-line exception.
     """
     for config in trainer.lr_scheduler_configs:
-        logged = trainer.callback_metrics if config.reduce_on_plateau else {}
-        if config.reduce_on_plateau and config.strict and config.monitor not in logged:
+        if not (config.reduce_on_plateau and config.strict):
+            continue
+        logged = trainer.callback_metrics  # built on each access: only when there is a plateau
+        if config.monitor not in logged:
             raise PodiumError(
                 f"scheduler.monitor={config.monitor} was never logged; logged keys: "
                 f"{', '.join(sorted(logged)) or 'none'}; set scheduler.monitor to one of them"
