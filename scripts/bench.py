@@ -108,7 +108,8 @@ def paired_fit(cfg, datamodule, plain: Iterator[None], steps: int, device: torch
     spent = {"podium": 0.0, "plain": 0.0}
     done, last = 0, None
 
-    class Pair(L.Callback):  # the last callback: all of podium's step-end work is before it
+    class Pair(L.Callback):  # the last callback; podium's work after it (module hook,
+        # logging) falls into the next step's interval: every bit is counted once
         def on_train_batch_end(self, *args) -> None:
             nonlocal done, last
             now = sync(device)
