@@ -15,9 +15,11 @@ import torch
 
 from conftest import ROOT
 
-# A tiny budget: 4 epochs of 3 batches. hydra.run.dir pins each run folder.
+# A tiny budget: 4 epochs of 3 batches. hydra.run.dir pins each run folder. metric.k=9 (of
+# 10 classes): a resumed run's first validation then has every true class within the top k,
+# the case in which torchmetrics' automatic compute groups gave mrr map@9's value.
 BUDGET = ["model.net.depth=8", "trainer.max_epochs=4", "++trainer.limit_train_batches=3",
-          "trainer.deterministic=true", "seed=7"]
+          "trainer.deterministic=true", "seed=7", "metric.k=9"]
 
 # Runs podium.train in this process after installing a fault hook chosen by PODIUM_TEST_KILL:
 #   step:N         SIGKILL as training step N begins (mid-epoch when N is not a multiple of
@@ -91,6 +93,16 @@ def metrics(run_dir: Path) -> dict:
     return data
 
 
+def validation_history(run_dir: Path) -> dict[int, dict[str, float]]:
+    """Every validation metric logged at each epoch end (csv/metrics.csv)."""
+    import pandas as pd
+
+    frame = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    keys = [c for c in frame.columns if c.startswith("val/")]
+    rows = frame.dropna(subset=["val/loss"])
+    return {int(r["epoch"]): {k: r[k] for k in keys} for _, r in rows.iterrows()}
+
+
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
@@ -151,7 +163,17 @@ def test_sigkill_at_three_moments_then_resume_matches_whole_run(whole, tmp_path,
 
     # Resume the last one into a fresh folder: same metrics, weights and submission.
     d = train(tmp_path / "d", demo_root, f"ckpt_path={c / 'checkpoints/last.ckpt'}")
-    assert metrics(d) == metrics(whole)
+    assert metrics(d) == metrics(whole)  # every validation metric of the best checkpoint
+
+    # Resumed mid-training (from a): every validation metric of every epoch it trains, as
+    # well as the best checkpoint's, equals the uninterrupted run's (a metric that took
+    # another one's value after a resume was caught here: torchmetrics compute groups).
+    e = train(tmp_path / "e", demo_root, f"ckpt_path={a / 'checkpoints/last.ckpt'}")
+    assert metrics(e) == metrics(whole)
+    history, resumed = validation_history(whole), validation_history(e)
+    assert sorted(resumed) == sorted(history)[1:] and len(resumed[1]) >= 10
+    for epoch, values in resumed.items():
+        assert values == history[epoch], epoch
     assert (d / "submission.csv").read_bytes() == (whole / "submission.csv").read_bytes()
     for name in ("last.ckpt", "best.ckpt"):
         resumed = weights(c / "checkpoints" / name)

@@ -144,3 +144,73 @@ def test_epoch_training_metrics_equal_the_whole_epoch_by_hand(monkeypatch):
     assert logged["train/f1_macro"].item() == pytest.approx(
         sk.f1_score(labels, predicted, average="macro"), rel=1e-5)
     assert module.train_batches == []
+
+
+def rank_of_truth(probs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """1 + the number of other classes scored at least as high as the true one (ties count
+    against it, as in podium's docs)."""
+    true = probs[np.arange(len(target)), target][:, None]
+    return (probs >= true).sum(axis=1)
+
+
+def expected_values(task: str, probs: np.ndarray, target: np.ndarray, k: int) -> dict:
+    """Every key of the task's collection computed by hand / scikit-learn over all rows."""
+    pred = probs.argmax(1)
+    rank = rank_of_truth(probs, target)
+    expected = {
+        "acc": sk.accuracy_score(target, pred),
+        "balanced_acc": sk.balanced_accuracy_score(target, pred),
+        "f1_macro": sk.f1_score(target, pred, average="macro"),
+        "f1_weighted": sk.f1_score(target, pred, average="weighted"),
+        "precision_macro": sk.precision_score(target, pred, average="macro", zero_division=0),
+        "recall_macro": sk.recall_score(target, pred, average="macro"),
+        f"acc_top{k}": float(np.mean(rank <= k)),
+        f"map@{k}": float(np.mean(np.where(rank <= k, 1.0 / rank, 0.0))),
+        "mrr": float(np.mean(1.0 / rank)),
+        f"ndcg@{k}": float(np.mean(np.where(rank <= k, 1.0 / np.log2(rank + 1), 0.0))),
+    }
+    if task == "binary":
+        expected["auroc"] = sk.roc_auc_score(target, probs[:, 1])
+    return expected
+
+
+@pytest.mark.parametrize(("task", "n_classes", "k"), [("multiclass", 6, 3), ("binary", 2, 1)])
+def test_no_metric_takes_another_ones_value_when_first_batches_agree(task, n_classes, k):
+    """torchmetrics merges metrics whose states are equal after the first update into one
+    compute group (its default): a first batch on which every true class is ranked first
+    makes acc = acc_top{k} and map@k = mrr = ndcg@k there. Later batches differ; every key
+    must still equal its own computation over all rows."""
+    rng = np.random.default_rng(3)
+    first_target = rng.integers(0, n_classes, size=40)
+    first = rng.dirichlet(np.ones(n_classes), size=40)
+    first[np.arange(40), first_target] += 2.0  # the truth on top in every row
+    later_target = rng.integers(0, n_classes, size=200)
+    later = rng.dirichlet(np.ones(n_classes), size=200)
+    probs = np.concatenate([first, later]) / np.concatenate([first, later]).sum(1, keepdims=True)
+    target = np.concatenate([first_target, later_target])
+
+    collection = task_metrics(task, n_classes, k=k).clone(prefix="val/")
+    for rows in (slice(0, 40), slice(40, 120), slice(120, None)):
+        collection.update(torch.from_numpy(probs[rows]).float(), torch.from_numpy(target[rows]))
+    got = {key.removeprefix("val/"): float(v) for key, v in collection.compute().items()}
+    expected = expected_values(task, probs, target, k)
+    assert expected["mrr"] > expected[f"map@{k}"]  # the case the merge got wrong: they differ
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_regression_metrics_keep_their_own_values_when_first_batches_agree():
+    """A perfect first batch makes every error zero there; the later ones differ."""
+    rng = np.random.default_rng(4)
+    target = rng.normal(10, 3, size=120).astype(np.float32)
+    pred = target.copy()
+    pred[30:] += rng.normal(0, 2, size=90).astype(np.float32)
+    collection = task_metrics("regression", 1)
+    for rows in (slice(0, 30), slice(30, None)):
+        collection.update(torch.from_numpy(pred[rows]), torch.from_numpy(target[rows]))
+    got = {key: float(v) for key, v in collection.compute().items()}
+    assert got["mae"] == pytest.approx(sk.mean_absolute_error(target, pred), rel=1e-5)
+    assert got["mse"] == pytest.approx(sk.mean_squared_error(target, pred), rel=1e-5)
+    assert got["rmse"] == pytest.approx(np.sqrt(sk.mean_squared_error(target, pred)), rel=1e-5)
+    assert got["r2"] == pytest.approx(sk.r2_score(target, pred), rel=1e-4)

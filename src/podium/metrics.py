@@ -9,6 +9,10 @@ indices for `multiclass`/`binary`, predictions (N,) and float targets for `regre
   rank <= k, else 0), `mrr` (1/rank), `ndcg@k` (1/log2(rank + 1) when rank <= k).
 - binary: the same (two logits, softmax; k is capped at 2) plus AUROC.
 - regression: MAE, MSE, RMSE, R2.
+
+Compute groups are explicit: torchmetrics' default (`compute_groups=True`) merges metrics
+whose states happen to be equal after the first update, so on a first batch where every
+true class ranks first, `mrr` would report `map@k`'s value for the whole epoch.
 """
 
 from __future__ import annotations
@@ -90,7 +94,10 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
         # With two softmax outputs, class 1's one-vs-rest AUROC equals class 0's: the macro
         # average is the binary AUROC of p(class 1).
         metrics["auroc"] = MulticlassAUROC(num_classes, average="macro")
-    return MetricCollection(metrics)
+    # The per-class stat scores (tp, fp, tn, fn per class) are the same state for these
+    # five whatever the data; every other metric keeps its own state.
+    per_class = ["balanced_acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"]
+    return MetricCollection(metrics, compute_groups=[per_class])
 
 
 def regression_metrics() -> MetricCollection:
@@ -99,7 +106,7 @@ def regression_metrics() -> MetricCollection:
         "mse": MeanSquaredError(),
         "rmse": MeanSquaredError(squared=False),
         "r2": R2Score(),
-    })
+    }, compute_groups=[["mse", "rmse"]])  # one sum of squared errors; the others their own
 
 
 def task_metrics(task: str, num_classes: int, k: int = 3) -> MetricCollection:

@@ -85,8 +85,8 @@ class ClassifierModule(L.LightningModule):
         # On (augmented) training batches two metrics tell over- from under-fitting; the
         # whole collection every step would cost ~10% of a small model's step time.
         train_keys = [k for k in TRAIN_METRICS if k in metrics] or list(metrics)
-        self.train_metrics = MetricCollection({k: metrics[k] for k in train_keys}).clone(
-            prefix="train/")
+        self.train_metrics = MetricCollection(  # no merged states (see podium.metrics)
+            {k: metrics[k] for k in train_keys}, compute_groups=False).clone(prefix="train/")
         self.train_loss = MeanMetric()  # train/loss_epoch, weighted by batch size
         self.train_batches: list[tuple[Tensor, Tensor, Tensor]] = []
 
