@@ -55,7 +55,9 @@ def compose(root: Path, args: argparse.Namespace, extra: list[str] = ()):
         cfg.paths.output_dir = str(out)
         cfg.hydra.runtime.output_dir = str(out)
     HydraConfig.instance().set_config(cfg)
-    return cfg
+    from podium.metrics import resolve_metric
+
+    return resolve_metric(cfg)
 
 
 def sync(device: torch.device) -> float:
@@ -71,8 +73,8 @@ def plain_steps(datamodule, net_factory, augment, batch_size: int, device: torch
     the model, cross-entropy, AdamW and the cosine schedule stepped each epoch."""
     train = datamodule.train_set
     images, labels = train.images[torch.from_numpy(train.index)], train.labels
-    mean = torch.tensor(datamodule.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(datamodule.std, device=device).view(1, -1, 1, 1)
+    mean = torch.tensor(datamodule.spec.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(datamodule.spec.std, device=device).view(1, -1, 1, 1)
     net = net_factory().to(device).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30)
@@ -103,7 +105,7 @@ def paired_fit(cfg, datamodule, plain: Iterator[None], steps: int, device: torch
     drifts by 10% within seconds, which separate runs would read as a difference."""
     import lightning as L
 
-    from podium.train import build_module, build_trainer
+    from podium.build import build_module, build_trainer
 
     spent = {"podium": 0.0, "plain": 0.0}
     done, last = 0, None
@@ -121,8 +123,7 @@ def paired_fit(cfg, datamodule, plain: Iterator[None], steps: int, device: torch
                 spent["plain"] += after - now
             last = after
 
-    module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std,
-                          datamodule.class_counts)
+    module = build_module(cfg, datamodule.spec)
     trainer = build_trainer(cfg, max_steps=steps, limit_val_batches=0, max_epochs=-1,
                             enable_progress_bar=False)
     trainer.callbacks.append(Pair())
@@ -146,21 +147,21 @@ def loader_rate(datamodule, batches: int) -> float:
 def predict_rate(cfg, datamodule) -> float:
     import lightning as L
 
-    from podium.train import build_module
+    from podium.build import build_module
 
     datamodule.setup("predict")
-    module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std)
+    module = build_module(cfg, datamodule.spec)
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
                         precision=cfg.trainer.precision, enable_progress_bar=False)
     start = time.perf_counter()
-    trainer.predict(module, dataloaders=datamodule.test_images_dataloader(),
+    trainer.predict(module, dataloaders=datamodule.predict_test_dataloader(),
                     return_predictions=False)
     return len(datamodule.test_set) / (time.perf_counter() - start)
 
 
 STARTUP = r"""
 import time; t0 = time.perf_counter(); marks = {}
-import lightning, hydra, torchmetrics, podium.train as T
+import lightning, hydra, torchmetrics, podium.train, podium.build as T
 marks["imports"] = time.perf_counter() - t0
 import sys; sys.argv = ["podium.train", "data.root=%s", "paths.log_dir=%s",
                         "data.cache_dir=%s", "trainer.max_epochs=1"]
@@ -169,7 +170,7 @@ def first_step(cfg):
     t = time.perf_counter(); marks["config"] = t - t0 - marks["imports"]
     dm = T.build_datamodule(cfg); dm.prepare_data(); dm.setup("fit")
     marks["data_cache"] = time.perf_counter() - t; t = time.perf_counter()
-    module = T.build_module(cfg, dm.class_names, dm.mean, dm.std, dm.class_counts)
+    module = T.build_module(cfg, dm.spec)
     trainer = T.build_trainer(cfg, max_steps=1, limit_val_batches=0, enable_progress_bar=False)
     marks["model_build"] = time.perf_counter() - t; t = time.perf_counter()
     class Stop(lightning.Callback):
@@ -197,7 +198,7 @@ def startup_time(root: Path, cache_dir: Path) -> dict:
 def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     from hydra.utils import instantiate
 
-    from podium.train import build_datamodule
+    from podium.build import build_datamodule
 
     cfg = compose(root, args, ["callbacks.model_checkpoint.save_last=false"])
     datamodule = build_datamodule(cfg)
@@ -207,8 +208,8 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     decode_s = time.perf_counter() - start
     device = torch.device("cuda" if torch.cuda.is_available() and args.accelerator != "cpu"
                           else "cpu")
-    net_factory = lambda: instantiate(cfg.model.net, num_classes=len(datamodule.class_names),  # noqa: E731
-                                      in_chans=len(datamodule.mean))
+    net_factory = lambda: instantiate(cfg.model.net, num_classes=len(datamodule.spec.class_names),  # noqa: E731
+                                      **datamodule.spec.net_inputs)
     augment = instantiate(cfg.augment.batch)
     steps = args.steps or STEPS[name]
     plain, podium, save_ms = [], [], []

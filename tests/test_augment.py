@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import torch
 
+from conftest import image_spec
 from podium.augment import RandomFlip, RandomShift
 
 
@@ -55,7 +56,7 @@ def test_the_module_augments_training_batches_only():
     from torch.utils.data import DataLoader, TensorDataset
 
     from podium.models import CifarResNet
-    from podium.module import ClassifierModule
+    from podium.module import CompetitionModule
 
     seen = []
 
@@ -65,10 +66,10 @@ def test_the_module_augments_training_batches_only():
 
     data = TensorDataset(torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8),
                          torch.arange(12) % 3)
-    module = ClassifierModule(
+    module = CompetitionModule(
         CifarResNet(depth=8, width=4, num_classes=3, in_chans=1), loss=torch.nn.CrossEntropyLoss(),
         optimizer=lambda params: torch.optim.SGD(params.parameters(), lr=0.1),
-        class_names=["a", "b", "c"], augment=augment)
+        spec=image_spec(["a", "b", "c"]), augment=augment)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, DataLoader(data, batch_size=4), DataLoader(data, batch_size=6))

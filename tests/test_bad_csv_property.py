@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from podium.datamodule import CompetitionDataModule
+from podium.datamodule import ImageDataModule
 from podium.errors import PodiumError
 from podium.submission import write_submission
 
@@ -128,7 +128,7 @@ def test_malformed_inputs_work_or_fail_in_one_line(tiny, tmp_path_factory, train
     out = root / "out"
 
     try:
-        data = CompetitionDataModule(str(root), val_fraction=0.5, batch_size=4)
+        data = ImageDataModule(str(root), val_fraction=0.5, batch_size=4)
         data.setup("fit")
         data.setup("predict")
         assert data.train_set.images.shape[1] == data.channels

@@ -14,6 +14,7 @@ from sklearn.metrics import f1_score
 
 from conftest import ROOT, run_cli
 from podium.postprocess import f1_offsets, fit_postprocess, macro_f1
+from podium.spec import DataSpec
 
 FOLDS = 3
 
@@ -63,8 +64,8 @@ def test_cv_submission_is_the_mean_of_the_folds(cv_dir, demo_root):
 
 
 def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
-    from podium.submit import run_config
-    from podium.train import build_datamodule, build_module
+    from podium.build import build_datamodule, build_module
+    from podium.ensemble import run_config
 
     run_cli("podium.submit", f"runs=[{cv_dir}]", "tta=hflip", f"paths.log_dir={tmp_path}",
             f"paths.root_dir={ROOT}")
@@ -76,8 +77,7 @@ def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
         fold = cv_dir / str(k)
         cfg = run_config(fold, json_paths())
         ckpt = torch.load(fold / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
-        hp = ckpt["hyper_parameters"]
-        module = build_module(cfg, hp["class_names"], hp["mean"], hp["std"])
+        module = build_module(cfg, DataSpec.from_dict(ckpt["hyper_parameters"]["spec"]))
         module.load_state_dict(ckpt["state_dict"], strict=False)
         module.eval()
         data = build_datamodule(cfg)
@@ -144,8 +144,8 @@ def test_logit_adjust_learns_tau_on_oof():
 
 
 def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
+    from podium.ensemble import average_probs
     from podium.errors import PodiumError
-    from podium.submit import average_probs
 
     a = pd.DataFrame({"id": ["1", "2"], "cat": [0.9, 0.2], "dog": [0.1, 0.8]})
     b = pd.DataFrame({"id": ["1", "2"], "cat": [0.5, 0.5], "emu": [0.5, 0.5]})

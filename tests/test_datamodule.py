@@ -9,13 +9,14 @@ import torch
 from PIL import Image
 
 from conftest import CIFAR, needs_cifar
-from podium.datamodule import CompetitionDataModule, sort_labels
+from podium.datamodule import ImageDataModule
 from podium.errors import PodiumError
+from podium.labels import sort_labels
 
 
 @needs_cifar
 def test_cifar10_lt_folder():
-    dm = CompetitionDataModule(root=str(CIFAR), val_fraction=0.2, seed=0)
+    dm = ImageDataModule(root=str(CIFAR), val_fraction=0.2, seed=0)
     dm.setup("predict")
     train = pd.read_csv(CIFAR / "train.csv", dtype=str)
     sample = pd.read_csv(CIFAR / "sample_submission.csv", dtype=str)
@@ -25,7 +26,7 @@ def test_cifar10_lt_folder():
     assert full_counts == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     # The stratified hold-out keeps every class's share (within one image).
     expected = train.label.value_counts()[dm.class_names].to_numpy() * 0.8
-    assert np.abs(np.array(dm.class_counts) - expected).max() <= 1
+    assert np.abs(np.array(dm.spec.class_counts) - expected).max() <= 1
     assert len(dm.train_set) + len(dm.val_set) == 12406
 
     assert dm.test_ids == list(sample.id) and len(dm.test_set) == 10000
@@ -53,24 +54,24 @@ def write_folder(root, ids=("a", "b", "c", "d"), labels=("x", "y", "x", "y"), ex
 
 def test_any_image_extension_and_string_ids_are_kept(tmp_path):
     root = write_folder(tmp_path, ids=("007", "008", "009", "010"), ext="jpeg")
-    dm = CompetitionDataModule(root=str(root), val_fraction=0.5)
+    dm = ImageDataModule(root=str(root), val_fraction=0.5)
     dm.setup("predict")
     assert dm.train_ids == ["007", "008", "009", "010"]  # leading zeros survive
-    assert dm.channels == 3 and dm.image_shape == (3, 6, 6)
+    assert dm.spec.net_inputs == {"in_chans": 3} and dm.spec.image_size == (6, 6)
 
 
 def test_path_pattern_and_resize(tmp_path):
     root = write_folder(tmp_path, ext="jpg", size=(10, 6))
-    dm = CompetitionDataModule(root=str(root), val_fraction=0.5, train_images="train/{id}.jpg",
+    dm = ImageDataModule(root=str(root), val_fraction=0.5, train_images="train/{id}.jpg",
                                image_size=[4, 5])
     dm.setup("fit")
-    assert dm.image_shape == (3, 4, 5)
+    assert dm.spec.image_size == (4, 5)
 
 
 def test_grayscale_images_give_one_channel(tmp_path):
-    dm = CompetitionDataModule(root=str(write_folder(tmp_path, mode="L")), val_fraction=0.5)
+    dm = ImageDataModule(root=str(write_folder(tmp_path, mode="L")), val_fraction=0.5)
     dm.setup("fit")
-    assert dm.channels == 1 and dm.mean == pytest.approx([7 / 255])
+    assert dm.spec.net_inputs == {"in_chans": 1} and dm.spec.mean == pytest.approx([7 / 255])
 
 
 def test_numeric_labels_sort_as_numbers():
@@ -81,7 +82,7 @@ def test_numeric_labels_sort_as_numbers():
 def test_mixed_image_sizes_need_image_size(tmp_path):
     root = write_folder(tmp_path)
     Image.new("RGB", (9, 9)).save(root / "train" / "a.png")
-    dm = CompetitionDataModule(root=str(root), val_fraction=0.5)
+    dm = ImageDataModule(root=str(root), val_fraction=0.5)
     with pytest.raises(PodiumError, match="data.image_size"):
         dm.setup("fit")
 
@@ -90,7 +91,7 @@ def test_folds_partition_the_data(tmp_path):
     root = write_folder(tmp_path, ids=tuple("abcdefgh"), labels=tuple("xyxyxyxy"))
     seen = []
     for fold in range(2):
-        dm = CompetitionDataModule(root=str(root), n_folds=2, fold=fold, seed=3)
+        dm = ImageDataModule(root=str(root), n_folds=2, fold=fold, seed=3)
         dm.setup("fit")
         seen += list(dm.val_idx)
         assert not set(dm.train_idx) & set(dm.val_idx)
@@ -99,7 +100,7 @@ def test_folds_partition_the_data(tmp_path):
 
 def test_class_with_one_example_names_the_class(tmp_path):
     root = write_folder(tmp_path, labels=("x", "y", "x", "x"))
-    dm = CompetitionDataModule(root=str(root), val_fraction=0.5)
+    dm = ImageDataModule(root=str(root), val_fraction=0.5)
     with pytest.raises(PodiumError, match="class 'y' has 1 example"):
         dm.setup("fit")
 
@@ -111,7 +112,7 @@ def test_group_folds_keep_each_group_in_one_fold(tmp_path):
     train["patient"] = ["p1", "p1", "p2", "p2", "p3", "p3", "p4", "p4", "p5", "p5", "p6", "p6"]
     train.to_csv(root / "train.csv", index=False)
     for fold in range(3):
-        dm = CompetitionDataModule(root=str(root), n_folds=3, fold=fold, group_col="patient")
+        dm = ImageDataModule(root=str(root), n_folds=3, fold=fold, group_col="patient")
         dm.setup("fit")
         val_groups = {train.patient[i] for i in dm.val_idx}
         train_groups = {train.patient[i] for i in dm.train_idx}
@@ -136,7 +137,7 @@ def noisy_folder(root, n=6):
 def test_decoded_images_are_cached_and_a_changed_image_is_decoded_again(tmp_path):
     root, cache = tmp_path / "comp", tmp_path / "cache"
     ids = noisy_folder(root)
-    first = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+    first = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
     first.setup("predict")
     files = sorted(cache.glob("*.npy"))
     assert len(files) == 2  # train and test images
@@ -145,35 +146,35 @@ def test_decoded_images_are_cached_and_a_changed_image_is_decoded_again(tmp_path
     assert all(torch.equal(a, b) for a, b in zip(served, expected, strict=True))
 
     # a second run loads the file instead of decoding (the decoder is not called)
-    import podium.datamodule as datamodule
+    import podium.images as images
 
     calls = []
-    original = datamodule.decode_images
-    datamodule.decode_images = lambda *a: calls.append(a) or original(*a)
+    original = images.decode_images
+    images.decode_images = lambda *a: calls.append(a) or original(*a)
     try:
-        again = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+        again = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
         again.setup("predict")
         assert calls == [] and sorted(cache.glob("*.npy")) == files
         assert torch.equal(again.train_set.images, first.train_set.images)
 
         # an edited image (new content and mtime) makes a new cache file with its pixels
         Image.new("RGB", (6, 6), color=(1, 2, 3)).save(root / "train" / f"{ids[0]}.png")
-        edited = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+        edited = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
         edited.setup("fit")
         assert len(calls) == 1 and len(list(cache.glob("*.npy"))) == 3
         assert torch.equal(edited.train_set.images[0], pixels(root / "train" / f"{ids[0]}.png"))
     finally:
-        datamodule.decode_images = original
+        images.decode_images = original
 
 
 def test_a_failed_cache_write_leaves_no_file(tmp_path, monkeypatch):
-    import podium.datamodule as datamodule
+    import podium.images as images
 
     root, cache = tmp_path / "comp", tmp_path / "cache"
     ids = noisy_folder(root)
     (root / "train" / f"{ids[-1]}.png").write_text("not a png")  # in the last chunk
-    monkeypatch.setattr(datamodule, "CACHE_CHUNK", 2)
-    dm = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
+    monkeypatch.setattr(images, "CACHE_CHUNK", 2)
+    dm = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
     with pytest.raises(PodiumError, match=f"unreadable image.*{ids[-1]}.png"):
         dm.setup("fit")
     assert list(cache.iterdir()) == []
@@ -182,14 +183,14 @@ def test_a_failed_cache_write_leaves_no_file(tmp_path, monkeypatch):
 def test_a_cache_over_the_ram_limit_is_memory_mapped(tmp_path):
     root, cache = tmp_path / "comp", tmp_path / "cache"
     ids = noisy_folder(root)
-    dm = CompetitionDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache),
+    dm = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache),
                                cache_ram_gb=0)
     dm.setup("fit")
     train = torch.stack([pixels(root / "train" / f"{ids[j]}.png") for j in dm.train_idx])
     assert torch.equal(dm.train_set[0][0], train[0])
     # normalisation statistics of the training split only
-    assert np.allclose(dm.mean, (train.double() / 255).mean(dim=(0, 2, 3)))
-    assert np.allclose(dm.std, (train.double() / 255).std(dim=(0, 2, 3), unbiased=False))
+    assert np.allclose(dm.spec.mean, (train.double() / 255).mean(dim=(0, 2, 3)))
+    assert np.allclose(dm.spec.std, (train.double() / 255).std(dim=(0, 2, 3), unbiased=False))
     # the served tensor reads the file: a change on disk shows through
     (file,) = cache.glob("*.npy")
     on_disk = np.load(file, mmap_mode="r+")

@@ -36,7 +36,7 @@ def test_one_run_folder_one_submission(ddp_run, demo_root):
 def test_metrics_and_predictions_equal_a_single_process_evaluation(ddp_run):
     import lightning as L
 
-    from podium.train import build_datamodule, build_module
+    from podium.build import build_datamodule, build_module
 
     logs, _ = ddp_run
     [run] = run_dirs(logs)
@@ -46,8 +46,7 @@ def test_metrics_and_predictions_equal_a_single_process_evaluation(ddp_run):
     cfg.trainer = OmegaConf.load(CONF / "trainer" / "default.yaml")
     data = build_datamodule(cfg)
     data.setup("fit")
-    module = build_module(cfg, data.class_names, data.mean, data.std, data.class_counts,
-                          getattr(data, "net_inputs", None))
+    module = build_module(cfg, data.spec)
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     module.load_state_dict(ckpt["state_dict"])
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,

@@ -27,19 +27,19 @@ BUDGET = ["model.net.depth=8", "trainer.max_epochs=4", "++trainer.limit_train_ba
 #   ckpt_commit:N  SIGKILL inside fsspec's transaction commit of the N-th write of last.ckpt:
 #                  the checkpoint bytes are in the temporary file, the rename has not happened
 #                  (the real "mid-checkpoint-write" window of Lightning's atomic save).
-#   submission     SIGKILL inside podium.submission.write_atomic for submission.csv after the
+#   submission     SIGKILL inside podium.io.write_atomic for submission.csv after the
 #                  temporary file is written and before os.replace (mid-submission-write).
 RUNNER = r"""
 import os, signal, sys
 kill = os.environ.get("PODIUM_TEST_KILL", "")
 if kill.startswith("step:"):
     import podium.module as module
-    training_step, at = module.ClassifierModule.training_step, int(kill.split(":")[1])
+    training_step, at = module.CompetitionModule.training_step, int(kill.split(":")[1])
     def dying_step(self, batch, batch_idx):
         if self.global_step == at:
             os.kill(os.getpid(), signal.SIGKILL)
         return training_step(self, batch, batch_idx)
-    module.ClassifierModule.training_step = dying_step
+    module.CompetitionModule.training_step = dying_step
 elif kill.startswith("ckpt_commit:"):
     from fsspec.implementations.local import LocalFileOpener
     commit, seen, nth = LocalFileOpener.commit, [0], int(kill.split(":")[1])
@@ -51,7 +51,7 @@ elif kill.startswith("ckpt_commit:"):
         return commit(self)
     LocalFileOpener.commit = dying_commit
 elif kill == "submission":
-    import podium.submission as sub
+    import podium.io as sub
     replace = os.replace
     def dying_replace(src, dst):
         if os.path.basename(dst).startswith("submission"):  # submission[-N].csv

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from conftest import make_cfg
+from conftest import image_spec, make_cfg
 from podium.metrics import TrueClassRank, infer_mode, resolve_metric, task_metrics
 
 
@@ -119,15 +119,15 @@ def test_epoch_training_metrics_equal_the_whole_epoch_by_hand(monkeypatch):
     from torch.utils.data import DataLoader, TensorDataset
 
     import podium.module
-    from podium.module import ClassifierModule
+    from podium.module import CompetitionModule
 
     monkeypatch.setattr(podium.module, "TRAIN_METRICS_EVERY", 2)  # flushes mid-epoch and at its end
     torch.manual_seed(0)
     images = torch.randint(0, 256, (33, 1, 4, 4), dtype=torch.uint8)
     labels = torch.randint(0, 3, (33,))
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    module = ClassifierModule(  # lr 0: the network after fit is the one every step used
-        net=net, loss=torch.nn.CrossEntropyLoss(), class_names=["a", "b", "c"],
+    module = CompetitionModule(  # lr 0: the network after fit is the one every step used
+        net=net, loss=torch.nn.CrossEntropyLoss(), spec=image_spec(["a", "b", "c"]),
         optimizer=lambda params: torch.optim.SGD(params.parameters(), lr=0.0))
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)

@@ -15,12 +15,12 @@ from lightning.pytorch.callbacks import Callback
 from tiny_fit import TRAIN_BATCHES, FakeMetric, fit, logged_lrs, one_thread  # noqa: F401
 from torch import nn
 
-from conftest import make_cfg, run_cli, run_dirs
+from conftest import image_spec, make_cfg, run_cli, run_dirs
+from podium.build import best_checkpoint, build_module
 from podium.errors import PodiumError
 from podium.models import CifarResNet
-from podium.module import ClassifierModule
+from podium.module import CompetitionModule
 from podium.optim import build_optimizer, param_groups
-from podium.train import best_checkpoint, build_module
 
 
 # -- parameter groups ------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_backbone_lr_mult_needs_a_head():
 def test_config_wires_groups_into_the_module(optimizer, tmp_path):
     cfg = make_cfg(tmp_path, [f"optimizer={optimizer}", "model.backbone_lr_mult=0.1",
                               "scheduler=none"])
-    module = build_module(cfg, ["a", "b", "c"], [0.5], [0.25])
+    module = build_module(cfg, image_spec(["a", "b", "c"], [0.5], [0.25]))
     opt = module.configure_optimizers()
     base = cfg.optimizer.lr
     assert type(opt).__name__.lower() == optimizer
@@ -92,7 +92,7 @@ def test_config_wires_groups_into_the_module(optimizer, tmp_path):
 def test_any_torch_optimizer_by_target(tmp_path):
     cfg = make_cfg(tmp_path, ["optimizer._target_=torch.optim.RAdam", "optimizer.lr=0.02",
                               "scheduler=none"])
-    opt = build_module(cfg, ["a", "b"], [0.5], [0.25]).configure_optimizers()
+    opt = build_module(cfg, image_spec(["a", "b"], [0.5], [0.25])).configure_optimizers()
     assert type(opt).__name__ == "RAdam"
     assert {g["lr"] for g in opt.param_groups} == {0.02}
 
@@ -106,11 +106,11 @@ def no_bn_net() -> nn.Module:
 def one_optimizer_step(images, labels, batch_size: int, accumulate: int) -> nn.Module:
     torch.manual_seed(0)
     net = no_bn_net()
-    module = ClassifierModule(
+    module = CompetitionModule(
         net, loss=nn.CrossEntropyLoss(),
         optimizer=partial(build_optimizer, optimizer=partial(
             torch.optim.SGD, lr=0.5, momentum=0.9, weight_decay=1e-2)),
-        class_names=[str(i) for i in range(10)],
+        spec=image_spec([str(i) for i in range(10)]),
     )
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
                                          batch_size=batch_size, shuffle=False)
@@ -123,9 +123,9 @@ def one_optimizer_step(images, labels, batch_size: int, accumulate: int) -> nn.M
 
 
 def test_batch_8_times_accumulate_4_equals_batch_32(demo_root):
-    from podium.datamodule import CompetitionDataModule
+    from podium.datamodule import ImageDataModule
 
-    data = CompetitionDataModule(root=demo_root, demo_root=demo_root)
+    data = ImageDataModule(root=demo_root, demo_root=demo_root)
     data.prepare_data()
     data.setup("fit")
     images, labels = zip(*(data.train_set[i] for i in range(32)), strict=True)

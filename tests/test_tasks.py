@@ -10,8 +10,8 @@ import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
 from conftest import make_cfg, run_cli
+from podium.demo import build_tabular_demo
 from podium.errors import PodiumError
-from podium.tabular import build_tabular_demo
 from podium.train import train
 
 

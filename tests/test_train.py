@@ -69,10 +69,10 @@ def test_cli_run_writes_the_run_folder(two_runs, demo_root):
     assert "val/f1_macro" in metrics and metrics["epochs"] == 2
 
 
-def test_best_checkpoint_keeps_class_names_and_best_score(two_runs):
+def test_best_checkpoint_keeps_the_data_spec_and_best_score(two_runs):
     _, runs, _ = two_runs
-    ckpt = torch.load(runs[0] / "checkpoints/best.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["hyper_parameters"]["class_names"] == sorted(
+    ckpt = torch.load(runs[0] / "checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["spec"]["class_names"] == sorted(
         ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
     logged = pd.read_csv(runs[0] / "csv/metrics.csv")["val/f1_macro"].dropna()
     metrics = json.loads((runs[0] / "metrics.json").read_text())

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, run_cli
-from podium.datamodule import CompetitionDataModule
+from podium.datamodule import ImageDataModule
 from podium.errors import PodiumError
 
 
@@ -61,7 +61,7 @@ def first_id(root: Path) -> str:
 
 def setup_error(root: Path, **kwargs) -> str:
     with pytest.raises(PodiumError) as err:
-        CompetitionDataModule(root=str(root), **kwargs).setup("fit")
+        ImageDataModule(root=str(root), **kwargs).setup("fit")
     return "error: " + str(err.value).replace(str(root), "<root>")
 
 
@@ -110,9 +110,9 @@ def test_converted_images_and_messy_headers_row(demo_root, tmp_path):
     Image.new("RGBA", (8, 8), (9, 9, 9, 255)).save(root / "train" / f"{first_id(root)}.png")
     text = (root / "train.csv").read_text().replace("id,label", " id , label ", 1)
     (root / "train.csv").write_text("\ufeff" + text)
-    data = CompetitionDataModule(root=str(root), channels=3)
+    data = ImageDataModule(root=str(root), channels=3)
     data.setup("fit")
-    assert data.image_shape == (3, 8, 8) and data.train_ids[0] == first_id(demo_root)
+    assert data.spec.image_size == (8, 8) and data.spec.net_inputs == {"in_chans": 3} and data.train_ids[0] == first_id(demo_root)
 
 
 @pytest.mark.parametrize("row", ["the loss becomes NaN/inf", "`metric.monitor` is never logged",
@@ -174,7 +174,7 @@ def test_failed_fold_row(tmp_path, monkeypatch):
 
 def test_wrong_type_row(tmp_path):
     from conftest import make_cfg
-    from podium.train import check_types
+    from podium.build import check_types
 
     cfg = make_cfg(tmp_path, ["trainer.max_epochs=abc"])
     with pytest.raises(PodiumError) as err:

@@ -31,7 +31,7 @@ def one_thread():
 def fit(tmp_path: Path, demo_root: Path, overrides: list[str] = (), callbacks: list = (),
         ckpt_path: str | None = None):
     """Compose the real config, fit; returns (cfg, trainer, module, datamodule)."""
-    from podium.train import build_datamodule, build_module, build_trainer
+    from podium.build import build_datamodule, build_module, build_trainer
 
     cfg = make_cfg(tmp_path, [f"data.root={demo_root}", f"data.demo_root={demo_root}",
                               *TINY, *overrides])
@@ -41,8 +41,7 @@ def fit(tmp_path: Path, demo_root: Path, overrides: list[str] = (), callbacks: l
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std,
-                          datamodule.class_counts)
+    module = build_module(cfg, datamodule.spec)
     trainer = build_trainer(cfg)
     trainer.callbacks.extend(callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

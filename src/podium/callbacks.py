@@ -12,8 +12,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, WeightAveraging
 
+from podium.datamodule import PREDICT_SETS
 from podium.errors import PodiumError
-from podium.submission import probs_frame, write_atomic, write_submission
+from podium.io import write_atomic
+from podium.metrics import never_logged
+from podium.submission import probs_frame, write_submission
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +63,17 @@ class SubmissionWriter(BasePredictionWriter):
         data = trainer.datamodule
         if data is None:
             return
-        predictions = gather_predictions(trainer, predictions, batch_indices)  # every rank
+        gathered = gather_predictions(trainer, predictions, batch_indices)  # every rank
         if not trainer.is_global_zero:
             return
-        test, val = (p.numpy() for p in predictions)
+        by_name = dict(zip(PREDICT_SETS, (p.numpy() for p in gathered), strict=True))
+        test, val = by_name["test"], by_name["val"]
         if len(test) != len(data.test_ids) or len(val) != len(data.val_ids):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"
                         "batches): no submission written")
             return
-        task = getattr(data, "task", "multiclass")
         path = self.path = write_submission(self.output_dir, data.sample, data.test_ids, test,
-                                            data.class_names, data.id_col, task)
+                                            data.class_names, data.id_col, data.task)
         oof = probs_frame(data.val_ids, val, data.class_names, data.id_col)
         oof.insert(1, "fold", data.fold or 0)
         oof.insert(2, data.target_col, data.val_labels)
@@ -136,9 +139,9 @@ class ClassReport(BasePredictionWriter):
 
         data = trainer.datamodule
         if (not trainer.is_global_zero or data is None or len(predictions) < 2
-                or getattr(data, "task", "multiclass") == "regression"):
+                or data.task == "regression"):
             return
-        val = torch.cat(predictions[1]).float().cpu().numpy()
+        val = torch.cat(predictions[PREDICT_SETS.index("val")]).float().cpu().numpy()
         if len(val) != len(data.val_idx):
             return  # fast_dev_run / limit_predict_batches: part of the split only
         write_class_report(self.output_dir, data.labels[data.val_idx], val, data.class_names)
@@ -155,10 +158,7 @@ class MonitorCheck(L.Callback):
         logged = trainer.callback_metrics
         if trainer.sanity_checking or self.monitor in logged or self.monitor.startswith("train/"):
             return
-        raise PodiumError(
-            f"metric.monitor={self.monitor} was never logged; logged keys: "
-            f"{', '.join(sorted(logged)) or 'none'}; set metric.monitor to one of them"
-        )
+        raise PodiumError(never_logged(self.monitor, logged))
 
 
 class LearningCurves(L.Callback):

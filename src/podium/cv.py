@@ -38,8 +38,8 @@ def oof_scores(oof: pd.DataFrame, class_names: list[str], target_col: str) -> di
 
 def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     """Write the cross-validation folder's oof.csv, metrics.json and submission."""
-    from podium.submission import write_atomic, write_json
-    from podium.submit import run_config, write_ensemble
+    from podium.ensemble import print_summary, run_config, write_ensemble
+    from podium.io import write_atomic, write_json
 
     jobs = sorted((p for p in cv_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
     failed = [p for p in jobs if (p / "failed.txt").is_file()]
@@ -61,6 +61,7 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
 
     configs = [run_config(f, cfg.paths) for f in folds]
     summary = write_ensemble(folds, configs, cv_dir, postprocess=cfg.get("postprocess"))
+    print_summary(summary)
     summary.update(metrics, folds=len(folds), failed=[str(f) for f in failed])
     write_json(cv_dir / "metrics.json", summary)
     print(f"cross-validation: {len(folds)} fold(s) in {cv_dir}")

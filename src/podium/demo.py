@@ -1,10 +1,15 @@
-"""The embedded demo competition, built from scikit-learn's bundled handwritten digits.
+"""The embedded demo competitions and their leaderboard, built from scikit-learn's data.
+
+The image demo: scikit-learn's bundled handwritten digits.
 
 Real data with no download: 1,797 8x8 grayscale digits. The training split is made
 long-tailed (largest class >= 10x the smallest) so that the imbalance tools matter, the
 test split is balanced, and a held-back `answers.csv` lets `make train` print a
 leaderboard score. Labels are words ("zero" ... "nine") so the conversion of class
-indices back to the competition's labels is visible in the submission.
+indices back to the competition's labels is visible in the submission. The tabular demos:
+diabetes (regression) and breast cancer (binary). Nothing here is on the path of a real
+competition: the datamodule builds a demo only at its own `demo_root`, and a run scores
+the leaderboard only when an answer key exists.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from podium.errors import PodiumError
 
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEST_PER_CLASS = 60
@@ -81,6 +88,96 @@ def build_demo(root: str | Path, seed: int = 0) -> Path:
         sample = labelled(test_idx).assign(label=LABELS[0])
         sample.to_csv(tmp / "sample_submission.csv", index=False)
     return root
+
+
+# -- tabular demos --------------------------------------------------------------------------
+# -- the embedded demos ---------------------------------------------------------------------
+DEMOS = ("regression", "binary")
+
+
+def build_tabular_demo(root: str | Path, kind: str, seed: int = 0,
+                       test_fraction: float = 0.2) -> Path:
+    """Write a demo folder from scikit-learn's bundled data (no download), atomically.
+
+    regression: diabetes (442 rows, 10 features, `sex` as a text category so one-hot is
+    exercised; target = disease progression, a float). binary: breast cancer (569 rows,
+    30 features; target `malignant` | `benign`).
+    """
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+
+    if kind not in DEMOS:
+        raise PodiumError(f"data.demo={kind} is unknown: use one of {', '.join(DEMOS)}")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    if kind == "regression":
+        data = load_diabetes(as_frame=True, scaled=False)
+        features = data.frame.drop(columns="target")
+        features["sex"] = features["sex"].map({1.0: "a", 2.0: "b"})
+        target = data.frame["target"].astype(float)
+    else:
+        data = load_breast_cancer(as_frame=True)
+        features = data.frame.drop(columns="target")
+        target = pd.Series(np.asarray(data.target_names)[data.target], name="target")
+    n = len(features)
+    ids = [f"{i:05d}" for i in rng.permutation(n)]
+    order = rng.permutation(n)
+    n_test = int(round(test_fraction * n))
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    table = features.assign(target=target.to_numpy())
+    table.insert(0, "id", ids)
+
+    with built_aside(root) as tmp:
+        table.iloc[train_idx].to_csv(tmp / "train.csv", index=False)
+        table.iloc[test_idx].drop(columns="target").to_csv(tmp / "test.csv", index=False)
+        table.iloc[test_idx][["id", "target"]].to_csv(tmp / "answers.csv", index=False)
+        placeholder = 0.0 if kind == "regression" else str(target.iloc[0])
+        sample = table.iloc[test_idx][["id"]].assign(target=placeholder)
+        sample.to_csv(tmp / "sample_submission.csv", index=False)
+    return root
+
+
+
+def build_if_missing(root: Path, kind: str | None, train_csv: str = "train.csv") -> None:
+    """Build the demo `kind` (None: the image demo, else a tabular one) at `root` unless it
+    is there already (the datamodule calls this only at the demo's own path)."""
+    import logging
+
+    if (Path(root) / train_csv).exists():
+        return
+    logging.getLogger(__name__).info("building the %s demo competition in %s",
+                                     kind or "image", root)
+    if kind:
+        build_tabular_demo(root, kind)
+    else:
+        build_demo(root)
+
+
+# -- the demo leaderboard -------------------------------------------------------------------
+def leaderboard(submission_path: Path, answers_path: Path | None, id_col: str,
+                task: str = "multiclass") -> dict[str, float]:
+    """The demo's "leaderboard" line: {"leaderboard/f1_macro" | "leaderboard/mae": score},
+    or {} when there is no answer key (every real competition)."""
+    if answers_path is None or not Path(answers_path).is_file():
+        return {}
+    key = "leaderboard/mae" if task == "regression" else "leaderboard/f1_macro"
+    return {key: leaderboard_score(submission_path, answers_path, id_col, task)}
+
+
+def leaderboard_score(submission_path: Path, answers_path: Path, id_col: str,
+                      task: str = "multiclass") -> float:
+    """Macro-F1 (regression: MAE) of a submission against an answer file (the demo's
+    held-back labels)."""
+    from sklearn.metrics import f1_score, mean_absolute_error
+
+    submission = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
+    answers = pd.read_csv(answers_path, dtype=str, keep_default_na=False)
+    label_col = [c for c in answers.columns if c != id_col][0]
+    merged = answers.merge(submission, on=id_col, suffixes=("_true", "_pred"))
+    if task == "regression":
+        return float(mean_absolute_error(merged[f"{label_col}_true"].astype(float),
+                                         merged[f"{label_col}_pred"].astype(float)))
+    return float(f1_score(merged[f"{label_col}_true"], merged[f"{label_col}_pred"],
+                          average="macro"))
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from podium.build import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
-from podium.train import CONFIG_DIR
 
 EXPLANATION = (
     "A model that always predicts the majority class scores its share of the data on "
@@ -71,19 +71,16 @@ def eda(cfg: DictConfig) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from podium.datamodule import split_indices
-    from podium.submission import write_json
+    from podium.io import write_json
 
     if cfg.data.get("task", "multiclass") == "regression":
         raise PodiumError("make eda covers classification data (data.task=regression has "
                           "no classes to count)")
     data = instantiate(cfg.data)
     data.prepare_data()
-    data.read_folder()
-    names, labels = data.class_names, data.labels
+    data.split()
+    names, labels, train_idx, val_idx = data.class_names, data.labels, data.train_idx, data.val_idx
     counts = np.bincount(labels, minlength=len(names)).tolist()
-    train_idx, val_idx = split_indices(labels, names, data.val_fraction, data.seed,
-                                       data.n_folds, data.fold, data.groups)
     k = cfg.get("metric", {}).get("k", 3) or 3
     scores = baseline_scores(labels, train_idx, val_idx, len(names), k, data.seed)
 

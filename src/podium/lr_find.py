@@ -14,8 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from podium.build import CONFIG_DIR, build_datamodule, build_module
 from podium.errors import one_line_errors
-from podium.train import CONFIG_DIR, build_datamodule, build_module
 
 
 def find_lr(cfg: DictConfig) -> float | None:
@@ -27,14 +27,16 @@ def find_lr(cfg: DictConfig) -> float | None:
     from hydra.utils import instantiate
     from lightning.pytorch.tuner import Tuner
 
+    from podium.metrics import resolve_metric
+
+    resolve_metric(cfg)
     L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.scheduler = None  # the finder replaces it anyway; no warm-up length checks
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = build_module(cfg, datamodule.class_names, datamodule.mean, datamodule.std,
-                          datamodule.class_counts)
+    module = build_module(cfg, datamodule.spec)
     trainer = instantiate(cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False)
     finder = Tuner(trainer).lr_find(module, datamodule=datamodule, update_attr=False,
                                     **cfg.lr_find)

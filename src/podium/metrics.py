@@ -117,6 +117,12 @@ def task_metrics(task: str, num_classes: int, k: int = 3) -> MetricCollection:
     return classification_metrics(num_classes, k, task)
 
 
+def never_logged(key: str, logged, setting: str = "metric.monitor") -> str:
+    """The one message for a monitored key nobody logs (checkpoint, plateau, sweep)."""
+    return (f"{setting}={key} was never logged; logged keys: "
+            f"{', '.join(sorted(logged)) or 'none'}; set {setting} to one of them")
+
+
 def check_task(task: str) -> None:
     if task not in TASKS:
         raise PodiumError(f"data.task={task} is unknown: use one of {', '.join(TASKS)}")

@@ -1,4 +1,4 @@
-"""ClassifierModule: the network, its loss, its metrics and its optimiser, nothing more.
+"""CompetitionModule: the network, its loss, its metrics and its optimiser, nothing more.
 
 The Trainer owns the loop (train/eval modes, zero_grad/backward/step, accumulation,
 precision, checkpointing); this module only says what one step computes.
@@ -18,69 +18,67 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from podium.metrics import task_metrics
 from podium.optim import check_plateau_monitor, total_training_steps
+from podium.spec import DataSpec
 
 TRAIN_METRICS = ("acc", "f1_macro", "mae")
 TRAIN_METRICS_EVERY = 32  # training batches buffered between two updates of their metrics
 
 
-class ClassifierModule(L.LightningModule):
-    """Images in as uint8 (N, C, H, W); normalised here, on the device, batched.
+class CompetitionModule(L.LightningModule):
+    """The network, its loss, its metrics and its optimiser for one competition task.
+
+    Inputs arrive as uint8 images (N, C, H, W), normalised here on the device, batched; or
+    as float feature rows (tabular: the spec has no `mean`, nothing is normalised).
 
     Args:
-        net: any classifier returning logits (N, num_classes).
+        net: any network returning logits (N, num_classes), or (N, 1) for regression.
+        spec: podium.spec.DataSpec: task, class names, normalisation; kept in every
+            checkpoint (as plain types) so a run folder alone can predict.
         loss: logits, targets -> scalar; may expose `set_epoch(epoch, max_epochs)`.
         optimizer: factory `params -> Optimizer`, called with the network (a Hydra
             `_partial_` of podium.optim.build_optimizer, which groups its parameters).
         scheduler: None, or Lightning's lr-scheduler dict whose `scheduler` is a factory
             `optimizer -> LRScheduler`, plus `interval`, `frequency`, `monitor`. A factory
             taking `total_steps` gets the run's optimizer steps from the Trainer.
-        class_names: original label values in index order (kept in the checkpoint).
-        mean, std: per-channel normalisation in [0, 1] units (kept in the checkpoint).
         channels_last: NHWC memory format; faster convolutions on CPU and tensor cores.
         augment: batch transform applied to each training batch on the device, before
             normalisation (uint8 images in, uint8 out; e.g. podium.augment.RandomShift).
         tta: deterministic batch transforms (e.g. a horizontal flip); prediction averages
             the probabilities of the original and every transformed view.
-        task: multiclass | binary (two logits, softmax) | regression (one output, squeezed;
-            float targets; prediction is the output itself). Empty `mean` = no image
-            normalisation (tabular features arrive standardised).
         metric_k: k of map@k, ndcg@k, acc_top{k}.
-        net_inputs: the network's input size (kept in the checkpoint for `make submit`).
+
+    Tasks: multiclass | binary (two logits, softmax) | regression (one output, squeezed;
+    float targets; prediction is the output itself).
     """
 
     def __init__(
         self,
         net: nn.Module,
+        spec: DataSpec,
         loss: nn.Module | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: dict[str, Any] | None = None,
-        class_names: Sequence[str] = (),
-        mean: Sequence[float] = (0.5,),
-        std: Sequence[float] = (0.5,),
         channels_last: bool = False,
         augment: Callable[[Tensor], Tensor] | None = None,
         tta: Sequence[Callable[[Tensor], Tensor]] = (),
-        task: str = "multiclass",
         metric_k: int = 3,
-        net_inputs: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=["net", "loss", "optimizer", "scheduler", "augment", "tta"], logger=False)
+        self.save_hyperparameters({"spec": spec.to_dict(), "channels_last": channels_last,
+                                   "metric_k": metric_k}, logger=False)
+        self.spec = spec
         self.augment, self.tta = augment, list(tta)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         self.loss = loss
         self.optimizer_factory, self.scheduler_config = optimizer, scheduler
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.normalise = len(spec.mean) > 0
+        std_t = torch.tensor(spec.std or (1.0,), dtype=torch.float32).view(1, -1, 1, 1)
+        mean_t = torch.tensor(spec.mean or (0.0,), dtype=torch.float32).view(1, -1, 1, 1)
         self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
-        self.register_buffer(
-            "shift", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t,
-            persistent=False,
-        )
-        self.regression = task == "regression"
-        self.normalise = len(mean) > 0
-        metrics = task_metrics(task, len(class_names), metric_k)
+        self.register_buffer("shift", mean_t / std_t, persistent=False)
+        self.regression = spec.task == "regression"
+        metrics = task_metrics(spec.task, len(spec.class_names), metric_k)
         self.val_metrics = metrics.clone(prefix="val/")
         # On (augmented) training batches two metrics tell over- from under-fitting; the
         # whole collection every step would cost ~10% of a small model's step time.

@@ -150,10 +150,9 @@ def check_plateau_monitor(trainer: Any) -> None:
             continue
         logged = trainer.callback_metrics  # built on each access: only when there is a plateau
         if config.monitor not in logged:
-            raise PodiumError(
-                f"scheduler.monitor={config.monitor} was never logged; logged keys: "
-                f"{', '.join(sorted(logged)) or 'none'}; set scheduler.monitor to one of them"
-            )
+            from podium.metrics import never_logged
+
+            raise PodiumError(never_logged(config.monitor, logged, "scheduler.monitor"))
 
 
 def total_training_steps(trainer: Any) -> int | None:

@@ -75,7 +75,7 @@ def save_confusion_matrix(labels: np.ndarray, predicted: np.ndarray,
 def write_class_report(output_dir: Path, labels: np.ndarray, probs: np.ndarray,
                        class_names: Sequence[str]) -> pd.DataFrame:
     """`report/per_class.csv` + `report/confusion_matrix.png`; prints the table."""
-    from podium.submission import write_atomic
+    from podium.io import write_atomic
 
     predicted = probs.argmax(axis=1)
     table = per_class_table(labels, predicted, class_names)

@@ -8,8 +8,6 @@ existing file.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,34 +15,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError
-
-
-def free_path(path: Path) -> Path:
-    """`path`, or `name-1.ext`, `name-2.ext`, ... if it exists: user files are never replaced."""
-    candidate, n = path, 0
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
-
-
-def write_atomic(path: Path, text: str, replace: bool = False) -> Path:
-    """Write via a temporary file + rename, so a crash leaves the old file or none."""
-    path = Path(path)
-    if not replace:
-        path = free_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_json(path: Path, data: dict) -> Path:
-    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", replace=True)
+from podium.io import write_atomic
 
 
 def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
@@ -126,20 +97,3 @@ def write_submission(out_dir: Path, sample: pd.DataFrame, ids: Sequence[str],
     write_atomic(out_dir / "test_probs.csv",
                  probs_frame(ids, probs, class_names, id_col).to_csv(index=False))
     return write_atomic(out_dir / "submission.csv", submission.to_csv(index=False))
-
-
-def leaderboard_score(submission_path: Path, answers_path: Path, id_col: str,
-                      task: str = "multiclass") -> float:
-    """Macro-F1 (regression: MAE) of a submission against an answer file (the demo's
-    held-back labels)."""
-    from sklearn.metrics import f1_score, mean_absolute_error
-
-    submission = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
-    answers = pd.read_csv(answers_path, dtype=str, keep_default_na=False)
-    label_col = [c for c in answers.columns if c != id_col][0]
-    merged = answers.merge(submission, on=id_col, suffixes=("_true", "_pred"))
-    if task == "regression":
-        return float(mean_absolute_error(merged[f"{label_col}_true"].astype(float),
-                                         merged[f"{label_col}_pred"].astype(float)))
-    return float(f1_score(merged[f"{label_col}_true"], merged[f"{label_col}_pred"],
-                          average="macro"))

@@ -1,0 +1,57 @@
+"""DataSpec: the one handoff from the data to the model and the submission.
+
+A datamodule declares it after `setup()`; `build_module(cfg, spec)` reads it; every
+checkpoint stores it whole (as plain types, so `torch.load(weights_only=True)` reads it), and
+`make submit`, `make lr-find` and prediction on a new folder rebuild the model from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the data tells the model, fixed once the training split is known.
+
+    task: multiclass | binary | regression.
+    class_names: original label values in index order (regression: the output's name).
+    class_counts: training-split examples per class (empty for regression).
+    net_inputs: the network's input-size argument: `{"in_chans": C}` for images,
+        `{"in_features": F}` for tabular features.
+    mean, std: per-channel image normalisation in [0, 1] units; empty = none (tabular).
+    image_size: (H, W) images are decoded at (None: as stored); test images must match.
+    id_col, target_col: the competition's column names.
+    """
+
+    task: str
+    class_names: tuple[str, ...]
+    class_counts: tuple[int, ...]
+    net_inputs: dict[str, int]
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    image_size: tuple[int, int] | None = None
+    id_col: str = "id"
+    target_col: str = "label"
+    features: dict[str, Any] = field(default_factory=dict)  # tabular encoders (podium.tabular)
+
+    @property
+    def images(self) -> bool:
+        return "in_chans" in self.net_inputs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists/dicts/strings/numbers: what a checkpoint stores."""
+        data = asdict(self)
+        for key in ("class_names", "class_counts", "mean", "std", "image_size"):
+            data[key] = list(data[key]) if data[key] is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataSpec:
+        data = dict(data)
+        for key in ("class_names", "class_counts", "mean", "std"):
+            data[key] = tuple(data.get(key) or ())
+        size = data.get("image_size")
+        data["image_size"] = tuple(size) if size is not None else None
+        return cls(**data)

@@ -1,0 +1,57 @@
+"""Validation splits: a seeded stratified hold-out, or fold `data.fold` of a k-fold.
+
+The same seed gives the same folds in every run, so `make cv` is a multirun over
+`data.fold` and every fold's validation ids are out-of-fold exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from podium.errors import PodiumError
+
+
+def split_indices(
+    labels: np.ndarray, class_names: Sequence[str], val_fraction: float, seed: int,
+    n_folds: int | None = None, fold: int | None = None, groups: Sequence[str] | None = None,
+    stratify: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified hold-out split, or fold `fold` of a seeded StratifiedKFold.
+
+    With `groups` (e.g. a patient id), StratifiedGroupKFold keeps each group in one fold.
+    `stratify=False` (regression targets): plain shuffled KFold / GroupKFold / hold-out.
+    """
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        StratifiedGroupKFold,
+        StratifiedKFold,
+        train_test_split,
+    )
+
+    if n_folds and (fold is None or not 0 <= fold < n_folds):
+        raise PodiumError(f"data.fold={fold} must be in 0..{n_folds - 1} for "
+                          f"data.n_folds={n_folds}")
+    if not n_folds and not 0 < val_fraction < 1:
+        raise PodiumError(f"data.val_fraction={val_fraction} must be between 0 and 1")
+    if stratify:
+        counts = np.bincount(labels, minlength=len(class_names))
+        need = n_folds if n_folds else 2
+        if counts.min() < need:
+            name = class_names[int(counts.argmin())]
+            raise PodiumError(
+                f"class '{name}' has {counts.min()} example(s); a stratified split needs at "
+                f"least {need} (add examples, merge the class, or lower data.n_folds)"
+            )
+    index = np.arange(len(labels))
+    if n_folds:
+        kinds = {(True, False): StratifiedKFold, (True, True): StratifiedGroupKFold,
+                 (False, False): KFold, (False, True): GroupKFold}
+        folds = kinds[(stratify, groups is not None)](n_folds, shuffle=True, random_state=seed)
+        return list(folds.split(index, labels, groups))[fold]
+    n_val = max(int(round(val_fraction * len(labels))), len(class_names) if stratify else 1)
+    train_idx, val_idx = train_test_split(index, test_size=n_val, random_state=seed,
+                                          stratify=labels if stratify else None)
+    return np.sort(train_idx), np.sort(val_idx)
