@@ -112,7 +112,8 @@ def test_converted_images_and_messy_headers_row(demo_root, tmp_path):
     (root / "train.csv").write_text("\ufeff" + text)
     data = ImageDataModule(root=str(root), channels=3)
     data.setup("fit")
-    assert data.spec.image_size == (8, 8) and data.spec.net_inputs == {"in_chans": 3} and data.train_ids[0] == first_id(demo_root)
+    assert data.spec.image_size == (8, 8) and data.spec.net_inputs == {"in_chans": 3}
+    assert data.train_ids[0] == first_id(demo_root)
 
 
 @pytest.mark.parametrize("row", ["the loss becomes NaN/inf", "`metric.monitor` is never logged",
