@@ -3,6 +3,8 @@ PY      ?= .venv/bin/python
 EXP     ?= baseline
 ARGS    ?=
 RUN     ?=
+DATA    ?=
+EXPORT  ?=
 FOLDS   ?= 5
 JOBS    ?=
 TRIALS  ?= 20
@@ -17,7 +19,7 @@ empty :=
 space := $(empty) $(empty)
 RUNS  := [$(subst $(space),$(comma),$(foreach r,$(RUN),'$(r)'))]
 
-.PHONY: help install eda train cv submit test test-slow bench bench-imbalance lint demo-data clean
+.PHONY: help install eda train cv submit predict export test test-slow bench bench-imbalance lint demo-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +49,12 @@ runs: ## table of every run under DIR (default logs), best first -> DIR/runs.csv
 
 submit: ## average RUN="dir ..." (default: the latest run) into logs/submit/.../submission.csv
 	$(PY) -m podium.submit "runs=$(RUNS)" $(ARGS)
+
+predict: ## RUN="dir ..." (or EXPORT=bundle) predict DATA=<another competition folder> -> logs/predict/...
+	$(PY) -m podium.predict $(if $(EXPORT),export=$(EXPORT),"runs=$(RUNS)") data.root=$(DATA) $(ARGS)
+
+export: ## RUN="dir ..." (default: the latest run) -> logs/export/<time>/: an offline bundle for code competitions
+	$(PY) -m podium.export "runs=$(RUNS)" $(ARGS)
 
 test: ## the fast test suite (what CI runs)
 	$(PY) -m pytest -q $(ARGS)

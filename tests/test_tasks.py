@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import precision_recall_fscore_support
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from conftest import make_cfg, run_cli
 from podium.demo import build_tabular_demo
@@ -71,10 +71,16 @@ def test_demo_binary_end_to_end_with_per_class_report(tmp_path, demos):
     assert json.loads((run / "metrics.json").read_text())["monitor"] == "val/auroc"
     assert {"val/auroc", "val/map@3", "val/mrr", "val/ndcg@3", "val/f1_weighted",
             "val/balanced_acc", "val/acc_top3"} <= set(metrics)
-    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    # scored by AUROC: the submission is p(malignant), the second of the sorted labels
+    submission = pd.read_csv(run / "submission.csv", dtype={"id": str})
     sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
     assert list(submission.id) == list(sample.id)
-    assert set(submission.target) <= {"benign", "malignant"}
+    probs = pd.read_csv(run / "test_probs.csv", dtype={"id": str})
+    assert np.allclose(submission.target, probs.malignant)
+    answers = pd.read_csv(root / "answers.csv", dtype={"id": str})
+    assert list(answers.id) == list(submission.id)
+    assert metrics["leaderboard/auroc"] == pytest.approx(
+        roc_auc_score(answers.target == "malignant", submission.target))
     # The per-class table is scikit-learn's on the best checkpoint's validation predictions.
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
     predicted = oof[["benign", "malignant"]].to_numpy().argmax(1)

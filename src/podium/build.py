@@ -17,7 +17,10 @@ from omegaconf import DictConfig
 from podium.errors import PodiumError
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# conf/ of the checkout (make install: editable), else the copy inside the wheel (a bundle)
+_SOURCE_CONF = Path(__file__).resolve().parents[2] / "conf"
+CONFIG_DIR = str(_SOURCE_CONF if _SOURCE_CONF.is_dir()
+                 else Path(__file__).resolve().parent / "conf")
 
 
 def build_datamodule(cfg: DictConfig):

@@ -16,7 +16,7 @@ from podium.datamodule import PREDICT_SETS
 from podium.errors import PodiumError
 from podium.io import write_atomic
 from podium.metrics import never_logged
-from podium.submission import probs_frame, write_submission
+from podium.submission import Shape, choose_format, probs_frame, write_submission
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,27 @@ class SubmissionWriter(BasePredictionWriter):
     `oof.csv` (the validation split's probabilities: out-of-fold under cross-validation).
 
     Ids, the sample submission and the class names come from the datamodule, so the file
-    always follows the sample submission's header and order with the original labels.
+    always follows the sample submission's header and order with the original labels. The
+    shape (podium.submission.choose_format) is decided, printed and checked when the run
+    starts, so a sample submission that fits no format stops it before any training.
     """
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, format: str = "auto", monitor: str | None = None,
+                 k: int = 3) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir = Path(output_dir)
+        self.format, self.monitor, self.k = format, monitor, k
+        self.shape: Shape | None = None
         self.path: Path | None = None  # the submission written (submission-N.csv if taken)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        if data is None or data.sample is None or self.shape is not None:
+            return
+        self.shape = choose_format(self.format, data.sample, data.id_col, data.class_names,
+                                   data.task, self.monitor, self.k)
+        if trainer.is_global_zero:
+            print(f"submission format: {self.shape.format} ({self.shape.why})", flush=True)
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions, batch_indices) -> None:
@@ -73,7 +87,8 @@ class SubmissionWriter(BasePredictionWriter):
                         "batches): no submission written")
             return
         path = self.path = write_submission(self.output_dir, data.sample, data.test_ids, test,
-                                            data.class_names, data.id_col, data.task)
+                                            data.class_names, data.id_col, data.task,
+                                            self.shape)
         oof = probs_frame(data.val_ids, val, data.class_names, data.id_col)
         oof.insert(1, "fold", data.fold or 0)
         oof.insert(2, data.target_col, data.val_labels)

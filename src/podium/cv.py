@@ -38,7 +38,7 @@ def oof_scores(oof: pd.DataFrame, class_names: list[str], target_col: str) -> di
 
 def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     """Write the cross-validation folder's oof.csv, metrics.json and submission."""
-    from podium.ensemble import print_summary, run_config, write_ensemble
+    from podium.ensemble import gather_members, print_summary, submit_members
     from podium.io import write_atomic, write_json
 
     jobs = sorted((p for p in cv_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
@@ -59,8 +59,10 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     metrics = oof_scores(oof, class_names, data.target_col)
     write_atomic(cv_dir / "oof.csv", oof.to_csv(index=False))
 
-    configs = [run_config(f, cfg.paths) for f in folds]
-    summary = write_ensemble(folds, configs, cv_dir, postprocess=cfg.get("postprocess"))
+    members = gather_members([cv_dir], cfg.paths)
+    members = [m for m in members if m.run in folds]  # failed folds left out
+    fmt = (cfg.get("submission") or {}).get("format", "auto")
+    summary = submit_members(members, cv_dir, fmt, cfg.get("postprocess"))
     print_summary(summary)
     summary.update(metrics, folds=len(folds), failed=[str(f) for f in failed])
     write_json(cv_dir / "metrics.json", summary)

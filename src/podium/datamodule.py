@@ -155,10 +155,14 @@ class CompetitionDataModule(L.LightningDataModule):
         self.labels, self.class_names = encode_target(
             train[self.target_col].tolist(), self.task, path, self.target_col)
         self.train_ids = train[self.id_col].tolist()
+        self.read_sample()
+        return train
+
+    def read_sample(self) -> None:
+        """The sample submission: the test ids, their order and the submission's header."""
         self.sample = read_csv(self.root / self.sample_submission_path, [self.id_col],
                                "the sample submission")
         self.test_ids = self.sample[self.id_col].tolist()
-        return train
 
     def split(self) -> None:
         """Read and check every input, split the labels; nothing decoded or encoded yet."""
@@ -177,13 +181,30 @@ class CompetitionDataModule(L.LightningDataModule):
         if stage == "predict" and self.test_set is None:
             self.test_set = self.read_test()
 
+    def setup_test(self, spec: DataSpec) -> None:
+        """Only the test set, for a model trained elsewhere (`make predict`): the sample
+        submission and the test inputs, prepared as the spec says; no train.csv needed."""
+        self.check_root("test inputs")
+        self.spec, self.task, self.class_names = spec, spec.task, list(spec.class_names)
+        self.read_sample()
+        self.find_test()
+        self.test_set = self.read_test()
+
+    # -- what a sibling implements ------------------------------------------------------------
     def read_inputs(self) -> pd.DataFrame:
+        """Read and check train.csv (via read_labels) and every input; return train.csv."""
         raise NotImplementedError
 
     def build_sets(self) -> DataSpec:
+        """The train/val datasets; returns the spec."""
+        raise NotImplementedError
+
+    def find_test(self) -> None:
+        """Find and check the test inputs of `test_ids` (no decoding yet)."""
         raise NotImplementedError
 
     def read_test(self) -> Dataset:
+        """The test set, in `test_ids` order, prepared like the training inputs."""
         raise NotImplementedError
 
     def spec_fields(self) -> dict:
@@ -276,8 +297,11 @@ class ImageDataModule(CompetitionDataModule):
         paths = train[self.path_col].tolist() if self.path_col else None
         self.train_paths = find_images(self.root, self.train_ids, "train", self.train_images,
                                        paths)
-        self.test_paths = find_images(self.root, self.test_ids, "test", self.test_images, None)
+        self.find_test()
         return train
+
+    def find_test(self) -> None:
+        self.test_paths = find_images(self.root, self.test_ids, "test", self.test_images, None)
 
     def build_sets(self) -> DataSpec:
         if self.channels is None:
@@ -295,6 +319,8 @@ class ImageDataModule(CompetitionDataModule):
         )
 
     def read_test(self) -> Dataset:
+        """Decoded with the training images' channels and size."""
+        self.channels = self.spec.net_inputs["in_chans"]
         return TensorRows(self.decode(self.test_paths, self.spec.image_size))
 
     def decode(self, paths: Sequence[Path], size: tuple[int, int] | None) -> torch.Tensor:

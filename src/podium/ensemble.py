@@ -1,16 +1,21 @@
-"""Ensembles: run folders (and cross-validation folders, one per fold) averaged into one
-set of class probabilities, optionally post-processed on their OOF predictions, written as a
-validated submission. Used by `make submit` and by `make cv` after its last fold.
+"""Ensembles: trained runs averaged into one set of class probabilities, optionally
+post-processed on their out-of-fold predictions, written as a validated submission. Used by
+`make submit` and `make cv` (the test set the runs were trained with) and `make predict`
+(the test set of another competition folder).
 
-A run gives its `test_probs.csv`, or, when that is missing or test-time augmentation is
-asked for, its `checkpoints/best.ckpt` predicts the test set again (rebuilt from the
-DataSpec stored in the checkpoint). Functions return values; entry points print.
+A member is one trained model: a run folder, or one fold of a cross-validation folder (an
+exported bundle holds the same folders). Each folder given gets one weight (default 1); a
+cross-validation folder's folds share it equally. A member's probabilities are its
+`test_probs.csv`, or its `checkpoints/best.ckpt` predicts again (test-time augmentation, a
+new folder), rebuilt from the DataSpec in the checkpoint, which is read with
+`torch.load(weights_only=True)`. Functions return values; entry points print.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,15 @@ from podium.errors import PodiumError
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Member:
+    """One trained model of an ensemble and its share of the average."""
+
+    run: Path  # a run folder: .hydra/config.yaml, checkpoints/best.ckpt, test_probs.csv, oof.csv
+    cfg: DictConfig
+    weight: float
+
+
 def latest_run(log_dir: Path) -> Path:
     """The most recent training run that has predictions or a best checkpoint."""
     found = [p.parent for p in Path(log_dir).glob("train/*/*/test_probs.csv")]
@@ -29,6 +43,7 @@ def latest_run(log_dir: Path) -> Path:
     if not found:
         raise PodiumError(f"no training run found under {log_dir}/train: run `make train` first")
     return max(found, key=lambda p: p.stat().st_mtime)
+
 
 def expand_runs(runs: Sequence[Path]) -> list[Path]:
     """Run folders as given; a cross-validation folder stands for all of its folds."""
@@ -40,14 +55,31 @@ def expand_runs(runs: Sequence[Path]) -> list[Path]:
         expanded += folds if folds and not (run / ".hydra" / "config.yaml").exists() else [run]
     return expanded
 
+
 def run_config(run: Path, paths: DictConfig) -> DictConfig:
     """A run's composed config; its `paths` resolve against this session's."""
     path = run / ".hydra" / "config.yaml"
     if not path.is_file():
         raise PodiumError(f"{run} is not a podium run folder (no .hydra/config.yaml)")
+    from podium.metrics import resolve_metric
+
     cfg = OmegaConf.load(path)
     cfg.paths = paths
-    return cfg
+    return resolve_metric(cfg)  # its metric.monitor/mode as its training resolved them
+
+
+def gather_members(folders: Sequence[Path], paths: DictConfig,
+                   weights: Sequence[float] | None = None) -> list[Member]:
+    """One weight per folder given; a cross-validation folder's folds share it equally."""
+    weights = list(weights) if weights else [1.0] * len(folders)
+    if len(weights) != len(folders) or min(weights) < 0 or sum(weights) <= 0:
+        raise PodiumError(f"weights={weights}: give one non-negative weight per folder "
+                          f"({len(folders)} given)")
+    members = []
+    for folder, weight in zip(folders, weights, strict=True):
+        runs = expand_runs([folder])
+        members += [Member(r, run_config(r, paths), weight / len(runs)) for r in runs]
+    return members
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -64,44 +96,47 @@ def load_checkpoint(path: Path) -> dict:
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()[0]
         raise PodiumError(f"{path} is not a plain podium checkpoint and was not loaded "
-                          f"(it asks to run code: {reason[:160]})") from err
+                          f"(it holds objects that could run code: {reason[:120]})") from err
 
 
-def load_run_module(run: Path, cfg: DictConfig, tta: list):
-    """The run's best checkpoint as a LightningModule (eval mode) and its DataSpec."""
+def load_member(member: Member, tta: list):
+    """The member's best checkpoint as a LightningModule (eval mode) and its DataSpec."""
     from podium.build import build_module
     from podium.spec import DataSpec
 
-    checkpoint = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    checkpoint = load_checkpoint(member.run / "checkpoints" / "best.ckpt")
     spec = DataSpec.from_dict(checkpoint["hyper_parameters"]["spec"])
-    module = build_module(cfg, spec)
+    module = build_module(member.cfg, spec)
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     module.tta = tta
     return module.eval(), spec
 
 
-def predict_run(run: Path, cfg: DictConfig, tta: list) -> pd.DataFrame:
-    """Predict the test set with a run's best checkpoint (and test-time augmentation)."""
+def predict_test(member: Member, datamodule, tta: list) -> pd.DataFrame:
+    """The member's probabilities on `datamodule`'s test set (set up already)."""
     import lightning as L
     import torch
 
-    from podium.build import build_datamodule
     from podium.submission import probs_frame
 
-    module, spec = load_run_module(run, cfg, tta)
-    datamodule = build_datamodule(cfg)
-    datamodule.setup("predict")
+    module, spec = load_member(member, tta)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     probs = torch.cat(trainer.predict(module, dataloaders=datamodule.predict_test_dataloader()))
     return probs_frame(datamodule.test_ids, probs.numpy(), spec.class_names, spec.id_col)
 
 
-def run_probs(run: Path, cfg: DictConfig, tta: list) -> pd.DataFrame:
-    path = run / "test_probs.csv"
+def member_probs(member: Member, tta: list) -> pd.DataFrame:
+    """What training predicted for its own test set, or a new prediction (TTA, or no file)."""
+    path = member.run / "test_probs.csv"
     if path.is_file() and not tta:
-        return pd.read_csv(path, dtype={cfg.data.id_col: str})
-    return predict_run(run, cfg, tta)
+        return pd.read_csv(path, dtype={member.cfg.data.id_col: str})
+    from podium.build import build_datamodule
+
+    datamodule = build_datamodule(member.cfg)
+    datamodule.setup("predict")
+    return predict_test(member, datamodule, tta)
+
 
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
                   weights: Sequence[float] | None = None) -> pd.DataFrame:
@@ -116,54 +151,70 @@ def average_probs(frames: list[pd.DataFrame], runs: list[Path],
         if not frame.iloc[:, 0].equals(first.iloc[:, 0]):
             raise PodiumError(f"{run} predicted other test ids than {runs[0]}")
     weights = list(weights) if weights else [1.0] * len(frames)
-    if len(weights) != len(frames) or min(weights) < 0 or sum(weights) <= 0:
-        raise PodiumError(f"weights={weights}: give one non-negative weight per run "
-                          f"({len(frames)} runs)")
     stacked = np.stack([f.iloc[:, 1:].to_numpy(dtype=np.float64) for f in frames])
     mean = np.tensordot(np.asarray(weights) / sum(weights), stacked, axes=1)
     return first.iloc[:, :1].join(pd.DataFrame(mean, columns=first.columns[1:]))
 
 
-def write_ensemble(runs: list[Path], configs: list[DictConfig], output_dir: Path,
-                   weights: Sequence[float] | None = None, tta: list | None = None,
-                   postprocess: DictConfig | None = None) -> dict:
-    """Average the runs into `output_dir`'s submission; returns a summary for metrics.json
-    (`submission`: the file written; `postprocess`: its OOF before/after; the demo
-    leaderboard score where the competition has an answer key)."""
+def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame,
+                   frames: list[pd.DataFrame], fmt: str = "auto",
+                   postprocess: DictConfig | None = None, answers: Path | None = None) -> dict:
+    """Average the members' probabilities (`frames`, one per member) into `output_dir`'s
+    submission shaped like `sample`; returns a summary for metrics.json (`submission`: the
+    file written; `format`; `postprocess`: its OOF before/after; the demo leaderboard score
+    where the competition has an answer key)."""
     from podium.demo import leaderboard
-    from podium.io import read_csv
     from podium.postprocess import fit_postprocess, read_oof
-    from podium.submission import write_submission
+    from podium.submission import choose_format, write_submission
 
-    frames = [run_probs(r, c, tta or []) for r, c in zip(runs, configs, strict=True)]
-    probs = average_probs(frames, runs, weights)
-    data = configs[0].data
+    runs = [m.run for m in members]
+    probs = average_probs(frames, runs, [m.weight for m in members])
+    cfg = members[0].cfg
+    data = cfg.data
     id_col, class_names = data.id_col, list(probs.columns[1:])
+    task = data.get("task", "multiclass")
     test = probs.iloc[:, 1:].to_numpy()
-    summary: dict = {"runs": [str(r) for r in runs], "weights": weights}
+    total = sum(m.weight for m in members)
+    summary: dict = {"runs": [str(r) for r in runs],
+                     "weights": [m.weight / total for m in members]}
     if postprocess:
         oof = read_oof(runs, id_col, data.target_col)
         adjust, summary["postprocess"] = fit_postprocess(postprocess, oof, class_names,
                                                          data.target_col)
         test = adjust(test)
-
-    sample = read_csv(Path(data.root) / data.sample_submission, [id_col], "the sample submission")
-    task = data.get("task", "multiclass")
+    shape = choose_format(fmt, sample, id_col, class_names, task, cfg.metric.get("monitor"),
+                          cfg.metric.get("k") or 3)
+    summary["format"] = {"name": shape.format, "why": shape.why}
     path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names, id_col,
-                            task)
+                            task, shape)
     summary["submission"] = str(path)
-    answers = Path(data.answers) if data.get("answers") else None
     summary.update(leaderboard(path, answers, id_col, task))
     return summary
 
 
+def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
+                   postprocess: DictConfig | None = None, tta: Sequence = ()) -> dict:
+    """The ensemble on the test set of the competition the members were trained on."""
+    from podium.io import read_csv
+
+    data = members[0].cfg.data
+    sample = read_csv(Path(data.root) / data.sample_submission, [data.id_col],
+                      "the sample submission")
+    frames = [member_probs(m, list(tta)) for m in members]
+    answers = Path(data.answers) if data.get("answers") else None
+    return write_ensemble(members, output_dir, sample, frames, fmt, postprocess, answers)
+
+
 def print_summary(summary: dict) -> None:
-    """What `make submit` / `make cv` print about an ensemble they wrote."""
+    """What `make submit`, `make cv` and `make predict` print about an ensemble they wrote."""
+    for run, weight in zip(summary["runs"], summary["weights"], strict=True):
+        print(f"member {run}: weight {weight:.3f}")
     report = summary.get("postprocess")
     if report:
         print(f"{report['name']}: OOF macro-F1 {report['before']:.4f} -> {report['after']:.4f}")
-    if "leaderboard/mae" in summary:
-        print(f"demo leaderboard MAE: {summary['leaderboard/mae']:.4f}")
-    if "leaderboard/f1_macro" in summary:
-        print(f"demo leaderboard macro-F1: {summary['leaderboard/f1_macro']:.4f}")
+    print(f"submission format: {summary['format']['name']} ({summary['format']['why']})")
+    from podium.demo import leaderboard_lines
+
+    for line in leaderboard_lines(summary):
+        print(line)
     print(f"averaged {len(summary['runs'])} run(s) into {summary['submission']}")

@@ -7,6 +7,7 @@ indices for `multiclass`/`binary`, predictions (N,) and float targets for `regre
   precision/recall, top-k accuracy and three rankings of the true class among the class
   scores (one relevant label per row, as Kaggle scores MAP@3): `map@k` (1/rank when
   rank <= k, else 0), `mrr` (1/rank), `ndcg@k` (1/log2(rank + 1) when rank <= k).
+- both: `logloss` (Kaggle's clipped log-loss; minimised).
 - binary: the same (two logits, softmax; k is capped at 2) plus AUROC.
 - regression: MAE, MSE, RMSE, R2.
 
@@ -36,7 +37,8 @@ from podium.errors import PodiumError
 
 TASKS = ("multiclass", "binary", "regression")
 DEFAULT_MONITOR = {"multiclass": "val/f1_macro", "binary": "val/auroc", "regression": "val/mae"}
-MINIMISED = ("loss", "mae", "mse", "rmse")  # every other key is a score: higher is better
+MINIMISED = ("loss", "logloss", "mae", "mse", "rmse")  # every other key is a score
+LOGLOSS_EPS = 1e-15  # Kaggle's clipping of predicted probabilities
 
 
 class TrueClassRank(Metric):
@@ -74,6 +76,29 @@ class TrueClassRank(Metric):
         return (self.total / self.count.clamp_min(1)).float()
 
 
+class LogLoss(Metric):
+    """Kaggle's multi-class log-loss: probabilities clipped to [1e-15, 1 - 1e-15] and each
+    row rescaled to sum to one, then the mean of -log p(true class). Binary (two columns)
+    is the binary log-loss."""
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        probs = probs.to(torch.float64).clamp(LOGLOSS_EPS, 1 - LOGLOSS_EPS)
+        probs = probs / probs.sum(dim=1, keepdim=True)
+        self.total -= probs.gather(1, target.long().view(-1, 1)).log().sum()
+        self.count += target.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count.clamp_min(1)).float()
+
+
 def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass"
                            ) -> MetricCollection:
     """Accuracy hides a class that is never predicted; the macro averages do not."""
@@ -89,6 +114,7 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
         f"map@{k}": TrueClassRank("map", k),
         "mrr": TrueClassRank("mrr"),
         f"ndcg@{k}": TrueClassRank("ndcg", k),
+        "logloss": LogLoss(),
     }
     if task == "binary":
         # With two softmax outputs, class 1's one-vs-rest AUROC equals class 0's: the macro

@@ -66,10 +66,10 @@ def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
     """The lines a competitor looks for at the end of a run."""
     print(f"run folder: {output_dir}")
     print(f"best {monitor}: {metrics.get(monitor, float('nan')):.4f}")
-    if "leaderboard/f1_macro" in metrics:
-        print(f"demo leaderboard macro-F1: {metrics['leaderboard/f1_macro']:.4f}")
-    if "leaderboard/mae" in metrics:
-        print(f"demo leaderboard MAE: {metrics['leaderboard/mae']:.4f}")
+    from podium.demo import leaderboard_lines
+
+    for line in leaderboard_lines(metrics):
+        print(line)
 
 
 def quiet_known_noise(cfg: DictConfig) -> None:
