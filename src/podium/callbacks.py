@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, W
 from podium.datamodule import PREDICT_SETS
 from podium.errors import PodiumError
 from podium.io import write_atomic
-from podium.metrics import never_logged
+from podium.metrics import LABEL_METRICS, never_logged
+from podium.postprocess import best_threshold
 from podium.submission import Shape, choose_format, probs_frame, write_submission
 
 log = logging.getLogger(__name__)
@@ -55,20 +57,21 @@ class SubmissionWriter(BasePredictionWriter):
     starts, so a sample submission that fits no format stops it before any training.
     """
 
-    def __init__(self, output_dir: str, format: str = "auto", monitor: str | None = None,
+    def __init__(self, output_dir: str, format: str = "auto", competition: str | None = None,
                  k: int = 3) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir = Path(output_dir)
-        self.format, self.monitor, self.k = format, monitor, k
+        self.format, self.competition, self.k = format, competition, k
         self.shape: Shape | None = None
         self.path: Path | None = None  # the submission written (submission-N.csv if taken)
+        self.threshold: dict | None = None  # a binary label file's learned decision threshold
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         data = trainer.datamodule
         if data is None or data.sample is None or self.shape is not None:
             return
         self.shape = choose_format(self.format, data.sample, data.id_col, data.class_names,
-                                   data.task, self.monitor, self.k)
+                                   data.task, f"val/{self.competition}", self.k)
         if trainer.is_global_zero:
             print(f"submission format: {self.shape.format} ({self.shape.why})", flush=True)
 
@@ -86,9 +89,14 @@ class SubmissionWriter(BasePredictionWriter):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"
                         "batches): no submission written")
             return
+        shape = self.shape
+        if data.task == "binary" and shape.format == "label" and \
+                self.competition in LABEL_METRICS:  # the cut that the metric wants, not 0.5
+            self.threshold = best_threshold(val[:, 1], data.labels[data.val_idx],
+                                            self.competition)
+            shape = replace(shape, threshold=self.threshold["threshold"])
         path = self.path = write_submission(self.output_dir, data.sample, data.test_ids, test,
-                                            data.class_names, data.id_col, data.task,
-                                            self.shape)
+                                            data.class_names, data.id_col, data.task, shape)
         oof = probs_frame(data.val_ids, val, data.class_names, data.id_col)
         oof.insert(1, "fold", data.fold or 0)
         oof.insert(2, data.target_col, data.val_labels)

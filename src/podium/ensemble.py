@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,14 +128,71 @@ def predict_test(member: Member, datamodule, tta: list) -> pd.DataFrame:
 
 def member_probs(member: Member, tta: list) -> pd.DataFrame:
     """What training predicted for its own test set, or a new prediction (TTA, or no file)."""
-    path = member.run / "test_probs.csv"
-    if path.is_file() and not tta:
-        return pd.read_csv(path, dtype={member.cfg.data.id_col: str})
+    return member_predictions(member, tta)[0]
+
+
+def member_predictions(member: Member, tta: list) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(test probabilities, OOF probabilities) of a member on its own competition: read from
+    test_probs.csv / oof.csv, or, with `tta` (or no file), both predicted again with the
+    same views, the OOF on its validation split."""
+    import lightning as L
+    import torch
+
+    from podium.submission import probs_frame
+
+    test_file = member.run / "test_probs.csv"
+    data = member.cfg.data
+    if test_file.is_file() and not tta:
+        return pd.read_csv(test_file, dtype={data.id_col: str}), member_oof(member)
     from podium.build import build_datamodule
 
     datamodule = build_datamodule(member.cfg)
     datamodule.setup("predict")
-    return predict_test(member, datamodule, tta)
+    module, spec = load_member(member, tta)
+    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    test, val = (torch.cat(trainer.predict(module, dataloaders=loader)).numpy() for loader in
+                 (datamodule.predict_test_dataloader(), datamodule.val_dataloader()))
+    oof = probs_frame(datamodule.val_ids, val, spec.class_names, spec.id_col)
+    oof.insert(1, "fold", datamodule.fold or 0)
+    oof.insert(2, data.target_col, [str(v) for v in datamodule.val_labels])
+    return probs_frame(datamodule.test_ids, test, spec.class_names, spec.id_col), oof
+
+
+def member_oof(member: Member) -> pd.DataFrame | None:
+    """The member's oof.csv (its validation split's probabilities), if it has one."""
+    path, data = member.run / "oof.csv", member.cfg.data
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, dtype={data.id_col: str, data.target_col: str})
+
+
+def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: str
+                ) -> pd.DataFrame | None:
+    """The members' OOF rows; an id predicted by several members gets their mean."""
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        return None
+    oof = pd.concat(frames, ignore_index=True).drop(columns=["fold"], errors="ignore")
+    return oof.groupby([id_col, target_col], sort=False).mean().reset_index()
+
+
+def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
+               task: str = "multiclass", k: int = 3) -> dict[str, float]:
+    """Every validation metric of the task, computed once over all OOF predictions."""
+    import torch
+
+    from podium.metrics import task_metrics
+
+    probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
+    if task == "regression":
+        target = torch.tensor(oof[target_col].astype(float).to_numpy(dtype=np.float32))
+        probs = probs[:, 0]
+    else:
+        index = {str(name): i for i, name in enumerate(class_names)}
+        target = torch.tensor(oof[target_col].astype(str).map(index).to_numpy())
+    metrics = task_metrics(task, len(class_names), k).clone(prefix="oof/")
+    return {key: float(v) for key, v in metrics(probs, target).items()}
 
 
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
@@ -156,34 +213,57 @@ def average_probs(frames: list[pd.DataFrame], runs: list[Path],
     return first.iloc[:, :1].join(pd.DataFrame(mean, columns=first.columns[1:]))
 
 
+def better(after: float, before: float, metric: str) -> bool:
+    """`after` is no worse than `before` for `metric` (min for losses and errors)."""
+    from podium.metrics import infer_mode
+
+    return after <= before if infer_mode(metric) == "min" else after >= before
+
+
 def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame,
-                   frames: list[pd.DataFrame], fmt: str = "auto",
-                   postprocess: DictConfig | None = None, answers: Path | None = None) -> dict:
-    """Average the members' probabilities (`frames`, one per member) into `output_dir`'s
-    submission shaped like `sample`; returns a summary for metrics.json (`submission`: the
-    file written; `format`; `postprocess`: its OOF before/after; the demo leaderboard score
-    where the competition has an answer key)."""
+                   frames: list[pd.DataFrame], oofs: Sequence[pd.DataFrame | None] = (),
+                   fmt: str = "auto", postprocess=None, answers: Path | None = None) -> dict:
+    """Average the members' test probabilities (`frames`) into `output_dir`'s submission
+    shaped like `sample`. Every step is learned on, and scored on, the members' combined OOF
+    predictions (`oofs`, the same kind of predictions as `frames`) by the competition's
+    metric: post-processing, and for a binary task scored on labels the decision threshold.
+    Returns a summary for metrics.json (members and weights, OOF scores, `format`,
+    `submission`, the demo leaderboard score where there is an answer key)."""
     from podium.demo import leaderboard
-    from podium.postprocess import fit_postprocess, read_oof
+    from podium.metrics import LABEL_METRICS
+    from podium.postprocess import best_threshold, fit_postprocess
     from podium.submission import choose_format, write_submission
 
     runs = [m.run for m in members]
     probs = average_probs(frames, runs, [m.weight for m in members])
     cfg = members[0].cfg
-    data = cfg.data
+    data, metric = cfg.data, cfg.metric.competition
     id_col, class_names = data.id_col, list(probs.columns[1:])
     task = data.get("task", "multiclass")
     test = probs.iloc[:, 1:].to_numpy()
     total = sum(m.weight for m in members)
-    summary: dict = {"runs": [str(r) for r in runs],
+    summary: dict = {"runs": [str(r) for r in runs], "metric": metric,
                      "weights": [m.weight / total for m in members]}
-    if postprocess:
-        oof = read_oof(runs, id_col, data.target_col)
+    oof = combine_oof(oofs, id_col, data.target_col)
+    if oof is not None:
+        summary["oof"] = oof_scores(oof, class_names, data.target_col, task, cfg.metric.k)
+    if postprocess and oof is not None and metric in LABEL_METRICS:
         adjust, summary["postprocess"] = fit_postprocess(postprocess, oof, class_names,
-                                                         data.target_col)
+                                                         data.target_col, metric)
         test = adjust(test)
-    shape = choose_format(fmt, sample, id_col, class_names, task, cfg.metric.get("monitor"),
-                          cfg.metric.get("k") or 3)
+        oof = oof.assign(**dict(zip(class_names, adjust(oof[class_names].to_numpy()).T,
+                                    strict=True)))
+    elif postprocess:
+        summary["warnings"] = [f"postprocess skipped: it needs oof.csv and a label metric "
+                               f"(metric.competition={metric})"]
+    shape = choose_format(fmt, sample, id_col, class_names, task, f"val/{metric}",
+                          cfg.metric.k)
+    if task == "binary" and shape.format == "label" and oof is not None \
+            and metric in LABEL_METRICS:
+        index = {str(c): i for i, c in enumerate(class_names)}
+        y = oof[data.target_col].astype(str).map(index).to_numpy()
+        summary["threshold"] = best_threshold(oof[class_names[1]].to_numpy(), y, metric)
+        shape = replace(shape, threshold=summary["threshold"]["threshold"])
     summary["format"] = {"name": shape.format, "why": shape.why}
     path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names, id_col,
                             task, shape)
@@ -193,28 +273,108 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
 
 
 def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
-                   postprocess: DictConfig | None = None, tta: Sequence = ()) -> dict:
-    """The ensemble on the test set of the competition the members were trained on."""
+                   postprocess=None, tta: Sequence = (), force: bool = False) -> dict:
+    """The ensemble on the test set of the competition the members were trained on.
+
+    Test-time augmentation is proven first: the members' OOF predictions with the same
+    views are scored against those without; views that lower the OOF score are dropped
+    with a warning (unless `force`)."""
     from podium.io import read_csv
 
     data = members[0].cfg.data
     sample = read_csv(Path(data.root) / data.sample_submission, [data.id_col],
                       "the sample submission")
-    frames = [member_probs(m, list(tta)) for m in members]
+    chosen = [member_predictions(m, []) for m in members]
+    checks = {}
+    if tta:
+        with_tta = [member_predictions(m, list(tta)) for m in members]
+        checks = tta_check(members, chosen, with_tta, force)
+        if checks["tta"]["used"]:
+            chosen = with_tta
+    frames, oofs = zip(*chosen, strict=True)
     answers = Path(data.answers) if data.get("answers") else None
-    return write_ensemble(members, output_dir, sample, frames, fmt, postprocess, answers)
+    summary = write_ensemble(members, output_dir, sample, list(frames), oofs, fmt, postprocess,
+                             answers)
+    summary.update(checks)
+    summary["warnings"] = summary.get("warnings", []) + checks.get("warnings", [])
+    return summary
+
+
+def validation_tta_check(module, datamodule, metric: str, k: int, force: bool) -> dict:
+    """A training run's TTA, proven on its validation split: the best checkpoint's validation
+    predictions with and without the views, scored by the competition's metric. The views
+    are dropped from `module` when they lower it (unless `force`)."""
+    import lightning as L
+    import torch
+
+    from podium.metrics import task_metrics
+
+    spec = module.spec
+    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    views, scores = module.tta, []
+    targets = torch.cat([t for _, t in datamodule.val_dataloader()])
+    for tta in ([], views):
+        module.tta = tta
+        probs = torch.cat(trainer.predict(module, dataloaders=datamodule.val_dataloader()))
+        probs = probs[:, 0] if spec.task == "regression" else probs
+        values = task_metrics(spec.task, len(spec.class_names), k)(probs, targets)
+        scores.append(float(values[metric]))
+    helps = better(scores[1], scores[0], metric)
+    module.tta = views if helps or force else []
+    report = {"used": bool(module.tta), "before": scores[0], "after": scores[1],
+              "metric": metric}
+    if not helps:
+        report["warning"] = (f"tta lowers the validation {metric} ({scores[0]:.4f} -> "
+                             f"{scores[1]:.4f}): " + ("applied anyway (force=true)" if force
+                                                      else "left out (force=true applies it)"))
+    return report
+
+
+def tta_check(members: list[Member], plain: list, with_tta: list, force: bool) -> dict:
+    """Score the ensemble's OOF with and without the TTA views by the competition's metric."""
+    cfg = members[0].cfg
+    data, metric = cfg.data, cfg.metric.competition
+    scores = []
+    for predictions in (plain, with_tta):
+        oof = combine_oof([o for _, o in predictions], data.id_col, data.target_col)
+        if oof is None:
+            return {"tta": {"used": force}, "warnings": [
+                "tta not checked: the runs have no validation predictions"
+                + ("" if force else "; left out (force=true applies it anyway)")]}
+        names = list(predictions[0][0].columns[1:])
+        scores.append(oof_scores(oof, names, data.target_col, data.get("task", "multiclass"),
+                                 cfg.metric.k)[f"oof/{metric}"])
+    helps = better(scores[1], scores[0], metric)
+    report = {"tta": {"used": helps or force, "before": scores[0], "after": scores[1],
+                      "metric": metric}}
+    if not helps:
+        report["warnings"] = [f"tta lowers the OOF {metric} ({scores[0]:.4f} -> "
+                              f"{scores[1]:.4f}): " + ("applied anyway (force=true)" if force
+                                                       else "left out (force=true applies it)")]
+    return report
 
 
 def print_summary(summary: dict) -> None:
-    """What `make submit`, `make cv` and `make predict` print about an ensemble they wrote."""
-    for run, weight in zip(summary["runs"], summary["weights"], strict=True):
-        print(f"member {run}: weight {weight:.3f}")
-    report = summary.get("postprocess")
-    if report:
-        print(f"{report['name']}: OOF macro-F1 {report['before']:.4f} -> {report['after']:.4f}")
-    print(f"submission format: {summary['format']['name']} ({summary['format']['why']})")
+    """What `make submit`, `make cv` and `make predict` print about an ensemble they wrote:
+    every member and its weight, every OOF check before/after, the ensemble's OOF score."""
     from podium.demo import leaderboard_lines
 
+    for run, weight in zip(summary["runs"], summary["weights"], strict=True):
+        print(f"member {run}: weight {weight:.3f}")
+    metric = summary.get("metric")
+    for step in ("tta", "postprocess", "threshold"):
+        report = summary.get(step)
+        if report and "before" in report:
+            name = report.get("name", step)
+            extra = f" at {report['threshold']:.4f}" if step == "threshold" else ""
+            print(f"{name}{extra}: OOF {report['metric']} {report['before']:.4f} -> "
+                  f"{report['after']:.4f}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
+    if "oof" in summary and f"oof/{metric}" in summary["oof"]:
+        print(f"ensemble OOF {metric}: {summary['oof'][f'oof/{metric}']:.4f}")
+    print(f"submission format: {summary['format']['name']} ({summary['format']['why']})")
     for line in leaderboard_lines(summary):
         print(line)
     print(f"averaged {len(summary['runs'])} run(s) into {summary['submission']}")

@@ -160,16 +160,41 @@ def infer_mode(monitor: str) -> str:
     return "min" if name in MINIMISED or name.endswith("_loss") else "max"
 
 
+# Spellings a competition page uses -> podium's key (the metric's name after `val/`).
+COMPETITION_ALIASES = {"accuracy": "acc", "balanced_accuracy": "balanced_acc",
+                       "macro_f1": "f1_macro", "f1": "f1_macro", "log_loss": "logloss",
+                       "auc": "auroc", "roc_auc": "auroc", "rmse": "rmse"}
+LABEL_METRICS = ("acc", "balanced_acc", "f1_macro", "f1_weighted", "precision_macro",
+                 "recall_macro")  # scored on predicted labels: thresholds and offsets help
+
+
+def competition_key(name: str) -> str:
+    """`accuracy` -> `acc`, `MAP@5` -> `map@5`: the key podium logs as `val/<key>`."""
+    key = str(name).strip().lower()
+    return COMPETITION_ALIASES.get(key, key)
+
+
 def resolve_metric(cfg: DictConfig) -> DictConfig:
-    """Fill `metric.monitor` (null: the task's default) and `metric.mode` (null: inferred
-    from the key) in place, once, before anything reads them (callbacks, scheduler)."""
+    """Fill the metric keys in place, once, before anything reads them (callbacks,
+    scheduler, sweep, submission):
+    - `metric.competition` (null: the task's default): the leaderboard's metric. It drives
+      everything below unless they are set explicitly, plus the OOF score, the
+      post-processing objective and (auto) the submission format;
+    - `metric.k` from a `map@k` competition (else 3);
+    - `metric.monitor` (null: `val/<competition>`), `metric.mode` (null: inferred)."""
     task = cfg.data.get("task", "multiclass") if cfg.get("data") else "multiclass"
     check_task(task)
     with open_dict(cfg):
         if cfg.get("metric") is None:
             cfg.metric = {}
+        if not cfg.metric.get("competition"):
+            cfg.metric.competition = (cfg.metric.get("monitor") or DEFAULT_MONITOR[task]
+                                      ).rsplit("/", 1)[-1]
+        cfg.metric.competition = competition_key(cfg.metric.competition)
+        if cfg.metric.competition.startswith("map@"):
+            cfg.metric.k = int(cfg.metric.competition.split("@")[1])
         if not cfg.metric.get("monitor"):
-            cfg.metric.monitor = DEFAULT_MONITOR[task]
+            cfg.metric.monitor = f"val/{cfg.metric.competition}"
         if not cfg.metric.get("mode"):
             cfg.metric.mode = infer_mode(cfg.metric.monitor)
         if cfg.metric.get("k") is None:

@@ -1,10 +1,16 @@
 """Post-processing learned on out-of-fold predictions, applied to the test predictions.
 
-Both adjustments work on log-probabilities and start from "no change", accepting a
-change only when it raises the OOF macro-F1: the OOF score never goes down.
-- `f1_offsets`: per-class additive offsets found by coordinate search (the decision
-  thresholds macro-F1 wants are rarely those of argmax).
-- `logit_adjust`: subtract `tau * log(prior)` (Menon et al. 2021), `tau` chosen on OOF.
+Every step is learned on exactly the predictions it is applied to (with test-time
+augmentation when TTA is on), scored by the competition's metric (`metric.competition`),
+starts from "no change" and accepts a change only when it raises the OOF score: the OOF
+score never goes down.
+- `F1Offsets` (`postprocess=f1_offsets`): per-class additive log-probability offsets found
+  by coordinate search (the decision rule a label metric wants is rarely argmax).
+- `LogitAdjust` (`postprocess=logit_adjust`): subtract `tau * log(prior)` (Menon et al.
+  2021), `tau` chosen on OOF.
+- `best_threshold`: a binary task scored on labels gets a decision threshold on p(positive).
+Only label metrics (LABEL_METRICS: accuracy, F1, ...) can gain from them; for a metric on
+probabilities (AUROC, log-loss, MAP@k) they are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -20,12 +26,32 @@ from podium.errors import PodiumError
 Adjust = Callable[[np.ndarray], np.ndarray]
 
 
+def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.bincount(y * n_classes + pred, minlength=n_classes**2).reshape(n_classes, -1)
+
+
+def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """A label metric (podium.metrics.LABEL_METRICS) from the confusion matrix: fast enough
+    to search with, equal to scikit-learn's (zero_division=0)."""
+    cm = confusion(y, pred, n_classes).astype(float)
+    tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
+    f1 = ratio(2 * tp, predicted + actual)
+    scores = {
+        "acc": lambda: tp.sum() / max(cm.sum(), 1),
+        "f1_macro": lambda: f1.mean(),
+        "f1_weighted": lambda: (f1 * actual).sum() / max(actual.sum(), 1),
+        "precision_macro": lambda: ratio(tp, predicted).mean(),
+        "recall_macro": lambda: ratio(tp, actual).mean(),
+        "balanced_acc": lambda: ratio(tp, actual).mean(),
+    }
+    if metric not in scores:
+        raise PodiumError(f"{metric} is not a label metric: use one of {', '.join(scores)}")
+    return float(scores[metric]())
+
+
 def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over all classes from a confusion matrix (fast enough to search with)."""
-    cm = np.bincount(y * n_classes + pred, minlength=n_classes**2).reshape(n_classes, -1)
-    tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1)
-    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)))
+    return label_score("f1_macro", y, pred, n_classes)
 
 
 def read_oof(runs: Sequence[Path], id_col: str, target_col: str) -> pd.DataFrame:
@@ -40,48 +66,82 @@ def read_oof(runs: Sequence[Path], id_col: str, target_col: str) -> pd.DataFrame
 
 
 def f1_offsets(logp: np.ndarray, y: np.ndarray, rounds: int = 3,
-               grid: np.ndarray | None = None) -> np.ndarray:
-    """Per-class offsets maximising macro-F1 of argmax(logp + offsets), one class at a time."""
+               grid: np.ndarray | None = None, metric: str = "f1_macro") -> np.ndarray:
+    """Per-class offsets maximising `metric` of argmax(logp + offsets), one class at a time."""
     n_classes = logp.shape[1]
     grid = np.linspace(-2.0, 2.0, 41) if grid is None else grid
     offsets = np.zeros(n_classes)
-    best = macro_f1(y, logp.argmax(1), n_classes)
+    best = label_score(metric, y, logp.argmax(1), n_classes)
     for _ in range(rounds):
         for c in range(n_classes):
             for delta in grid:
                 trial = offsets.copy()
                 trial[c] = delta
-                score = macro_f1(y, (logp + trial).argmax(1), n_classes)
+                score = label_score(metric, y, (logp + trial).argmax(1), n_classes)
                 if score > best + 1e-12:
                     best, offsets = score, trial
     return offsets
 
 
-def fit_postprocess(cfg, oof: pd.DataFrame, class_names: Sequence[str],
-                    target_col: str) -> tuple[Adjust, dict]:
-    """Learn `cfg.name` on the OOF predictions; return the test adjustment and a report."""
+class F1Offsets:
+    """Per-class log-probability offsets (coordinate search over `grid`, `rounds` passes)."""
+
+    name = "f1_offsets"
+
+    def __init__(self, rounds: int = 3) -> None:
+        self.rounds = rounds
+
+    def fit(self, logp: np.ndarray, y: np.ndarray, metric: str,
+            class_names: Sequence[str]) -> tuple[np.ndarray, dict]:
+        shift = f1_offsets(logp, y, self.rounds, metric=metric)
+        return shift, {"offsets": dict(zip(map(str, class_names), shift.tolist(), strict=True))}
+
+
+class LogitAdjust:
+    """Subtract tau * log(OOF class prior), tau in 0..2 (first best: 0 = no change on ties)."""
+
+    name = "logit_adjust"
+
+    def fit(self, logp: np.ndarray, y: np.ndarray, metric: str,
+            class_names: Sequence[str]) -> tuple[np.ndarray, dict]:
+        n_classes = logp.shape[1]
+        log_prior = np.log(np.bincount(y, minlength=n_classes).clip(1) / len(y))
+        taus = np.linspace(0.0, 2.0, 21)
+        scores = [label_score(metric, y, (logp - t * log_prior).argmax(1), n_classes)
+                  for t in taus]
+        tau = float(taus[int(np.argmax(scores))])
+        return -tau * log_prior, {"tau": tau}
+
+
+def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
+                    metric: str = "f1_macro") -> tuple[Adjust, dict]:
+    """Learn `step` (F1Offsets, LogitAdjust) on the OOF predictions for the label metric
+    `metric`; return the test adjustment and a report (OOF score before/after)."""
     index = {name: i for i, name in enumerate(class_names)}
     y = oof[target_col].map(index).to_numpy()
     logp = np.log(np.clip(oof[list(class_names)].to_numpy(dtype=np.float64), 1e-12, None))
     n_classes = len(class_names)
-    before = macro_f1(y, logp.argmax(1), n_classes)
-    if cfg.name == "f1_offsets":
-        shift = f1_offsets(logp, y, rounds=cfg.get("rounds", 3))
-        report = {"offsets": dict(zip(map(str, class_names), shift.tolist(), strict=True))}
-    elif cfg.name == "logit_adjust":
-        log_prior = np.log(np.bincount(y, minlength=n_classes).clip(1) / len(y))
-        taus = np.linspace(0.0, 2.0, 21)
-        scores = [macro_f1(y, (logp - t * log_prior).argmax(1), n_classes) for t in taus]
-        tau = float(taus[int(np.argmax(scores))])  # first best: tau=0 (no change) on ties
-        shift = -tau * log_prior
-        report = {"tau": tau}
-    else:
-        raise PodiumError(f"postprocess.name={cfg.name}: use f1_offsets or logit_adjust")
-    after = macro_f1(y, (logp + shift).argmax(1), n_classes)
+    before = label_score(metric, y, logp.argmax(1), n_classes)
+    shift, report = step.fit(logp, y, metric, class_names)
+    after = label_score(metric, y, (logp + shift).argmax(1), n_classes)
 
     def adjust(probs: np.ndarray) -> np.ndarray:
         logits = np.log(np.clip(probs, 1e-12, None)) + shift
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
-    return adjust, {"name": cfg.name, "before": before, "after": after, **report}
+    return adjust, {"name": step.name, "metric": metric, "before": before, "after": after,
+                    **report}
+
+
+def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str) -> dict:
+    """The decision threshold on p(positive) that maximises the label metric `metric` on
+    (validation or OOF) predictions; 0.5 unless another threshold is strictly better."""
+    candidates = np.unique(p1)  # every distinct split of the rows
+    before = label_score(metric, y, (p1 >= 0.5).astype(int), 2)
+    best, threshold = before, 0.5
+    for t in candidates:
+        score = label_score(metric, y, (p1 >= t).astype(int), 2)
+        if score > best + 1e-12:
+            best, threshold = score, float(t)
+    return {"threshold": threshold, "metric": metric, "before": before, "after": best}

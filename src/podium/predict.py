@@ -44,7 +44,13 @@ def predict(cfg: DictConfig) -> dict:
     """Every member predicts the new folder's test set; returns the ensemble's summary."""
     from hydra.utils import instantiate
 
-    from podium.ensemble import gather_members, load_member, predict_test, write_ensemble
+    from podium.ensemble import (
+        gather_members,
+        load_member,
+        member_oof,
+        predict_test,
+        write_ensemble,
+    )
     from podium.io import write_json
 
     if cfg.export:
@@ -59,10 +65,17 @@ def predict(cfg: DictConfig) -> dict:
     datamodule = instantiate(test_data(members[0].cfg, cfg.data))
     datamodule.setup_test(spec)
     tta = [instantiate(t) for t in cfg.get("tta") or []]
+    warnings = []
+    if tta and not cfg.force:  # no validation images here to prove it on
+        warnings.append("tta left out: it cannot be checked on a new folder (check it with "
+                        "make submit ... tta=..., then force=true)")
+        tta = []
     frames = [predict_test(m, datamodule, tta) for m in members]
+    oofs = [member_oof(m) for m in members]
     output_dir = Path(cfg.paths.output_dir)
-    summary = write_ensemble(members, output_dir, datamodule.sample, frames,
-                             cfg.submission.format, cfg.get("postprocess"))
+    summary = write_ensemble(members, output_dir, datamodule.sample, frames, oofs,
+                             cfg.submission.format, instantiate(cfg.get("postprocess")))
+    summary["warnings"] = warnings + summary.get("warnings", [])
     summary["data_root"] = str(datamodule.root)
     write_json(output_dir / "metrics.json", summary)
     return summary

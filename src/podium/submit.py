@@ -31,7 +31,7 @@ def submit(cfg: DictConfig) -> dict:
     tta = [instantiate(t) for t in cfg.get("tta") or []]
     output_dir = Path(cfg.paths.output_dir)
     summary = submit_members(members, output_dir, cfg.submission.format,
-                             cfg.get("postprocess"), tta)
+                             instantiate(cfg.get("postprocess")), tta, cfg.force)
     write_json(output_dir / "metrics.json", summary)
     return summary
 

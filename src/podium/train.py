@@ -47,16 +47,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt = best_checkpoint(trainer)
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     metrics = {k: float(v) for k, v in metrics.items()}
+    tta = None
+    if module.tta and trainer.world_size == 1:  # proven on the validation split first
+        from podium.ensemble import validation_tta_check
+
+        tta = validation_tta_check(module, datamodule, cfg.metric.competition, cfg.metric.k,
+                                   cfg.get("force", False))
     trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt, return_predictions=False)
 
     writer = next((c for c in trainer.callbacks if isinstance(c, SubmissionWriter)), None)
+    extra = {"tta": tta} if tta else {}
     if writer is not None and writer.path is not None:  # the file this run wrote
         metrics.update(leaderboard(writer.path, datamodule.answers, datamodule.id_col,
                                    datamodule.task))
+        extra.update({"threshold": writer.threshold} if writer.threshold else {})
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", {
-            **metrics, "monitor": cfg.metric.monitor, "best_checkpoint": ckpt,
+            **metrics, **extra, "monitor": cfg.metric.monitor,
+            "competition": cfg.metric.competition, "best_checkpoint": ckpt,
             "epochs": trainer.current_epoch,
         })
     return metrics
@@ -70,6 +79,22 @@ def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
 
     for line in leaderboard_lines(metrics):
         print(line)
+
+
+def report_checks(output_dir: Path) -> None:
+    """The checks a run made before writing its submission (TTA, decision threshold)."""
+    import json
+
+    path = output_dir / "metrics.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    for step in ("tta", "threshold"):
+        report = saved.get(step)
+        if report:
+            at = f" at {report['threshold']:.4f}" if step == "threshold" else ""
+            print(f"{step}{at}: validation {report['metric']} {report['before']:.4f} -> "
+                  f"{report['after']:.4f}")
+            if report.get("warning"):
+                print(f"warning: {report['warning']}")
 
 
 def quiet_known_noise(cfg: DictConfig) -> None:
@@ -94,6 +119,7 @@ def main(cfg: DictConfig) -> float | None:
 
     metrics = train(cfg)
     if rank_zero_only.rank == 0:
+        report_checks(Path(cfg.paths.output_dir))
         report(Path(cfg.paths.output_dir), metrics, cfg.metric.monitor)
     if cfg.metric.monitor not in metrics:
         raise PodiumError(never_logged(cfg.metric.monitor, metrics))
