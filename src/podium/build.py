@@ -29,7 +29,7 @@ def build_datamodule(cfg: DictConfig):
     from hydra.utils import get_class, instantiate
 
     extra = {"sampler": instantiate(cfg.sampler) if cfg.get("sampler") else None}
-    if "sample_transform" in inspect.signature(get_class(cfg.data._target_)).parameters:
+    if "sample_transform" in inspect.signature(get_class(cfg.data["_target_"])).parameters:
         extra["sample_transform"] = instantiate((cfg.get("augment") or {}).get("sample"))
     return instantiate(cfg.data, **extra)
 

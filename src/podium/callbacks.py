@@ -119,7 +119,7 @@ class AveragedWeights(WeightAveraging):
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().teardown(trainer, pl_module, stage)
         if stage == "fit":
-            self._average_model = None
+            self._average_model = None  # private WeightAveraging state, checked: lightning 2.6.6
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict) -> None:
@@ -228,6 +228,8 @@ class RunCheckpoint(ModelCheckpoint):
     the new run folder is complete, and the old one is never touched.
     """
 
+    # _should_save_on_train_epoch_end, _should_skip_saving_checkpoint, _save_last_checkpoint,
+    # _monitor_candidates: private ModelCheckpoint methods, checked against lightning 2.6.6
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):

@@ -26,9 +26,10 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     """Write the cross-validation folder's oof.csv, metrics.json and submission."""
     from hydra.utils import instantiate
 
-    from podium.ensemble import gather_members, oof_scores, print_summary, submit_members
+    from podium.ensemble import gather_members, print_summary, submit_members
     from podium.io import write_atomic, write_json
     from podium.metrics import resolve_metric
+    from podium.oof import oof_scores
 
     jobs = sorted((p for p in cv_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
     failed = [p for p in jobs if (p / "failed.txt").is_file()]

@@ -23,6 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from podium.errors import PodiumError
+from podium.oof import combine_oof, oof_scores, tta_check
 
 log = logging.getLogger(__name__)
 
@@ -167,34 +168,6 @@ def member_oof(member: Member) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype={data.id_col: str, data.target_col: str})
 
 
-def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: str
-                ) -> pd.DataFrame | None:
-    """The members' OOF rows; an id predicted by several members gets their mean."""
-    frames = [f for f in frames if f is not None]
-    if not frames:
-        return None
-    oof = pd.concat(frames, ignore_index=True).drop(columns=["fold"], errors="ignore")
-    return oof.groupby([id_col, target_col], sort=False).mean().reset_index()
-
-
-def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
-               task: str = "multiclass", k: int = 3) -> dict[str, float]:
-    """Every validation metric of the task, computed once over all OOF predictions."""
-    import torch
-
-    from podium.metrics import task_metrics
-
-    probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
-    if task == "regression":
-        target = torch.tensor(oof[target_col].astype(float).to_numpy(dtype=np.float32))
-        probs = probs[:, 0]
-    else:
-        index = {str(name): i for i, name in enumerate(class_names)}
-        target = torch.tensor(oof[target_col].astype(str).map(index).to_numpy())
-    metrics = task_metrics(task, len(class_names), k).clone(prefix="oof/")
-    return {key: float(v) for key, v in metrics(probs, target).items()}
-
-
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
                   weights: Sequence[float] | None = None) -> pd.DataFrame:
     """Weighted mean of the runs' probabilities; they must share ids and classes."""
@@ -211,13 +184,6 @@ def average_probs(frames: list[pd.DataFrame], runs: list[Path],
     stacked = np.stack([f.iloc[:, 1:].to_numpy(dtype=np.float64) for f in frames])
     mean = np.tensordot(np.asarray(weights) / sum(weights), stacked, axes=1)
     return first.iloc[:, :1].join(pd.DataFrame(mean, columns=first.columns[1:]))
-
-
-def better(after: float, before: float, metric: str) -> bool:
-    """`after` is no worse than `before` for `metric` (min for losses and errors)."""
-    from podium.metrics import infer_mode
-
-    return after <= before if infer_mode(metric) == "min" else after >= before
 
 
 def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame,
@@ -298,61 +264,6 @@ def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
     summary.update(checks)
     summary["warnings"] = summary.get("warnings", []) + checks.get("warnings", [])
     return summary
-
-
-def validation_tta_check(module, datamodule, metric: str, k: int, force: bool) -> dict:
-    """A training run's TTA, proven on its validation split: the best checkpoint's validation
-    predictions with and without the views, scored by the competition's metric. The views
-    are dropped from `module` when they lower it (unless `force`)."""
-    import lightning as L
-    import torch
-
-    from podium.metrics import task_metrics
-
-    spec = module.spec
-    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    views, scores = module.tta, []
-    targets = torch.cat([t for _, t in datamodule.val_dataloader()])
-    for tta in ([], views):
-        module.tta = tta
-        probs = torch.cat(trainer.predict(module, dataloaders=datamodule.val_dataloader()))
-        probs = probs[:, 0] if spec.task == "regression" else probs
-        values = task_metrics(spec.task, len(spec.class_names), k)(probs, targets)
-        scores.append(float(values[metric]))
-    helps = better(scores[1], scores[0], metric)
-    module.tta = views if helps or force else []
-    report = {"used": bool(module.tta), "before": scores[0], "after": scores[1],
-              "metric": metric}
-    if not helps:
-        report["warning"] = (f"tta lowers the validation {metric} ({scores[0]:.4f} -> "
-                             f"{scores[1]:.4f}): " + ("applied anyway (force=true)" if force
-                                                      else "left out (force=true applies it)"))
-    return report
-
-
-def tta_check(members: list[Member], plain: list, with_tta: list, force: bool) -> dict:
-    """Score the ensemble's OOF with and without the TTA views by the competition's metric."""
-    cfg = members[0].cfg
-    data, metric = cfg.data, cfg.metric.competition
-    scores = []
-    for predictions in (plain, with_tta):
-        oof = combine_oof([o for _, o in predictions], data.id_col, data.target_col)
-        if oof is None:
-            return {"tta": {"used": force}, "warnings": [
-                "tta not checked: the runs have no validation predictions"
-                + ("" if force else "; left out (force=true applies it anyway)")]}
-        names = list(predictions[0][0].columns[1:])
-        scores.append(oof_scores(oof, names, data.target_col, data.get("task", "multiclass"),
-                                 cfg.metric.k)[f"oof/{metric}"])
-    helps = better(scores[1], scores[0], metric)
-    report = {"tta": {"used": helps or force, "before": scores[0], "after": scores[1],
-                      "metric": metric}}
-    if not helps:
-        report["warnings"] = [f"tta lowers the OOF {metric} ({scores[0]:.4f} -> "
-                              f"{scores[1]:.4f}): " + ("applied anyway (force=true)" if force
-                                                       else "left out (force=true applies it)")]
-    return report
 
 
 def print_summary(summary: dict) -> None:

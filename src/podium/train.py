@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in metrics.items()}
     tta = None
     if module.tta and trainer.world_size == 1:  # proven on the validation split first
-        from podium.ensemble import validation_tta_check
+        from podium.oof import validation_tta_check
 
         tta = validation_tta_check(module, datamodule, cfg.metric.competition, cfg.metric.k,
                                    cfg.get("force", False))
