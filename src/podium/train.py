@@ -73,10 +73,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
     """The lines a competitor looks for at the end of a run."""
-    print(f"run folder: {output_dir}")
-    print(f"best {monitor}: {metrics.get(monitor, float('nan')):.4f}")
     from podium.demo import leaderboard_lines
 
+    print(f"run folder: {output_dir}")
+    print(f"best {monitor}: {metrics.get(monitor, float('nan')):.4f}")
     for line in leaderboard_lines(metrics):
         print(line)
 
