@@ -24,10 +24,10 @@ RUNS  := [$(subst $(space),$(comma),$(foreach r,$(RUN),'$(r)'))]
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 
-install: ## create .venv and install podium (editable) with the dev tools
+install: ## create .venv and install podium (editable) with every extra (sweep, slurm, loggers, dev)
 	python3 -m venv .venv
 	$(PY) -m pip install $(TORCH)
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[all]"
 
 eda: ## class distribution, imbalance ratio and what do-nothing baselines score (ARGS=...)
 	$(PY) -m podium.eda task_name=eda $(ARGS)
