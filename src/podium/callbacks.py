@@ -47,6 +47,14 @@ def gather_predictions(trainer: L.Trainer, predictions, batch_indices) -> list[t
     return gathered
 
 
+def checkpoint_epoch(path: str | Path | None) -> int | None:
+    """The epoch a Lightning checkpoint was saved in, as numbered in csv/metrics.csv (None
+    without a checkpoint: fast_dev_run). Memory-mapped: the weights are not read."""
+    if not path or not Path(path).is_file():
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+
+
 class SubmissionWriter(BasePredictionWriter):
     """After `trainer.predict`, write `test_probs.csv`, a validated `submission.csv` and
     `oof.csv` (the validation split's probabilities: out-of-fold under cross-validation).
@@ -186,8 +194,9 @@ class MonitorCheck(L.Callback):
 
 class LearningCurves(L.Callback):
     """At the end of fit, `report/learning_curves.png` from the CSV logger's metrics.csv:
-    loss, the monitored metric and the learning rate (rank zero; needs `logger` to hold a
-    CSVLogger, otherwise it says so in the log and draws nothing)."""
+    loss, the monitored metric and the learning rate, with best.ckpt's epoch marked (rank
+    zero; needs `logger` to hold a CSVLogger, otherwise it says so in the log and draws
+    nothing)."""
 
     def __init__(self, output_dir: str, monitor: str | None = None) -> None:
         self.output_dir = Path(output_dir)
@@ -209,9 +218,12 @@ class LearningCurves(L.Callback):
         if not metrics.is_file():
             log.info("%s was not written: no learning curves drawn", metrics)
             return
-        monitor = self.monitor or getattr(trainer.checkpoint_callback, "monitor", None)
+        checkpoint = getattr(trainer, "checkpoint_callback", None)
+        monitor = self.monitor or getattr(checkpoint, "monitor", None)
         path = self.output_dir / "report" / "learning_curves.png"
-        plot_learning_curves(metrics, path, monitor)
+        plot_learning_curves(metrics, path, monitor,
+                             best_epoch=checkpoint_epoch(getattr(checkpoint, "best_model_path",
+                                                                 None)))
         log.info("learning curves written to %s", path)
 
 

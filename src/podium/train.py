@@ -26,7 +26,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from lightning.pytorch.utilities import rank_zero_only
 
     from podium.build import best_checkpoint, build_datamodule, build_module, build_trainer
-    from podium.callbacks import SubmissionWriter
+    from podium.callbacks import SubmissionWriter, checkpoint_epoch
     from podium.demo import leaderboard
     from podium.io import write_json
     from podium.metrics import resolve_metric
@@ -34,8 +34,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_types(cfg)
     quiet_known_noise(cfg)
     resolve_metric(cfg)  # metric.monitor/mode: null -> the task's key, inferred mode
-    if cfg.get("print_config", True) and rank_zero_only.rank == 0:
-        print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt")
+    if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # true | full | false
+        print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt",
+                     full=cfg.print_config == "full")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
@@ -66,7 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_json(output_dir / "metrics.json", {
             **metrics, **extra, "monitor": cfg.metric.monitor,
             "competition": cfg.metric.competition, "best_checkpoint": ckpt,
-            "epochs": trainer.current_epoch,
+            "best_epoch": checkpoint_epoch(ckpt), "epochs": trainer.current_epoch,
         })
     return metrics
 
@@ -97,12 +98,31 @@ def report_checks(output_dir: Path) -> None:
                 print(f"warning: {report['warning']}")
 
 
+class KnownNoise(logging.Filter):
+    """Drops Lightning's info lines that every run prints and no run acts on: the device
+    inventory (the epoch lines' first line names the device used) and the litlogger tip."""
+
+    PREFIXES = ("GPU available: ", "TPU available: ", "💡 Tip: For seamless cloud logging")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO
+                    and str(record.msg).startswith(self.PREFIXES))
+
+
+LIGHTNING_NOISE = KnownNoise()
+
+
 def quiet_known_noise(cfg: DictConfig) -> None:
     """Process-wide settings a run makes first (never the builders: a notebook that only
     builds a Trainer keeps its warnings filters and environment as they were)."""
     # an epoch shorter than log_every_n_steps is fine: the loggers count steps across epochs
     warnings.filterwarnings("ignore", message="The number of training batches .* is smaller "
                             "than the logging interval")
+    # torch deprecates LeafSpec; Lightning's own _pytree.py still uses it (not podium's to fix)
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(LIGHTNING_NOISE)  # the same filter object: added once
     if any(str(c.get("tracking_uri", "")).startswith("file:")
            for c in (cfg.get("logger") or {}).values() if c):
         # logger=mlflow's local file store: recent mlflow refuses it unless opted in
