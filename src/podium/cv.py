@@ -23,12 +23,21 @@ from podium.errors import PodiumError
 log = logging.getLogger(__name__)
 
 
-def oof_scores(oof: pd.DataFrame, class_names: list[str], target_col: str) -> dict[str, float]:
+def oof_scores(oof: pd.DataFrame, class_names: list[str], target_col: str,
+               task: str = "multiclass") -> dict[str, float]:
     """Every validation metric, computed once over all out-of-fold predictions."""
     import torch
 
-    from podium.metrics import classification_metrics
+    from podium.metrics import classification_metrics, multilabel_metrics
 
+    if task == "multilabel":  # label sets in the label column
+        from podium.labels import multi_hot, split_label_set
+
+        sets = [split_label_set(cell) for cell in oof[target_col]]
+        target = torch.from_numpy(multi_hot(sets, class_names, Path("oof.csv"), target_col)[0])
+        probs = torch.tensor(oof[class_names].to_numpy(dtype=np.float32))
+        metrics = multilabel_metrics(len(class_names)).clone(prefix="oof/")
+        return {k: float(v) for k, v in metrics(probs, target).items()}
     index = {name: i for i, name in enumerate(class_names)}
     target = torch.tensor(oof[target_col].map(index).to_numpy())
     probs = torch.tensor(oof[class_names].to_numpy(dtype=np.float32))
@@ -56,7 +65,7 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     if len(repeated):
         raise PodiumError(f"id {repeated.iloc[0]} is in two folds' oof.csv: folds overlap")
     class_names = list(oof.columns[3:])
-    metrics = oof_scores(oof, class_names, data.target_col)
+    metrics = oof_scores(oof, class_names, data.target_col, data.get("task", "multiclass"))
     write_atomic(cv_dir / "oof.csv", oof.to_csv(index=False))
 
     configs = [run_config(f, cfg.paths) for f in folds]

@@ -141,14 +141,15 @@ def write_ensemble(runs: list[Path], configs: list[DictConfig], output_dir: Path
     id_col, class_names = data.id_col, list(probs.columns[1:])
     test = probs.iloc[:, 1:].to_numpy()
     summary: dict = {"runs": [str(r) for r in runs], "weights": weights}
+    task = data.get("task", "multiclass")
     if postprocess:
         oof = read_oof(runs, id_col, data.target_col)
+        monitor = (configs[0].get("metric") or {}).get("monitor")
         adjust, summary["postprocess"] = fit_postprocess(postprocess, oof, class_names,
-                                                         data.target_col)
+                                                         data.target_col, task, monitor)
         test = adjust(test)
 
     sample = read_csv(Path(data.root) / data.sample_submission, [id_col], "the sample submission")
-    task = data.get("task", "multiclass")
     path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names, id_col,
                             task)
     summary["submission"] = str(path)
@@ -161,9 +162,12 @@ def print_summary(summary: dict) -> None:
     """What `make submit` / `make cv` print about an ensemble they wrote."""
     report = summary.get("postprocess")
     if report:
-        print(f"{report['name']}: OOF macro-F1 {report['before']:.4f} -> {report['after']:.4f}")
+        metric = report.get("metric", "macro-F1")
+        print(f"{report['name']}: OOF {metric} {report['before']:.4f} -> {report['after']:.4f}")
     if "leaderboard/mae" in summary:
         print(f"demo leaderboard MAE: {summary['leaderboard/mae']:.4f}")
     if "leaderboard/f1_macro" in summary:
         print(f"demo leaderboard macro-F1: {summary['leaderboard/f1_macro']:.4f}")
+    if "leaderboard/f1_micro" in summary:
+        print(f"demo leaderboard micro-F1: {summary['leaderboard/f1_micro']:.4f}")
     print(f"averaged {len(summary['runs'])} run(s) into {summary['submission']}")

@@ -68,6 +68,8 @@ def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
     print(f"best {monitor}: {metrics.get(monitor, float('nan')):.4f}")
     if "leaderboard/f1_macro" in metrics:
         print(f"demo leaderboard macro-F1: {metrics['leaderboard/f1_macro']:.4f}")
+    if "leaderboard/f1_micro" in metrics:
+        print(f"demo leaderboard micro-F1: {metrics['leaderboard/f1_micro']:.4f}")
     if "leaderboard/mae" in metrics:
         print(f"demo leaderboard MAE: {metrics['leaderboard/mae']:.4f}")
 
