@@ -120,7 +120,7 @@ def fold_positives(y: np.ndarray, folds) -> np.ndarray:
 
 def test_folds_keep_every_labels_frequency(ml_root):
     """Tolerance: every fold holds each label's positives within 1 of its share (total / k);
-    a plain shuffled KFold misses by up to 8 on the demo."""
+    a plain shuffled KFold misses by up to 12 on the demo."""
     train = pd.read_csv(ml_root / "train.csv", dtype=str, keep_default_na=False)
     y, classes = encode_target(train["labels"].tolist(), "multilabel", Path("t"), "labels")
     folds = [split_indices(y, classes, 0.2, 42, 5, k) for k in range(5)]
@@ -133,7 +133,7 @@ def test_folds_keep_every_labels_frequency(ml_root):
     again = split_indices(y, classes, 0.2, 42, 5, 3)  # each fold process gets the same fold
     assert np.array_equal(again[1], folds[3][1])
     train_idx, val_idx = split_indices(y, classes, 0.2, 42)  # the hold-out: about 20 %
-    assert abs(len(val_idx) - 160) <= 4 and len(train_idx) + len(val_idx) == len(y)
+    assert abs(len(val_idx) - 0.2 * len(y)) <= 4 and len(train_idx) + len(val_idx) == len(y)
     assert np.abs(y[val_idx].sum(0) - 0.2 * y.sum(0)).max() <= 1.0
 
 

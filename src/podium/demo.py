@@ -92,7 +92,7 @@ def build_demo(root: str | Path, seed: int = 0) -> Path:
 
 
 # -- the multi-label image demo ---------------------------------------------------------------
-MULTILABEL_TRAIN, MULTILABEL_TEST = 800, 400
+MULTILABEL_TRAIN, MULTILABEL_TEST = 600, 300
 BLANK = 0.1  # chance that a half of a demo image holds no digit (both halves: no label)
 
 
