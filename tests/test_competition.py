@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from sklearn import metrics as sk
 
 from conftest import make_cfg
-from podium.postprocess import best_threshold, label_score
+from podium.postprocess import label_score
+from podium.thresholds import best_threshold
 
 SKLEARN = {
     "acc": sk.accuracy_score,

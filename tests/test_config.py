@@ -12,6 +12,7 @@ from podium.metrics import resolve_metric
 from podium.train import quiet_known_noise
 
 REGRESSION_LOSSES = {"mse", "l1", "huber"}
+MULTILABEL_LOSSES = {"bce", "focal_bce", "asymmetric", "soft_f1_multilabel"}
 
 GROUPS = ["data", "model", "loss", "optimizer", "scheduler", "sampler", "augment",
           "callbacks", "trainer", "logger", "experiment", "debug"]
@@ -27,6 +28,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path, demo_root):
     if group == "logger" and option in ("wandb", "mlflow"):  # optional packages
         pytest.importorskip(option)
     task = ["data.task=regression"] if group == "loss" and option in REGRESSION_LOSSES else []
+    task += ["data.task=multilabel"] if group == "loss" and option in MULTILABEL_LOSSES else []
     cfg = resolve_metric(make_cfg(tmp_path, [f"{group}={option}", f"data.root={demo_root}",
                                              *task]))
     inputs = {"in_features": 64} if cfg.model.net._target_.endswith("MLP") else {"in_chans": 1}
@@ -38,6 +40,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path, demo_root):
     loss = build_loss(cfg, class_counts=[5, 3, 2])
     if cfg.data.task == "regression":  # one output, float targets
         value = loss(logits[:, 0], torch.tensor([0.5, 1.0, 2.0, 0.0]))
+    elif cfg.data.task == "multilabel":  # one logit per label, multi-hot targets
+        value = loss(logits, torch.tensor([[1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1.0]]))
     else:
         value = loss(logits, torch.tensor([0, 1, 2, 0]))
     assert value.ndim == 0 and torch.isfinite(value)

@@ -28,33 +28,54 @@ def build_datamodule(cfg: DictConfig):
     group's per-sample transform plugged in."""
     from hydra.utils import get_class, instantiate
 
+    check_sampler_task(cfg)
     extra = {"sampler": instantiate(cfg.sampler) if cfg.get("sampler") else None}
     if "sample_transform" in inspect.signature(get_class(cfg.data["_target_"])).parameters:
         extra["sample_transform"] = instantiate((cfg.get("augment") or {}).get("sample"))
     return instantiate(cfg.data, **extra)
 
 
-def build_loss(cfg: DictConfig, class_counts: list[int]):
-    """Instantiate `loss`, injecting the training class counts when the loss takes them."""
+def build_loss(cfg: DictConfig, class_counts: list[int], train_rows: int = 0):
+    """Instantiate `loss`, injecting the training class counts (and, for multi-label
+    pos_weight, the training rows) when the loss takes them."""
     from hydra.utils import instantiate
 
     factory = instantiate(cfg.loss)
     check_loss_task(cfg)
-    if "class_counts" in inspect.signature(factory).parameters:
-        return factory(class_counts=class_counts)
-    return factory()
+    parameters = inspect.signature(factory).parameters
+    kwargs = {"class_counts": class_counts, "train_rows": train_rows}
+    return factory(**{k: v for k, v in kwargs.items() if k in parameters})
 
 REGRESSION_LOSSES = ("torch.nn.MSELoss", "torch.nn.L1Loss", "torch.nn.HuberLoss",
                      "torch.nn.SmoothL1Loss")
 
+MULTILABEL_LOSSES = ("bce", "focal_bce", "asymmetric", "soft_f1_multilabel")  # conf/loss
+
 def check_loss_task(cfg: DictConfig) -> None:
     """A classification loss on float targets (or the reverse) trains silently wrong."""
+    multilabel = cfg.data.get("task", "multiclass") == "multilabel"
+    if multilabel != str(cfg.loss.get("_target_")).startswith("podium.multilabel_losses."):
+        raise PodiumError(
+            f"loss {cfg.loss.get('_target_')} does not fit data.task={cfg.data.get('task')}: "
+            + (f"use loss={'|'.join(MULTILABEL_LOSSES)}" if multilabel
+               else "it is for data.task=multilabel; use e.g. loss=ce")
+        )
+    if multilabel:
+        return
     regression = cfg.data.get("task", "multiclass") == "regression"
     if regression != (cfg.loss.get("_target_") in REGRESSION_LOSSES):
         raise PodiumError(
             f"loss {cfg.loss.get('_target_')} does not fit data.task={cfg.data.get('task')}: "
             + ("use loss=mse|l1|huber" if regression else "use a classification loss, e.g. loss=ce")
         )
+
+
+def check_sampler_task(cfg: DictConfig) -> None:
+    """A class-balanced sampler reads one class per image: on multi-label data, say so."""
+    target = str((cfg.get("sampler") or {}).get("_target_"))
+    if cfg.data.get("task") == "multilabel" and target.endswith("ClassBalancedSampler"):
+        raise PodiumError("sampler=balanced|sqrt draw one class per image, but data.task="
+                          "multilabel gives images several labels: use sampler=rarest_label")
 
 
 def build_module(cfg: DictConfig, spec):
@@ -77,7 +98,7 @@ def build_module(cfg: DictConfig, spec):
     return CompetitionModule(
         net=net,
         spec=spec,
-        loss=build_loss(cfg, list(spec.class_counts)),
+        loss=build_loss(cfg, list(spec.class_counts), spec.train_rows),
         optimizer=build_optimizer_factory(cfg),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         channels_last=cfg.model.get("channels_last", False),

@@ -17,8 +17,8 @@ from podium.datamodule import PREDICT_SETS
 from podium.errors import PodiumError
 from podium.io import write_atomic
 from podium.metrics import LABEL_METRICS, never_logged
-from podium.postprocess import best_threshold
 from podium.submission import Shape, choose_format, probs_frame, write_submission
+from podium.thresholds import best_threshold
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from podium.images import (
     first_image_channels,
 )
 from podium.io import read_csv
-from podium.labels import check_values, encode_target
+from podium.labels import check_values, encode_target, encode_target_columns, join_label_set
 from podium.samplers import EpochSeeded
 from podium.spec import DataSpec
 from podium.splits import split_indices
@@ -108,6 +108,8 @@ class CompetitionDataModule(L.LightningDataModule):
         demo: str | None = None,
         demo_root: str | None = None,
         answers: str | None = None,
+        target_cols: Sequence[str] | None = None,
+        label_sep: str = " ",
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -120,6 +122,8 @@ class CompetitionDataModule(L.LightningDataModule):
         self.num_workers, self.sampler = num_workers, sampler
         self.demo, self.demo_root = demo, Path(demo_root) if demo_root else None
         self.answers = Path(answers) if answers else None  # a demo's answer key
+        # multilabel: 0/1 columns, one per label, instead of a column of label sets
+        self.target_cols, self.label_sep = list(target_cols or []), label_sep
         self.spec: DataSpec | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -149,11 +153,16 @@ class CompetitionDataModule(L.LightningDataModule):
     def read_labels(self, extra_columns: Sequence[str] = ()) -> pd.DataFrame:
         """train.csv checked and encoded, the sample submission read; returns train.csv."""
         path = self.root / self.train_csv
-        columns = [self.id_col, self.target_col, *filter(None, [self.group_col]), *extra_columns]
+        targets = self.target_cols or [self.target_col]
+        columns = [self.id_col, *targets, *filter(None, [self.group_col]), *extra_columns]
         train = read_csv(path, columns, "the training labels")
-        check_values(train, path, self.id_col, self.target_col)
-        self.labels, self.class_names = encode_target(
-            train[self.target_col].tolist(), self.task, path, self.target_col)
+        check_values(train, path, self.id_col, targets[0], allow_empty=self.task == "multilabel")
+        if self.target_cols:
+            self.labels, self.class_names = encode_target_columns(train, self.target_cols, path,
+                                                                  self.task)
+        else:
+            self.labels, self.class_names = encode_target(
+                train[self.target_col].tolist(), self.task, path, self.target_col, self.label_sep)
         self.train_ids = train[self.id_col].tolist()
         self.read_sample()
         return train
@@ -209,10 +218,14 @@ class CompetitionDataModule(L.LightningDataModule):
 
     def spec_fields(self) -> dict:
         """The spec's fields every sibling shares (labels, training-split counts, columns)."""
-        counts = () if self.task == "regression" else tuple(np.bincount(
-            self.labels[self.train_idx], minlength=len(self.class_names)).tolist())
+        if self.task == "multilabel":  # positives per label
+            counts = tuple(int(n) for n in self.labels[self.train_idx].sum(axis=0).round())
+        else:
+            counts = () if self.task == "regression" else tuple(np.bincount(
+                self.labels[self.train_idx], minlength=len(self.class_names)).tolist())
         return {"task": self.task, "class_names": tuple(self.class_names),
-                "class_counts": counts, "id_col": self.id_col, "target_col": self.target_col}
+                "class_counts": counts, "id_col": self.id_col, "target_col": self.target_col,
+                "train_rows": len(self.train_idx)}
 
     # -- loaders ---------------------------------------------------------------------------
     def loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
@@ -248,6 +261,9 @@ class CompetitionDataModule(L.LightningDataModule):
     def val_labels(self) -> list[str]:
         if self.task == "regression":
             return self.labels[self.val_idx].tolist()
+        if self.task == "multilabel":  # space-separated label sets ("" = none)
+            names = np.asarray(self.class_names, dtype=object)
+            return [join_label_set(names[row > 0.5]) for row in self.labels[self.val_idx]]
         return [self.class_names[i] for i in self.labels[self.val_idx]]
 
 

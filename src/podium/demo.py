@@ -9,7 +9,8 @@ leaderboard score. Labels are words ("zero" ... "nine") so the conversion of cla
 indices back to the competition's labels is visible in the submission. The tabular demos:
 diabetes (regression) and breast cancer (binary). Nothing here is on the path of a real
 competition: the datamodule builds a demo only at its own `demo_root`, and a run scores
-the leaderboard only when an answer key exists.
+the leaderboard only when an answer key exists. The multi-label demo: two digits side by
+side, labelled with the set of digits shown.
 """
 
 from __future__ import annotations
@@ -90,6 +91,63 @@ def build_demo(root: str | Path, seed: int = 0) -> Path:
     return root
 
 
+# -- the multi-label image demo ---------------------------------------------------------------
+MULTILABEL_TRAIN, MULTILABEL_TEST = 600, 300
+BLANK = 0.1  # chance that a half of a demo image holds no digit (both halves: no label)
+
+
+def draw_pairs(pools: list[np.ndarray], n: int, weights: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, list[list[int]]]:
+    """`n` pairs of digit-image indices (-1: blank) drawn with class probabilities `weights`
+    from per-class pools, and each pair's sorted set of digit classes."""
+    classes = rng.choice(len(pools), size=(n, 2), p=weights / weights.sum())
+    blank = rng.random((n, 2)) < BLANK
+    pairs = np.array([[rng.choice(pools[c]) for c in row] for row in classes])
+    pairs[blank] = -1
+    sets = [sorted({int(c) for c, b in zip(row, hole, strict=True) if not b})
+            for row, hole in zip(classes, blank, strict=True)]
+    return pairs, sets
+
+
+def build_multilabel_demo(root: str | Path, seed: int = 0) -> Path:
+    """Write the multi-label demo at `root`: 8x16 images of two digits side by side
+    (scikit-learn's digits; a half may be blank), labelled with the set of digits shown, as
+    words, space-separated (an image of two blanks has an empty label). Training digits
+    are long-tailed (IMBALANCE between the most and least frequent), test digits uniform,
+    and the two are drawn from disjoint digit images. `answers.csv` holds the test sets."""
+    from sklearn.datasets import load_digits
+
+    root = Path(root)
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(digits.target == c)) for c in range(10)]
+    test_pools = [idx[:TEST_PER_CLASS] for idx in per_class]
+    train_pools = [idx[TEST_PER_CLASS:] for idx in per_class]
+    tail = np.array(long_tail_counts(1000, 10, IMBALANCE), dtype=float)
+    splits = {"train": draw_pairs(train_pools, MULTILABEL_TRAIN, tail, rng),
+              "test": draw_pairs(test_pools, MULTILABEL_TEST, np.ones(10), rng)}
+    ids = iter(f"{i:05d}" for i in rng.permutation(MULTILABEL_TRAIN + MULTILABEL_TEST))
+    blank = np.zeros((8, 8), dtype=np.uint8)
+    names = sorted(LABELS)  # the class order podium will use (and write the sets in)
+
+    with built_aside(root) as tmp:
+        tables = {}
+        for split, (pairs, sets) in splits.items():
+            (tmp / split).mkdir()
+            split_ids = [next(ids) for _ in pairs]
+            for image_id, pair in zip(split_ids, pairs, strict=True):
+                halves = [images[i] if i >= 0 else blank for i in pair]
+                Image.fromarray(np.hstack(halves), mode="L").save(tmp / split / f"{image_id}.png")
+            labels = [" ".join(sorted((LABELS[c] for c in s), key=names.index)) for s in sets]
+            tables[split] = pd.DataFrame({"id": split_ids, "labels": labels})
+        tables["train"].to_csv(tmp / "train.csv", index=False)
+        tables["test"].to_csv(tmp / "answers.csv", index=False)
+        tables["test"].assign(labels=LABELS[0]).to_csv(tmp / "sample_submission.csv",
+                                                        index=False)
+    return root
+
+
 # -- tabular demos --------------------------------------------------------------------------
 # -- the embedded demos ---------------------------------------------------------------------
 DEMOS = ("regression", "binary")
@@ -146,15 +204,17 @@ def build_if_missing(root: Path, kind: str | None, train_csv: str = "train.csv")
         return
     logging.getLogger(__name__).info("building the %s demo competition in %s",
                                      kind or "image", root)
-    if kind:
+    if kind == "multilabel":
+        build_multilabel_demo(root)
+    elif kind:
         build_tabular_demo(root, kind)
     else:
         build_demo(root)
 
 
 # -- the demo leaderboard -------------------------------------------------------------------
-LEADERBOARD_NAMES = {"f1_macro": "macro-F1", "mae": "MAE", "auroc": "AUROC",
-                     "logloss": "log-loss"}
+LEADERBOARD_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "mae": "MAE",
+                     "auroc": "AUROC", "logloss": "log-loss"}
 
 
 def leaderboard(submission_path: Path, answers_path: Path | None, id_col: str,
@@ -174,6 +234,8 @@ def leaderboard(submission_path: Path, answers_path: Path | None, id_col: str,
     label_col = [c for c in answers.columns if c != id_col][0]
     merged = answers.merge(submission, on=id_col, suffixes=("", "_pred"))
     truth = merged[label_col]
+    if task == "multilabel":  # label sets (an empty cell = none), or a 0/1 column per label
+        return {"leaderboard/f1_micro": multilabel_f1(merged, submission, label_col, id_col)}
     if len(submission.columns) > 2:  # one probability column per class
         classes = [c for c in submission.columns if c != id_col]
         return {"leaderboard/logloss": float(metrics.log_loss(
@@ -193,6 +255,24 @@ def leaderboard(submission_path: Path, answers_path: Path | None, id_col: str,
                                                                         strict=True)]
         return {f"leaderboard/map@{k}": float(np.mean(gains))}
     return {"leaderboard/f1_macro": float(metrics.f1_score(truth, predicted, average="macro"))}
+
+
+def multilabel_f1(merged: pd.DataFrame, submission: pd.DataFrame, label_col: str,
+                  id_col: str) -> float:
+    """Micro-F1 of the submitted label sets against the answers' (scikit-learn)."""
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    true = merged[label_col].str.split()
+    columns = [c for c in submission.columns if c != id_col]
+    if len(columns) == 1:
+        pred = merged[f"{label_col}_pred"].str.split()
+    else:  # one 0/1 (or probability) column per label
+        values = merged[columns].astype(float).to_numpy() > 0.5
+        pred = [[c for c, on in zip(columns, row, strict=True) if on] for row in values]
+    binarizer = MultiLabelBinarizer().fit([*true, *pred])
+    return float(f1_score(binarizer.transform(true), binarizer.transform(pred),
+                          average="micro"))
 
 
 def leaderboard_lines(scores: dict[str, float]) -> list[str]:

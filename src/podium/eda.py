@@ -73,9 +73,10 @@ def eda(cfg: DictConfig) -> dict:
 
     from podium.io import write_json
 
-    if cfg.data.get("task", "multiclass") == "regression":
-        raise PodiumError("make eda covers classification data (data.task=regression has "
-                          "no classes to count)")
+    if cfg.data.get("task", "multiclass") in ("regression", "multilabel"):
+        raise PodiumError(f"make eda covers single-label classification data (data.task="
+                          f"{cfg.data.task} is not; a multi-label run's report/per_class.csv "
+                          f"has each label's support)")
     data = instantiate(cfg.data)
     data.prepare_data()
     data.split()

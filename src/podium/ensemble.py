@@ -165,7 +165,8 @@ def member_oof(member: Member) -> pd.DataFrame | None:
     path, data = member.run / "oof.csv", member.cfg.data
     if not path.is_file():
         return None
-    return pd.read_csv(path, dtype={data.id_col: str, data.target_col: str})
+    return pd.read_csv(path, dtype={data.id_col: str, data.target_col: str},
+                       keep_default_na=False)  # an empty multi-label set stays ""
 
 
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
@@ -197,8 +198,9 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     `submission`, the demo leaderboard score where there is an answer key)."""
     from podium.demo import leaderboard
     from podium.metrics import LABEL_METRICS
-    from podium.postprocess import best_threshold, fit_postprocess
+    from podium.postprocess import fit_postprocess
     from podium.submission import choose_format, write_submission
+    from podium.thresholds import best_threshold
 
     runs = [m.run for m in members]
     probs = average_probs(frames, runs, [m.weight for m in members])
@@ -213,9 +215,10 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     oof = combine_oof(oofs, id_col, data.target_col)
     if oof is not None:
         summary["oof"] = oof_scores(oof, class_names, data.target_col, task, cfg.metric.k)
-    if postprocess and oof is not None and metric in LABEL_METRICS:
+    label_metric = metric in LABEL_METRICS or task == "multilabel"
+    if postprocess and oof is not None and label_metric:
         adjust, summary["postprocess"] = fit_postprocess(postprocess, oof, class_names,
-                                                         data.target_col, metric)
+                                                         data.target_col, metric, task)
         test = adjust(test)
         oof = oof.assign(**dict(zip(class_names, adjust(oof[class_names].to_numpy()).T,
                                     strict=True)))

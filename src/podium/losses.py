@@ -9,6 +9,7 @@ non-persistent because they derive from config + data, not training: keeping the
 state_dict lets a checkpoint load under a different loss configuration.
 
 Plain cross-entropy and label smoothing need no code here: use ``torch.nn.CrossEntropyLoss``.
+Multi-label losses (one sigmoid per label, multi-hot targets) are in ``podium.multilabel_losses``.
 """
 
 from __future__ import annotations

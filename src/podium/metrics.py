@@ -10,6 +10,9 @@ indices for `multiclass`/`binary`, predictions (N,) and float targets for `regre
 - both: `logloss` (Kaggle's clipped log-loss; minimised).
 - binary: the same (two logits, softmax; k is capped at 2) plus AUROC.
 - regression: MAE, MSE, RMSE, R2.
+- multilabel (sigmoid probabilities (N, C), multi-hot targets; a label is predicted when its
+  probability is above 0.5): F1 micro, macro and samples (each row's F1, averaged), mean
+  average precision (macro, threshold-free), Hamming loss, subset accuracy (exact match).
 
 Compute groups are explicit: torchmetrics' default (`compute_groups=True`) merges metrics
 whose states happen to be equal after the first update, so on a first batch where every
@@ -30,13 +33,18 @@ from torchmetrics.classification import (
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
+    MultilabelAveragePrecision,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelHammingDistance,
 )
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from podium.errors import PodiumError
 
-TASKS = ("multiclass", "binary", "regression")
-DEFAULT_MONITOR = {"multiclass": "val/f1_macro", "binary": "val/auroc", "regression": "val/mae"}
+TASKS = ("multiclass", "binary", "regression", "multilabel")
+DEFAULT_MONITOR = {"multiclass": "val/f1_macro", "binary": "val/auroc", "regression": "val/mae",
+                   "multilabel": "val/f1_micro"}
 MINIMISED = ("loss", "logloss", "mae", "mse", "rmse")  # every other key is a score
 LOGLOSS_EPS = 1e-15  # Kaggle's clipping of predicted probabilities
 
@@ -126,6 +134,54 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
     return MetricCollection(metrics, compute_groups=[per_class])
 
 
+class SamplesF1(Metric):
+    """scikit-learn's `f1_score(average="samples", zero_division=1)`: each row's F1 between
+    its predicted (probability > `threshold`) and true label sets, averaged over rows. A row
+    with no true and no predicted label scores 1: predicting nothing there is right."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, scores: Tensor, target: Tensor) -> None:
+        predicted, true = scores > self.threshold, target > 0.5
+        both = (predicted & true).sum(dim=1).to(torch.float64)
+        sizes = (predicted.sum(dim=1) + true.sum(dim=1)).to(torch.float64)
+        f1 = torch.where(sizes > 0, 2 * both / sizes.clamp_min(1), torch.ones_like(sizes))
+        self.total += f1.sum()
+        self.count += f1.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count.clamp_min(1)).float()
+
+
+class MultilabelMAP(MultilabelAveragePrecision):
+    """Macro average precision over the labels; takes the float multi-hot targets the loss
+    takes (torchmetrics' curve metrics want integer targets)."""
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        super().update(preds, (target > 0.5).long())
+
+
+def multilabel_metrics(num_labels: int) -> MetricCollection:
+    """Micro-F1 counts every (image, label) decision alike; macro-F1 weighs rare labels as
+    much as common ones; samples-F1 scores each image's label set; mAP needs no threshold."""
+    return MetricCollection({
+        "f1_micro": MultilabelF1Score(num_labels, average="micro"),
+        "f1_macro": MultilabelF1Score(num_labels, average="macro"),
+        "f1_samples": SamplesF1(),
+        "map": MultilabelMAP(num_labels, average="macro"),
+        "hamming_loss": MultilabelHammingDistance(num_labels, average="micro"),
+        "subset_acc": MultilabelExactMatch(num_labels),
+        # one per-label (tp, fp, tn, fn) state for these three whatever the data
+    }, compute_groups=[["f1_micro", "f1_macro", "hamming_loss"]])
+
+
 def regression_metrics() -> MetricCollection:
     return MetricCollection({
         "mae": MeanAbsoluteError(),
@@ -140,6 +196,8 @@ def task_metrics(task: str, num_classes: int, k: int = 3) -> MetricCollection:
     check_task(task)
     if task == "regression":
         return regression_metrics()
+    if task == "multilabel":
+        return multilabel_metrics(num_classes)
     return classification_metrics(num_classes, k, task)
 
 

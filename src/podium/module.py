@@ -48,7 +48,8 @@ class CompetitionModule(L.LightningModule):
         metric_k: k of map@k, ndcg@k, acc_top{k}.
 
     Tasks: multiclass | binary (two logits, softmax) | regression (one output, squeezed;
-    float targets; prediction is the output itself).
+    float targets; prediction is the output itself) | multilabel (one logit per label,
+    sigmoid; multi-hot float targets).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class CompetitionModule(L.LightningModule):
         self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
         self.register_buffer("shift", mean_t / std_t, persistent=False)
         self.regression = spec.task == "regression"
+        self.multilabel = spec.task == "multilabel"
         metrics = task_metrics(spec.task, len(spec.class_names), metric_k)
         self.val_metrics = metrics.clone(prefix="val/")
         # On (augmented) training batches two metrics tell over- from under-fitting; the
@@ -102,7 +104,11 @@ class CompetitionModule(L.LightningModule):
         if self.regression:
             outputs = outputs.squeeze(-1)
             return outputs, outputs.detach().float(), targets.float()
-        return outputs, outputs.detach().float().softmax(dim=1), targets
+        return outputs, self.probabilities(outputs.detach().float()), targets
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Softmax over the classes; multilabel: a sigmoid per label (labels are not exclusive)."""
+        return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
 
     def on_train_epoch_start(self) -> None:
         if hasattr(self.loss, "set_epoch"):  # e.g. deferred re-weighting
@@ -137,7 +143,7 @@ class CompetitionModule(L.LightningModule):
         views = [images, *(transform(images) for transform in self.tta)]
         if self.regression:  # the prediction itself (N, 1): test_probs.csv's one column
             return torch.stack([self(v).float() for v in views]).mean(dim=0)
-        return torch.stack([self(v).float().softmax(dim=1) for v in views]).mean(dim=0)
+        return torch.stack([self.probabilities(self(v).float()) for v in views]).mean(dim=0)
 
     def update_train_metrics(self) -> None:
         """Update the training metrics with the buffered batches at once: an update costs

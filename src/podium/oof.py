@@ -20,7 +20,7 @@ def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: 
     if not frames:
         return None
     oof = pd.concat(frames, ignore_index=True).drop(columns=["fold"], errors="ignore")
-    return oof.groupby([id_col, target_col], sort=False).mean().reset_index()
+    return oof.groupby([id_col, target_col], sort=False, dropna=False).mean().reset_index()
 
 def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
                task: str = "multiclass", k: int = 3) -> dict[str, float]:
@@ -30,7 +30,15 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
     from podium.metrics import task_metrics
 
     probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
-    if task == "regression":
+    if task == "multilabel":  # the label column holds space-separated sets
+        from pathlib import Path
+
+        from podium.labels import multi_hot, split_label_set
+
+        sets = [split_label_set(cell) for cell in oof[target_col]]
+        target = torch.from_numpy(multi_hot(sets, [str(c) for c in class_names],
+                                            Path("oof.csv"), target_col)[0])
+    elif task == "regression":
         target = torch.tensor(oof[target_col].astype(float).to_numpy(dtype=np.float32))
         probs = probs[:, 0]
     else:

@@ -8,7 +8,8 @@ score never goes down.
   by coordinate search (the decision rule a label metric wants is rarely argmax).
 - `LogitAdjust` (`postprocess=logit_adjust`): subtract `tau * log(prior)` (Menon et al.
   2021), `tau` chosen on OOF.
-- `best_threshold`: a binary task scored on labels gets a decision threshold on p(positive).
+- `Thresholds` (`postprocess=thresholds`, multi-label; podium.thresholds): one decision
+  threshold per label (or one for all) maximising the OOF F1 (micro, macro or samples).
 Only label metrics (LABEL_METRICS: accuracy, F1, ...) can gain from them; for a metric on
 probabilities (AUROC, log-loss, MAP@k) they are skipped with a warning.
 """
@@ -61,6 +62,7 @@ def read_oof(runs: Sequence[Path], id_col: str, target_col: str) -> pd.DataFrame
     if not frames:
         raise PodiumError("postprocess needs oof.csv in the run folders: train them again")
     oof = pd.concat(frames, ignore_index=True)
+    oof[target_col] = oof[target_col].fillna("")  # multilabel: an empty label set
     probs = oof.drop(columns=["fold"]).groupby([id_col, target_col], sort=False).mean()
     return probs.reset_index()
 
@@ -114,9 +116,14 @@ class LogitAdjust:
 
 
 def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
-                    metric: str = "f1_macro") -> tuple[Adjust, dict]:
-    """Learn `step` (F1Offsets, LogitAdjust) on the OOF predictions for the label metric
-    `metric`; return the test adjustment and a report (OOF score before/after)."""
+                    metric: str = "f1_macro", task: str = "multiclass") -> tuple[Adjust, dict]:
+    """Learn `step` (F1Offsets, LogitAdjust; multi-label: Thresholds) on the OOF predictions
+    for the label metric `metric`; return the test adjustment and a report (OOF score
+    before/after)."""
+    from podium.thresholds import Thresholds, fit_threshold_postprocess
+
+    if isinstance(step, Thresholds) or task == "multilabel":
+        return fit_threshold_postprocess(step, oof, class_names, target_col, task, metric)
     index = {name: i for i, name in enumerate(class_names)}
     y = oof[target_col].map(index).to_numpy()
     logp = np.log(np.clip(oof[list(class_names)].to_numpy(dtype=np.float64), 1e-12, None))
@@ -132,16 +139,3 @@ def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_
 
     return adjust, {"name": step.name, "metric": metric, "before": before, "after": after,
                     **report}
-
-
-def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str) -> dict:
-    """The decision threshold on p(positive) that maximises the label metric `metric` on
-    (validation or OOF) predictions; 0.5 unless another threshold is strictly better."""
-    candidates = np.unique(p1)  # every distinct split of the rows
-    before = label_score(metric, y, (p1 >= 0.5).astype(int), 2)
-    best, threshold = before, 0.5
-    for t in candidates:
-        score = label_score(metric, y, (p1 >= t).astype(int), 2)
-        if score > best + 1e-12:
-            best, threshold = score, float(t)
-    return {"threshold": threshold, "metric": metric, "before": before, "after": best}

@@ -1,4 +1,5 @@
-"""What accuracy hides: per-class precision/recall/F1/support and the confusion matrix.
+"""What accuracy hides: per-class precision/recall/F1/support and the confusion matrix
+(multi-label data: the per-label table, a label predicted when its probability is above 0.5).
 
 Written at the end of every classification run from the best checkpoint's predictions on
 the validation split: `report/per_class.csv`, `report/confusion_matrix.png`, and the table
@@ -74,13 +75,17 @@ def save_confusion_matrix(labels: np.ndarray, predicted: np.ndarray,
 
 def write_class_report(output_dir: Path, labels: np.ndarray, probs: np.ndarray,
                        class_names: Sequence[str]) -> pd.DataFrame:
-    """`report/per_class.csv` + `report/confusion_matrix.png`; prints the table."""
+    """`report/per_class.csv` + `report/confusion_matrix.png` (single-label); prints the
+    table. `labels`: class indices (N,) or multi-hot (N, C)."""
     from podium.io import write_atomic
 
-    predicted = probs.argmax(axis=1)
-    table = per_class_table(labels, predicted, class_names)
+    multilabel = labels.ndim == 2  # multi-hot: a label is predicted above 0.5, no confusion
+    predicted = (probs > 0.5).astype(int) if multilabel else probs.argmax(axis=1)
+    truth = (labels > 0.5).astype(int) if multilabel else labels
+    table = per_class_table(truth, predicted, class_names)
     report = Path(output_dir) / "report"
     write_atomic(report / "per_class.csv", table.to_csv(index=False), replace=True)
-    save_confusion_matrix(labels, predicted, class_names, report / "confusion_matrix.png")
+    if not multilabel:  # a multi-label image has no single (true, predicted) cell
+        save_confusion_matrix(labels, predicted, class_names, report / "confusion_matrix.png")
     print_table(table, "validation split, best checkpoint: per class")
     return table

@@ -1,4 +1,5 @@
-"""Class-balanced sampling that is reproducible and safe under DDP."""
+"""Class-balanced (and, for multi-label data, rarest-label) sampling that is reproducible
+and safe under DDP."""
 
 from __future__ import annotations
 
@@ -75,6 +76,50 @@ class ClassBalancedSampler(Sampler[int]):
         u = torch.rand(self.num_samples, generator=g, dtype=torch.float64)
         offset = torch.minimum((u * sizes).long(), sizes - 1)
         return iter(self._order[self._starts[cls] + offset].tolist())
+
+
+class RarestLabelSampler(Sampler[int]):
+    """Multi-label sampling: draw image ``i`` with replacement with probability ∝
+    ``m_i^(-power)``, ``m_i`` = the training positives of its rarest label.
+
+    A class-balanced sampler needs one class per image; with label sets, the rarest label is
+    what an image is worth most for (an image holding a rare label and a common one is drawn
+    as often as the rare label asks). Images without any label count as one more "label"
+    (the empty set). Multi-hot labels (N, C); class indices (N,) are taken as one-hot, which
+    makes ``power=1`` class-balanced. Epochs, seeding and DDP as in ``ClassBalancedSampler``.
+    """
+
+    def __init__(self, labels: Tensor | Sequence, power: float = 1.0,
+                 num_samples: int | None = None, seed: int = 0) -> None:
+        y = torch.as_tensor(labels)
+        if y.ndim == 1 and not y.is_floating_point() and y.numel():
+            y = torch.nn.functional.one_hot(y.long() - y.min())
+        if y.ndim != 2 or y.numel() == 0:
+            raise ValueError(f"labels with shape {tuple(y.shape)} are not usable; pass a "
+                             "non-empty multi-hot (N, C) tensor of training labels")
+        if not torch.isfinite(torch.tensor(float(power))):
+            raise ValueError(f"power={power!r} must be finite (1.0 = rarest label balanced)")
+        positive = y > 0.5
+        counts = positive.sum(dim=0).double()
+        rarest = torch.where(positive, counts, torch.inf).amin(dim=1)
+        empty = ~positive.any(dim=1)
+        rarest[empty] = float(empty.sum())
+        self.weights = rarest.pow(-float(power))
+        self.num_samples = len(y) if num_samples is None else int(num_samples)
+        if self.num_samples <= 0:
+            raise ValueError(f"num_samples={num_samples!r} must be > 0 or None (= len(labels))")
+        self.power, self.seed, self._epoch = float(power), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self._epoch)
+        self._epoch += 1
+        return iter(torch.multinomial(self.weights, self.num_samples, True, generator=g).tolist())
 
 
 def seed_generators(seed: int) -> None:

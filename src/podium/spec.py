@@ -15,9 +15,12 @@ from typing import Any
 class DataSpec:
     """What the data tells the model, fixed once the training split is known.
 
-    task: multiclass | binary | regression.
+    task: multiclass | binary | regression | multilabel.
     class_names: original label values in index order (regression: the output's name).
-    class_counts: training-split examples per class (empty for regression).
+    class_counts: training-split examples per class (empty for regression; multilabel: the
+        positives of each label).
+    train_rows: training-split rows (multilabel: a label's negatives are train_rows minus
+        its count, for BCE's pos_weight; 0 in checkpoints older than the field).
     net_inputs: the network's input-size argument: `{"in_chans": C}` for images,
         `{"in_features": F}` for tabular features.
     mean, std: per-channel image normalisation in [0, 1] units; empty = none (tabular).
@@ -35,6 +38,7 @@ class DataSpec:
     id_col: str = "id"
     target_col: str = "label"
     features: dict[str, Any] = field(default_factory=dict)  # tabular encoders (podium.tabular)
+    train_rows: int = 0
 
     @property
     def images(self) -> bool:

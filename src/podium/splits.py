@@ -1,7 +1,10 @@
 """Validation splits: a seeded stratified hold-out, or fold `data.fold` of a k-fold.
 
 The same seed gives the same folds in every run, so `make cv` is a multirun over
-`data.fold` and every fold's validation ids are out-of-fold exactly once.
+`data.fold` and every fold's validation ids are out-of-fold exactly once. Multi-label
+targets (a multi-hot (N, C) array) are split by iterative stratification (Sechidis et al.
+2011, the `iterative-stratification` package), which keeps every label's frequency in
+each fold close to the whole set's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def split_indices(
 
     With `groups` (e.g. a patient id), StratifiedGroupKFold keeps each group in one fold.
     `stratify=False` (regression targets): plain shuffled KFold / GroupKFold / hold-out.
+    Multi-hot `labels` (N, C): iterative stratification (`multilabel_split`).
     """
     from sklearn.model_selection import (
         GroupKFold,
@@ -36,6 +40,8 @@ def split_indices(
                           f"data.n_folds={n_folds}")
     if not n_folds and not 0 < val_fraction < 1:
         raise PodiumError(f"data.val_fraction={val_fraction} must be between 0 and 1")
+    if labels.ndim == 2:
+        return multilabel_split(labels, val_fraction, seed, n_folds, fold, groups)
     if stratify:
         counts = np.bincount(labels, minlength=len(class_names))
         need = n_folds if n_folds else 2
@@ -54,4 +60,34 @@ def split_indices(
     n_val = max(int(round(val_fraction * len(labels))), len(class_names) if stratify else 1)
     train_idx, val_idx = train_test_split(index, test_size=n_val, random_state=seed,
                                           stratify=labels if stratify else None)
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def multilabel_split(labels: np.ndarray, val_fraction: float, seed: int,
+                     n_folds: int | None = None, fold: int | None = None,
+                     groups: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Iterative stratification of multi-hot labels: a hold-out or fold `fold` of k.
+
+    With `groups`, GroupKFold keeps each group within one fold (iterative stratification
+    has no grouped form: grouping is what keeps the validation score honest, so it wins).
+    """
+    from iterstrat.ml_stratifiers import (
+        MultilabelStratifiedKFold,
+        MultilabelStratifiedShuffleSplit,
+    )
+    from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+
+    index = np.arange(len(labels))
+    targets = (labels > 0.5).astype(np.int64)
+    if n_folds:
+        folds = (GroupKFold(n_folds, shuffle=True, random_state=seed) if groups is not None
+                 else MultilabelStratifiedKFold(n_folds, shuffle=True, random_state=seed))
+        train_idx, val_idx = list(folds.split(index, targets, groups))[fold]
+        return np.sort(train_idx), np.sort(val_idx)
+    if groups is not None:
+        splitter = GroupShuffleSplit(1, test_size=val_fraction, random_state=seed)
+    else:
+        n_val = max(int(round(val_fraction * len(labels))), 1)
+        splitter = MultilabelStratifiedShuffleSplit(1, test_size=n_val, random_state=seed)
+    train_idx, val_idx = next(splitter.split(index, targets, groups))
     return np.sort(train_idx), np.sort(val_idx)

@@ -52,6 +52,9 @@ def choose_format(requested: str, sample: pd.DataFrame, id_col: str,
     if requested not in FORMATS:
         raise PodiumError(f"submission.format={requested} is unknown: use one of "
                           f"{', '.join(FORMATS)}")
+    if task == "multilabel":  # label sets, or one column per label (0/1 or probability)
+        layout = multilabel_layout(sample, class_names, id_col)
+        return Shape("label_sets", f"multi-label, the sample submission asks for {layout}", k)
     columns, names = label_columns(sample, id_col), [str(c) for c in class_names]
     metric = (monitor or "").rsplit("/", 1)[-1]
     if len(columns) > 1 or requested == "class_probabilities":
@@ -111,6 +114,8 @@ def make_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.ndarray,
                     shape: Shape | None = None) -> pd.DataFrame:
     """The predictions in the sample submission's columns and row order."""
     shape = shape or choose_format("label", sample, id_col, class_names, task)
+    if task == "multilabel":
+        return multilabel_submission(sample, ids, probs, class_names, id_col)
     if list(sample[id_col]) != list(ids):
         raise PodiumError(
             f"predicted ids do not follow the sample submission's {id_col} column; "
@@ -133,6 +138,8 @@ def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
     """What the leaderboard checks: header, ids and their order, no gaps, and per format:
     known labels, k distinct known labels, probabilities in [0, 1] (regression: finite)."""
     shape = shape or Shape()
+    if task == "multilabel":
+        return validate_multilabel_submission(submission, sample, class_names, id_col)
     if list(submission.columns) != list(sample.columns):
         raise PodiumError(
             f"submission header {list(submission.columns)} differs from the sample "
@@ -169,6 +176,86 @@ def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
     if len(bad):
         raise PodiumError(f"submission row {bad.index[0]} has {bad.iloc[0]}: expected "
                           f"{wanted} distinct label(s)")
+
+
+# -- multi-label: label sets, or one column per label -------------------------------------------
+THRESHOLD = 0.5  # a label is predicted when its probability is above this (as torchmetrics)
+
+
+def multilabel_layout(sample: pd.DataFrame, class_names: Sequence[str], id_col: str) -> str:
+    """"sets" (one column of space-separated labels), "binary" (a 0/1 column per label) or
+    "probability" (a probability column per label), read from the sample submission."""
+    columns = [c for c in sample.columns if c != id_col]
+    names = [str(c) for c in class_names]
+    if sorted(columns) == sorted(names) and (len(names) > 1 or columns == names):
+        values = sample[columns].astype(str).apply(lambda col: col.str.strip())
+        return "binary" if values.isin(["0", "1"]).all().all() else "probability"
+    if len(columns) == 1 and columns[0] not in names:
+        return "sets"
+    unknown = [c for c in columns if c not in names]
+    if unknown and len(columns) > 1:
+        raise PodiumError(f"sample submission column '{unknown[0]}' is not a label the model "
+                          f"knows (labels: {', '.join(names[:10])}); predict with a model "
+                          f"trained on this competition")
+    missing = [n for n in names if n not in columns]
+    raise PodiumError(f"sample submission has columns {list(sample.columns)}: expected "
+                      f"'{id_col}' and one label-set column, or one column per label (no "
+                      f"column for '{missing[0] if missing else names[0]}')")
+
+
+def multilabel_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.ndarray,
+                          class_names: Sequence[str], id_col: str) -> pd.DataFrame:
+    """Label sets (probability > THRESHOLD) in the sample submission's shape: one column of
+    space-separated labels in class order (an empty set: an empty cell), or one column per
+    label holding 0/1 (when the sample's hold only 0/1) or the probability."""
+    from podium.labels import join_label_set
+
+    if list(sample[id_col]) != list(ids):
+        raise PodiumError(
+            f"predicted ids do not follow the sample submission's {id_col} column; "
+            f"predict with the same data.root the model was trained on"
+        )
+    layout = multilabel_layout(sample, class_names, id_col)
+    submission = sample.copy()
+    names = [str(c) for c in class_names]
+    if layout == "sets":
+        label_col = [c for c in sample.columns if c != id_col][0]
+        chosen = np.asarray(names, dtype=object)
+        submission[label_col] = [join_label_set(chosen[row > THRESHOLD]) for row in probs]
+        return submission
+    for i, name in enumerate(names):
+        submission[name] = ((probs[:, i] > THRESHOLD).astype(int) if layout == "binary"
+                            else probs[:, i])
+    return submission
+
+
+def validate_multilabel_submission(submission: pd.DataFrame, sample: pd.DataFrame,
+                                   class_names: Sequence[str], id_col: str) -> None:
+    """Header and ids as the sample's; label sets of known labels, or per-label columns
+    of 0/1 or probabilities in [0, 1]."""
+    from podium.labels import split_label_set
+
+    if list(submission.columns) != list(sample.columns):
+        raise PodiumError(f"submission header {list(submission.columns)} differs from the "
+                          f"sample submission's {list(sample.columns)}")
+    if len(submission) != len(sample) or list(submission[id_col].astype(str)) != list(
+            sample[id_col].astype(str)):
+        raise PodiumError(f"submission ids differ from the sample submission's "
+                          f"({len(submission)} vs {len(sample)} rows, or another order)")
+    layout = multilabel_layout(sample, class_names, id_col)
+    names = {str(c) for c in class_names}
+    if layout == "sets":
+        label_col = [c for c in sample.columns if c != id_col][0]
+        used = {label for cell in submission[label_col] for label in split_label_set(cell)}
+        if used - names:
+            raise PodiumError(f"submission has labels not seen in training: "
+                              f"{sorted(used - names)[:5]}")
+        return
+    values = submission[[str(c) for c in class_names]].apply(pd.to_numeric, errors="coerce")
+    allowed = values.isin([0, 1]) if layout == "binary" else (values >= 0) & (values <= 1)
+    if not allowed.all().all():
+        raise PodiumError(f"submission has per-label values outside "
+                          f"{'{0, 1}' if layout == 'binary' else '[0, 1]'} or non-numeric")
 
 
 def write_submission(out_dir: Path, sample: pd.DataFrame, ids: Sequence[str],

@@ -87,7 +87,8 @@ class TabularDataModule(CompetitionDataModule):
     def read_inputs(self) -> pd.DataFrame:
         self.check_root(self.test_csv)
         train = self.read_labels()
-        skip = {self.id_col, self.target_col, *self.drop_cols, *filter(None, [self.group_col])}
+        skip = {self.id_col, self.target_col, *self.target_cols, *self.drop_cols,
+                *filter(None, [self.group_col])}
         self.features = self.feature_cols or [c for c in train.columns if c not in skip]
         if not self.features:
             raise PodiumError(f"{self.root / self.train_csv} has no feature columns besides "
