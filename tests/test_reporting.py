@@ -164,8 +164,9 @@ def test_epoch_lines_setting():
 
     assert wants_lines(True) and wants_lines("true") and not wants_lines(False)
     assert wants_lines("auto") is True  # pytest captures stdout: not a terminal
-    with pytest.raises(PodiumError, match="callbacks.epoch_lines.enabled='sometimes'"):
-        EpochLines(enabled="sometimes")
+    for bad in ("sometimes", 1):
+        with pytest.raises(PodiumError, match=f"callbacks.epoch_lines.enabled={bad!r}"):
+            EpochLines(enabled=bad)
 
 
 def test_learning_curves_mark_the_best_checkpoint_epoch(tmp_path, monkeypatch):
