@@ -70,9 +70,14 @@ def resolved(config: dict, hydra: dict, key: str):
 
     try:
         whole = OmegaConf.create(without_hydra_resolver({**config, "hydra": hydra}))
-        return OmegaConf.select(whole, key)
+        value = OmegaConf.select(whole, key, throw_on_missing=True)
     except OmegaConfBaseException:
-        return OmegaConf.select(OmegaConf.create(config), key, throw_on_resolution_failure=False)
+        value = None
+    if value is None:  # as written
+        value = config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def debug_of(config: dict, choices: dict) -> str:

@@ -164,8 +164,9 @@ def test_epoch_lines_setting():
 
     assert wants_lines(True) and wants_lines("true") and not wants_lines(False)
     assert wants_lines("auto") is True  # pytest captures stdout: not a terminal
-    with pytest.raises(PodiumError, match="callbacks.epoch_lines.enabled='sometimes'"):
-        EpochLines(enabled="sometimes")
+    for bad in ("sometimes", 1):
+        with pytest.raises(PodiumError, match=f"callbacks.epoch_lines.enabled={bad!r}"):
+            EpochLines(enabled=bad)
 
 
 def test_learning_curves_mark_the_best_checkpoint_epoch(tmp_path, monkeypatch):
@@ -248,6 +249,13 @@ def test_make_runs_keeps_seed_groups_within_a_competition(tmp_path):
     fake_run(tmp_path / "y", "/comp/b", "val/f1_macro", 0.8, seed=2, overrides=["loss=focal"])
     fake_run(tmp_path / "z", "/comp/b", "val/f1_macro", 0.9, seed=3, overrides=["loss=focal"])
     table = summarize_runs.best_first(summarize_runs.collect(tmp_path))
+    assert list(table.data_root) == ["/comp/a", "/comp/b", "/comp/b"]
     assert list(table.seeds) == [1, 2, 2]
     assert table.seed_mean[1:].tolist() == pytest.approx([0.85, 0.85])
     assert pd.isna(table.seed_mean[0])
+
+
+def test_make_runs_shows_an_unresolvable_root_as_written():
+    config = {"data": {"root": "${oc.env:PODIUM_NOT_SET}/x"}, "run_name": "${hydra:job.name}"}
+    assert summarize_runs.resolved(config, {}, "data.root") == "${oc.env:PODIUM_NOT_SET}/x"
+    assert summarize_runs.resolved(config, {"job": {"name": "train"}}, "run_name") == "train"

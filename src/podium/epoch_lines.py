@@ -6,7 +6,8 @@ nothing until it ends. `EpochLines` prints, once each epoch is complete,
 epoch=3  train/loss=0.8123  val/f1_macro=0.4567 (best)  lr=2.25e-03  elapsed=0:00:41  eta=0:02:13
 
 (rank zero, flushed at once) and switches the progress bar off there, since its redraws
-are noise in a file. On a terminal the bar stays as it is (`enabled: auto`).
+are noise in a file. On a terminal the bar stays as it is (`enabled: auto`). Either way
+the fit starts with one line: budget, device, the rule that picks best.ckpt.
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import lightning as L
 
 from podium.errors import PodiumError
 
-ENABLED = ("auto", True, False)
+
+def setting(enabled: bool | str) -> bool | str:
+    """`auto`, True or False (the strings `true`/`false` too); anything else is an error."""
+    if isinstance(enabled, str) and enabled.lower() in ("true", "false"):
+        enabled = enabled.lower() == "true"
+    if enabled == "auto" or isinstance(enabled, bool):
+        return enabled
+    raise PodiumError(f"callbacks.epoch_lines.enabled={enabled!r} must be auto, true or "
+                      "false (auto: one line per epoch when stdout is not a terminal)")
 
 
 def wants_lines(enabled: bool | str) -> bool:
     """`auto`: lines when stdout is not a terminal; `true`/`false` force them on/off."""
-    if isinstance(enabled, str) and enabled.lower() in ("true", "false"):
-        enabled = enabled.lower() == "true"
-    if enabled not in ENABLED:
-        raise PodiumError(f"callbacks.epoch_lines.enabled={enabled!r} must be auto, true or "
-                          "false (auto: one line per epoch when stdout is not a terminal)")
-    return not sys.stdout.isatty() if enabled == "auto" else bool(enabled)
+    enabled = setting(enabled)
+    return not sys.stdout.isatty() if enabled == "auto" else enabled
 
 
 def clock(seconds: float) -> str:
@@ -59,9 +64,10 @@ class EpochLines(L.Callback):
 
     def __init__(self, enabled: bool | str = "auto", monitor: str | None = None,
                  mode: str = "max") -> None:
-        wants_lines(enabled)  # a bad value fails when the config is built, not at fit
-        self.enabled, self.monitor, self.mode = enabled, monitor, mode
-        self.active = False
+        self.enabled = setting(enabled)  # a bad value fails when the trainer is built
+        self.monitor, self.mode = monitor, mode
+        self.active = False  # printing epoch lines in this fit
+        self.announce = False  # printing the first line (on a terminal too, unless false)
         self.pending: int | None = None  # the finished epoch whose line is not printed yet
         self.validated: int | None = None  # the last epoch that ran validation
         self.best: float | None = None
@@ -73,23 +79,28 @@ class EpochLines(L.Callback):
         if stage != "fit":
             return
         self.active = trainer.is_global_zero and wants_lines(self.enabled)
+        self.announce = trainer.is_global_zero and self.enabled is not False
         bar = trainer.progress_bar_callback
         if self.active and bar is not None and not sys.stdout.isatty():
             bar.disable()  # its redraws land in the file as noise; the lines replace it
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.active:
-            return
+        if self.announce:
+            print(self.first_line(trainer), flush=True)
         self.start = time.monotonic()
         self.first_epoch, self.first_step = trainer.current_epoch, trainer.global_step
         score = getattr(trainer.checkpoint_callback, "best_model_score", None)
         self.best = float(score) if score is not None else None  # kept across a resume
+
+    def first_line(self, trainer: L.Trainer) -> str:
+        """The budget, the device (Lightning's own device lines are silenced) and the rule
+        that picks best.ckpt."""
         budget = (f"epochs {trainer.current_epoch}..{trainer.max_epochs - 1}"
                   if trainer.max_epochs and trainer.max_epochs > 0
                   else f"{trainer.max_steps} steps")
-        print(f"fit: {budget}, {trainer.num_training_batches} batches each, on "
-              f"{trainer.strategy.root_device} x{trainer.world_size}; best checkpoint by "
-              f"{self.monitor} ({self.mode})", flush=True)
+        return (f"fit: {budget}, {trainer.num_training_batches} batches each, on "
+                f"{trainer.strategy.root_device} x{trainer.world_size}; best checkpoint by "
+                f"{self.monitor} ({self.mode})")
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch,
                              batch_idx: int) -> None:

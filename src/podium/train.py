@@ -100,7 +100,7 @@ def report_checks(output_dir: Path) -> None:
 
 class KnownNoise(logging.Filter):
     """Drops Lightning's info lines that every run prints and no run acts on: the device
-    inventory (the epoch lines' first line names the device used) and the litlogger tip."""
+    inventory (podium's `fit: ...` line names the device used) and the litlogger tip."""
 
     PREFIXES = ("GPU available: ", "TPU available: ", "💡 Tip: For seamless cloud logging")
 
