@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing as mp
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +29,25 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 def find_images(
-    root: Path, ids: Sequence[str], folder: str, pattern: str | None, paths: Sequence[str] | None
+    root: Path, ids: Sequence[str], folder: str, pattern: str | None,
+    paths: Sequence[str] | None, source: str | None = None,
 ) -> list[Path]:
-    """Image path per id: explicit path column, `pattern` with `{id}`, or `<folder>/<id>.<ext>`."""
+    """Image path per id: explicit `paths` (relative to root; `source` names where they
+    came from), `pattern` with `{id}`, or `<folder>/<id>.<ext>`.
+
+    Extensions match in any case (`IMG_1118.JPG`), ids may hold sub-folders (`a/123` is
+    `<folder>/a/123.<ext>`) or their own extension (`123.jpg`). A path that leaves `root`
+    is an error, so a CSV cannot point podium at files outside the competition folder.
+    """
     if paths is not None:
-        found = [root / p for p in paths]
+        found, source = [root / p for p in paths], source or "the image paths"
     elif pattern is not None:
         found = [root / pattern.format(id=i) for i in ids]
+        source = f"data.{folder}_images='{pattern}'"
     else:
-        directory = root / folder
-        if not directory.is_dir():
-            raise PodiumError(f"{directory} not found: put one image per id there")
-        by_stem = {}
-        for entry in os.scandir(directory):
-            stem, ext = os.path.splitext(entry.name)
-            if ext.lower() in IMAGE_EXTENSIONS:
-                by_stem.setdefault(stem, entry.path)
-        found = [Path(by_stem.get(i, directory / f"{i}.<ext>")) for i in ids]
+        found, source = find_by_id(root / folder, ids), f"the ids of {folder}/"
+    check_inside(root, ids, found, source)
+    found = [p if p.is_file() else other_case(p) for p in found]
     missing = [i for i, p in zip(ids, found, strict=False) if not p.is_file()]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -54,28 +58,105 @@ def find_images(
         )
     return found
 
-def load_image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+def find_by_id(directory: Path, ids: Sequence[str]) -> list[Path]:
+    """`<directory>/<id>.<any image extension>`, each sub-folder listed once."""
+    if not directory.is_dir():
+        raise PodiumError(f"{directory} not found: put one image per id there")
+    listings: dict[str, dict[str, str]] = {}
+    found = []
+    for i in ids:
+        sub, name = os.path.split(i)
+        if sub not in listings:
+            listings[sub] = list_images(directory / sub)
+        found.append(Path(listings[sub].get(name) or directory / f"{i}.<ext>"))
+    return found
+
+def list_images(directory: Path) -> dict[str, str]:
+    """The image files of one folder by file name and by stem (the name wins: an id may
+    carry its extension; of `a.jpg` and `a.png` the first by name is `a`)."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(directory))
+    except OSError:  # no such folder: its ids are reported missing
+        return {}
+    images = [n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+    by_stem = {}
+    for name in images:
+        by_stem.setdefault(os.path.splitext(name)[0], str(directory / name))
+    return {**by_stem, **{name: str(directory / name) for name in images}}
+
+def other_case(path: Path) -> Path:
+    """`path` with its extension upper- or lower-cased when only that one exists."""
+    for suffix in (path.suffix.lower(), path.suffix.upper()):
+        candidate = path.with_suffix(suffix) if suffix else path
+        if candidate.is_file():
+            return candidate
+    return path
+
+def check_inside(root: Path, ids: Sequence[str], paths: Sequence[Path], source: str) -> None:
+    """One line for the first path outside `root` (`../x.png`, `/elsewhere/x.png`);
+    compared as written, so folders symlinked into the competition folder still count
+    as inside."""
+    top = os.path.abspath(root)
+    outside = [(i, p) for i, p in zip(ids, paths, strict=False)
+               if os.path.commonpath([top, os.path.abspath(p)]) != top]
+    if outside:
+        i, p = outside[0]
+        raise PodiumError(
+            f"{source}: image path {p} (id {i}) is outside data.root={root} "
+            f"({len(outside)} path(s)): give paths relative to data.root, inside it"
+        )
+
+def load_image(path: Path, mode: str, size: tuple[int, int] | None, draft: bool = True
+               ) -> np.ndarray:
+    """One image as uint8 (H, W, C), resized to `size` (H, W) when given.
+
+    A JPEG at least twice the target size in both sides is decoded by libjpeg at 1/2, 1/4
+    or 1/8 scale (`Image.draft`: the largest reduction still >= `size`), then resized:
+    most of a large photo's decoding and resizing is skipped, and the pixels stay within a
+    few grey levels of a full decode + resize (tests/test_layouts.py states the
+    tolerance). `draft=False` is the full decode (the reference).
+    """
     with Image.open(path) as image:
+        if draft and size is not None and image.format == "JPEG" and (
+                image.size[0] >= 2 * size[1] and image.size[1] >= 2 * size[0]):
+            image.draft(image.mode, (size[1], size[0]))  # the colour conversion as before
         image = image.convert(mode)
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
+def try_load(path: Path, mode: str, size: tuple[int, int] | None, draft: bool = True
+             ) -> np.ndarray | None:
+    """load_image, or None for a file that is not a readable image (reported together)."""
+    try:
+        return load_image(path, mode, size, draft)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+def decode_workers(workers: int | None) -> int:
+    """`data.decode_workers`, default every core this process may run on."""
+    if workers is not None:
+        return max(1, int(workers))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
 def decode_images(
-    paths: Sequence[Path], channels: int, size: tuple[int, int] | None
+    paths: Sequence[Path], channels: int, size: tuple[int, int] | None,
+    workers: int | None = None, pool: str = "threads", draft: bool = True,
 ) -> torch.Tensor:
-    """Decode every image once (threads: PIL releases the GIL) into uint8 (N, C, H, W)."""
+    """Decode every image once, `workers` at a time, into uint8 (N, C, H, W).
+
+    `pool`: "threads" (the default: ...measured...) or "processes" (fork), compared by `make bench`.
+    """
     mode = "L" if channels == 1 else "RGB"
-
-    def load(path: Path) -> np.ndarray | None:
-        try:
-            return load_image(path, mode, size)
-        except (UnidentifiedImageError, OSError, ValueError):
-            return None
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = list(pool.map(load, paths, chunksize=64))
+    load = partial(try_load, mode=mode, size=size, draft=draft)
+    n = decode_workers(workers)
+    if n == 1 or len(paths) < 2:
+        arrays = [load(p) for p in paths]
+    else:
+        with executor(pool, n) as running:
+            chunk = max(1, min(64, len(paths) // (4 * n)))  # processes: fewer round trips
+            arrays = list(running.map(load, paths, chunksize=chunk))
     bad = [str(p) for p, a in zip(paths, arrays, strict=False) if a is None]
     if bad:
         raise PodiumError(
@@ -86,6 +167,13 @@ def decode_images(
     stacked = np.stack(arrays)  # (N, H, W, C)
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
+def executor(pool: str, workers: int) -> Executor:
+    if pool == "threads":
+        return ThreadPoolExecutor(max_workers=workers)
+    if pool == "processes":  # fork: the workers need nothing imported again
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    raise ValueError(f"pool={pool!r}: threads | processes")
+
 def check_same_size(sizes: set[tuple[int, int]]) -> None:
     if len(sizes) > 1:
         (h1, w1), (h2, w2) = sorted(sizes)[:2]
@@ -95,7 +183,8 @@ def check_same_size(sizes: set[tuple[int, int]]) -> None:
         )
 
 
-CACHE_VERSION = 1  # bump when the decoding changes, so old cache files are not reused
+CACHE_VERSION = 2  # bump when the decoding changes, so old cache files are not reused
+# (2: large JPEGs decoded in draft mode)
 CACHE_CHUNK = 4096  # images decoded at a time while a cache file is written
 
 
@@ -110,7 +199,7 @@ def cache_key(paths: Sequence[Path], settings: str) -> str:
 
 def cached_decode(
     paths: Sequence[Path], channels: int, size: tuple[int, int] | None, cache_dir: Path,
-    ram_limit_gb: float,
+    ram_limit_gb: float, workers: int | None = None,
 ) -> torch.Tensor:
     """decode_images through a cache file `<cache_dir>/images-<key>.npy`.
 
@@ -120,7 +209,7 @@ def cached_decode(
     as batches need them.
     """
     if not paths:
-        return decode_images(paths, channels, size)
+        return decode_images(paths, channels, size, workers)
     file = cache_dir / f"images-{cache_key(paths, f'{channels} {size}')}.npy"
     if not file.exists():
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +217,8 @@ def cached_decode(
         try:
             out = None
             for start in range(0, len(paths), CACHE_CHUNK):
-                block = decode_images(paths[start : start + CACHE_CHUNK], channels, size).numpy()
+                block = decode_images(paths[start : start + CACHE_CHUNK], channels, size,
+                                      workers).numpy()
                 if out is None:
                     out = np.lib.format.open_memmap(aside, mode="w+", dtype=np.uint8,
                                                     shape=(len(paths), *block.shape[1:]))
