@@ -4,12 +4,14 @@ other formats exactly as before, the same tensor whichever pool decodes them."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, JpegImagePlugin
 
+from podium import images
 from podium.errors import PodiumError
 from podium.images import decode_images, decode_workers, load_image
 
@@ -83,20 +85,48 @@ def test_other_images_decode_exactly_as_before(tmp_path, drafts, width, height, 
     assert np.array_equal(got, expected) and drafts == []
 
 
-@pytest.mark.parametrize(("workers", "pool"), [(1, "threads"), (3, "threads"), (2, "processes")])
-def test_every_pool_gives_the_images_in_order(tmp_path, workers, pool):
+@pytest.fixture
+def pools(monkeypatch):
+    """The executors decode_images starts; every job large enough for a pool."""
+    started = []
+    original = images.executor
+    monkeypatch.setattr(images, "SERIAL_BELOW_S", 0.0)
+    monkeypatch.setattr(images, "executor",
+                        lambda pool, n: started.append((pool, n)) or original(pool, n))
+    return started
+
+
+@pytest.mark.parametrize(("workers", "pool"), [(1, "processes"), (3, "threads"),
+                                               (2, "processes")])
+def test_every_pool_gives_the_images_in_order(tmp_path, pools, workers, pool):
     paths = [photo(tmp_path / f"{k}.jpg", 160 + 8 * k, 120, seed=k) for k in range(9)]
     expected = np.stack([full_decode(p, "RGB", (40, 30)) for p in paths])
     got = decode_images(paths, 3, (40, 30), workers=workers, pool=pool, draft=False)
     assert got.dtype == torch.uint8 and got.shape == (9, 3, 40, 30)
     assert torch.equal(got, torch.from_numpy(expected).permute(0, 3, 1, 2))
+    assert pools == ([] if workers == 1 else [(pool, workers)])
 
 
-def test_an_unreadable_image_is_named_from_a_process_pool(tmp_path):
+def test_the_process_pool_forks_on_linux():
+    with images.executor("processes", 2) as pool:
+        kind = type(pool).__name__
+        assert list(pool.map(abs, [-1, -2])) == [1, 2]
+    assert kind == ("ProcessPoolExecutor" if sys.platform == "linux" else "ThreadPoolExecutor")
+
+
+def test_an_unreadable_image_is_named_from_a_process_pool(tmp_path, pools):
     paths = [photo(tmp_path / f"{k}.jpg", 64, 48, seed=k) for k in range(4)]
     paths[2].write_bytes(b"not a jpeg")
     with pytest.raises(PodiumError, match=r"1 unreadable image\(s\): .*2\.jpg"):
         decode_images(paths, 3, (16, 16), workers=2, pool="processes")
+    assert pools == [("processes", 2)]
+
+
+def test_a_small_job_starts_no_pool(tmp_path, monkeypatch):
+    paths = [photo(tmp_path / f"{k}.png", 8, 8, seed=k, fmt="PNG") for k in range(5)]
+    monkeypatch.setattr(images, "executor", lambda *a: pytest.fail("a pool was started"))
+    assert decode_images(paths, 3, None, workers=4).shape == (5, 3, 8, 8)
+    assert decode_images([], 3, (4, 4), workers=4).shape == (0, 3, 4, 4)
 
 
 def test_decode_workers_default_to_every_usable_core():

@@ -12,6 +12,8 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
+import sys
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -142,22 +144,30 @@ def decode_workers(workers: int | None) -> int:
 
 def decode_images(
     paths: Sequence[Path], channels: int, size: tuple[int, int] | None,
-    workers: int | None = None, pool: str = "threads", draft: bool = True,
+    workers: int | None = None, pool: str = "processes", draft: bool = True,
 ) -> torch.Tensor:
     """Decode every image once, `workers` at a time, into uint8 (N, C, H, W).
 
-    `pool`: "threads" (the default: ...measured...) or "processes" (fork), compared by `make bench`.
+    `pool="processes"` (forked, Linux; threads elsewhere and inside daemon processes):
+    PIL holds the GIL for the Python part of every image (open, header, dispatch), which
+    is most of a small image's time, so threads stall on CIFAR-sized images and only
+    processes use more cores for every size (`make bench` compares both). A job the first
+    image says will take under SERIAL_BELOW_S runs in this process: forking a process
+    that has torch loaded costs ~0.15 s.
     """
-    mode = "L" if channels == 1 else "RGB"
-    load = partial(try_load, mode=mode, size=size, draft=draft)
-    n = decode_workers(workers)
-    if n == 1 or len(paths) < 2:
-        arrays = [load(p) for p in paths]
+    if not paths:
+        return torch.zeros(0, channels, *(size or (0, 0)), dtype=torch.uint8)
+    load = partial(try_load, mode="L" if channels == 1 else "RGB", size=size, draft=draft)
+    start = time.perf_counter()
+    arrays = [load(paths[0])]  # also loads PIL's plugins before any fork
+    n = min(decode_workers(workers), len(paths) - 1)
+    if n <= 1 or (time.perf_counter() - start) * len(paths) < SERIAL_BELOW_S:
+        arrays += [load(p) for p in paths[1:]]
     else:
         with executor(pool, n) as running:
-            chunk = max(1, min(64, len(paths) // (4 * n)))  # processes: fewer round trips
-            arrays = list(running.map(load, paths, chunksize=chunk))
-    bad = [str(p) for p, a in zip(paths, arrays, strict=False) if a is None]
+            chunk = max(1, min(64, len(paths) // (4 * n)))  # fewer round trips, balanced
+            arrays += running.map(load, paths[1:], chunksize=chunk)
+    bad = [str(p) for p, a in zip(paths, arrays, strict=True) if a is None]
     if bad:
         raise PodiumError(
             f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"
@@ -167,12 +177,17 @@ def decode_images(
     stacked = np.stack(arrays)  # (N, H, W, C)
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
+SERIAL_BELOW_S = 0.25  # estimated decode time under which no pool is started
+
+
 def executor(pool: str, workers: int) -> Executor:
-    if pool == "threads":
-        return ThreadPoolExecutor(max_workers=workers)
-    if pool == "processes":  # fork: the workers need nothing imported again
+    """A process pool forked from this one (the workers import nothing again), or
+    threads where forking is unsafe or impossible (not Linux, a daemon process)."""
+    if pool not in ("processes", "threads"):
+        raise ValueError(f"pool={pool!r}: processes | threads")
+    if pool == "processes" and sys.platform == "linux" and not mp.current_process().daemon:
         return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
-    raise ValueError(f"pool={pool!r}: threads | processes")
+    return ThreadPoolExecutor(max_workers=workers)
 
 def check_same_size(sizes: set[tuple[int, int]]) -> None:
     if len(sizes) > 1:
