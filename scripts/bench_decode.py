@@ -8,10 +8,10 @@ no scaled decode can skip), saved as quality-90 `IMG_nnnn.JPG`. Then, for each t
 `data.image_size`, interleaved `--repeats` times so all see the same machine speed:
 
   before         the previous decoder: full decode + resize, a pool of min(8, cores) threads
-  full_serial    full decode + resize, one image at a time
   draft_serial   JPEG draft decode (podium.images.load_image), one image at a time
   draft_threads  draft decode, a pool of `--workers` threads (default: every core)
-  draft_procs    draft decode, `--workers` forked processes (podium's default)
+  draft_procs    draft decode, `--workers` forked processes
+  podium         podium's default: draft decode, pool="auto" (threads for such photos)
 
 It reports images/s (median over repeats), each variant's speed-up over `before` (median of
 the per-repeat ratios), CPU seconds per image, and how far the draft pixels are from the
@@ -90,10 +90,10 @@ def cpu_seconds() -> float:
 def variants(workers: int) -> dict[str, dict]:
     return {
         "before": {"workers": min(8, os.cpu_count() or 1), "pool": "threads", "draft": False},
-        "full_serial": {"workers": 1, "draft": False},
-        "draft_serial": {"workers": 1, "draft": True},
-        "draft_threads": {"workers": workers, "pool": "threads", "draft": True},
-        "draft_procs": {"workers": workers, "pool": "processes", "draft": True},
+        "draft_serial": {"workers": 1},
+        "draft_threads": {"workers": workers, "pool": "threads"},
+        "draft_procs": {"workers": workers, "pool": "processes"},
+        "podium": {"workers": workers},  # pool="auto": threads for these photos
     }
 
 
@@ -112,7 +112,8 @@ def bench_size(paths: list[Path], size: int, workers: int, repeats: int) -> dict
         for name in rates:
             ratios.setdefault(name, []).append(rates[name][-1] / rates["before"][-1])
     diff = (outputs["draft_threads"].float() - outputs["before"].float()).abs()
-    assert all(outputs[n].equal(outputs["draft_threads"]) for n in ("draft_serial", "draft_procs"))
+    assert all(outputs[n].equal(outputs["draft_threads"]) for n in ("draft_serial", "draft_procs",
+                                                                     "podium"))
     return {
         "image_size": size,
         "img_s": {n: round(statistics.median(r), 1) for n, r in rates.items()},
@@ -129,7 +130,8 @@ def bench_small(workers: int, repeats: int, limit: int = 12406) -> dict:
     paths = sorted(CIFAR.iterdir())[:limit]
     pools = {"before": {"workers": min(8, os.cpu_count() or 1), "pool": "threads"},
              "serial": {"workers": 1}, "threads": {"workers": workers, "pool": "threads"},
-             "processes": {"workers": workers, "pool": "processes"}}
+             "processes": {"workers": workers, "pool": "processes"},
+             "podium": {"workers": workers}}  # pool="auto": processes for 32 px images
     rates: dict[str, list[float]] = {}
     for _ in range(repeats):
         for name, kwargs in pools.items():

@@ -114,12 +114,23 @@ def test_the_process_pool_forks_on_linux():
     assert kind == ("ProcessPoolExecutor" if sys.platform == "linux" else "ThreadPoolExecutor")
 
 
-def test_an_unreadable_image_is_named_from_a_process_pool(tmp_path, pools):
-    paths = [photo(tmp_path / f"{k}.jpg", 64, 48, seed=k) for k in range(4)]
-    paths[2].write_bytes(b"not a jpeg")
-    with pytest.raises(PodiumError, match=r"1 unreadable image\(s\): .*2\.jpg"):
+def test_unreadable_images_are_named_from_a_process_pool_too(tmp_path, pools):
+    paths = [photo(tmp_path / f"{k}.jpg", 64, 48, seed=k) for k in range(6)]
+    for k in (0, 4):  # one decoded in this process, one in a worker
+        paths[k].write_bytes(b"not a jpeg")
+    with pytest.raises(PodiumError, match=r"2 unreadable image\(s\): \S*0\.jpg, \S*4\.jpg "):
         decode_images(paths, 3, (16, 16), workers=2, pool="processes")
     assert pools == [("processes", 2)]
+
+
+@pytest.mark.parametrize(("threads_above", "picked"), [(0.0, "threads"), (60.0, "processes")])
+def test_auto_sends_slow_images_to_threads_and_quick_ones_to_processes(
+        tmp_path, pools, monkeypatch, threads_above, picked):
+    """The second image's decode time decides (the first loads PIL's plugins)."""
+    monkeypatch.setattr(images, "THREADS_ABOVE_S", threads_above)
+    paths = [photo(tmp_path / f"{k}.jpg", 64, 48, seed=k) for k in range(6)]
+    decode_images(paths, 3, (16, 16), workers=2)
+    assert pools == [(picked, 2)]
 
 
 def test_a_small_job_starts_no_pool(tmp_path, monkeypatch):

@@ -3,7 +3,8 @@
 `CompetitionDataModule` is the shared base: it reads the labels, splits them (stratified
 hold-out or fold `data.fold` of a k-fold), serves the loaders and declares the `DataSpec`
 (podium.spec) after `setup()`. Two siblings fill in the inputs:
-- `ImageDataModule` (here): `<root>/train/<id>.<ext>` and `<root>/test/<id>.<ext>` decoded
+- `ImageDataModule` (here): `<root>/train/<id>.<ext>` (or class folders `train/<class>/`:
+  podium.layouts) and `<root>/test/<id>.<ext>` decoded
   once into one uint8 tensor (podium.images); augmentation and normalisation run on the
   device inside the model (per-image transforms in the loader remain possible:
   `sample_transform`).
@@ -32,7 +33,7 @@ from podium.images import (
 )
 from podium.io import read_csv
 from podium.labels import check_values, encode_target
-from podium.layouts import ClassFolders, class_folders, test_csv_paths
+from podium.layouts import ClassFolders, class_folders, paths_from_test_csv
 from podium.samplers import EpochSeeded
 from podium.spec import DataSpec
 from podium.splits import split_indices
@@ -289,7 +290,7 @@ class ImageDataModule(CompetitionDataModule):
             layout.check_unused(group_col=self.group_col, path_col=self.path_col)
             sample = layout.sample_submission(self.root / self.sample_submission_path)
             train, paths = self.read_labels(layout=layout, sample=sample), layout.paths
-        test_paths = None if self.test_csv is None else test_csv_paths(
+        test_paths = None if self.test_csv is None else paths_from_test_csv(
             self.root / self.test_csv, self.id_col, self.path_col, self.test_ids,
             self.sample_submission_path)
         column = f" column '{self.path_col}'"

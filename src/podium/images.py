@@ -1,9 +1,10 @@
 """Images from disk to one cached uint8 tensor (N, C, H, W).
 
-Every image is decoded once (threads: PIL releases the GIL), resized on load when
-`data.image_size` is set, and saved as a cache file keyed by every file's path, size and
-mtime and the decode settings, so later runs load it in a blink (memory-mapped when larger
-than `data.cache_ram_gb`).
+Every image is found by id (any-case extension, sub-folders; never outside the competition
+folder), decoded once by `data.decode_workers` threads or forked processes (large JPEGs at
+a reduced scale straight from libjpeg), resized on load when `data.image_size` is set, and
+saved as a cache file keyed by every file's path, size and mtime and the decode settings,
+so later runs load it in a blink (memory-mapped when larger than `data.cache_ram_gb`).
 """
 
 from __future__ import annotations
@@ -144,29 +145,33 @@ def decode_workers(workers: int | None) -> int:
 
 def decode_images(
     paths: Sequence[Path], channels: int, size: tuple[int, int] | None,
-    workers: int | None = None, pool: str = "processes", draft: bool = True,
+    workers: int | None = None, pool: str = "auto", draft: bool = True,
 ) -> torch.Tensor:
     """Decode every image once, `workers` at a time, into uint8 (N, C, H, W).
 
-    `pool="processes"` (forked, Linux; threads elsewhere and inside daemon processes):
-    PIL holds the GIL for the Python part of every image (open, header, dispatch), which
-    is most of a small image's time, so threads stall on CIFAR-sized images and only
-    processes use more cores for every size (`make bench` compares both). A job the first
-    image says will take under SERIAL_BELOW_S runs in this process: forking a process
-    that has torch loaded costs ~0.15 s.
+    PIL releases the GIL while it decodes, converts and resizes, and holds it for the
+    Python part of every image (open, header, dispatch, ~0.1 ms). `pool="auto"` times the
+    second image: a job under SERIAL_BELOW_S in all runs in this process (forking a process
+    with torch loaded costs ~0.15 s); images slower than THREADS_ABOVE_S (large photos) go
+    to threads, which scale on them and copy nothing; smaller ones (CIFAR-sized) to forked
+    processes, since threads stall on the GIL there (`make bench` measures all three).
     """
     if not paths:
         return torch.zeros(0, channels, *(size or (0, 0)), dtype=torch.uint8)
     load = partial(try_load, mode="L" if channels == 1 else "RGB", size=size, draft=draft)
+    arrays = [load(paths[0])]  # PIL's plugins load here: the next image is timed alone
     start = time.perf_counter()
-    arrays = [load(paths[0])]  # also loads PIL's plugins before any fork
-    n = min(decode_workers(workers), len(paths) - 1)
-    if n <= 1 or (time.perf_counter() - start) * len(paths) < SERIAL_BELOW_S:
-        arrays += [load(p) for p in paths[1:]]
+    arrays += [load(p) for p in paths[1:2]]
+    seconds, rest = time.perf_counter() - start, paths[2:]
+    n = min(decode_workers(workers), len(rest))
+    if n <= 1 or seconds * len(rest) < SERIAL_BELOW_S:
+        arrays += [load(p) for p in rest]
     else:
+        if pool == "auto":
+            pool = "threads" if seconds > THREADS_ABOVE_S else "processes"
         with executor(pool, n) as running:
-            chunk = max(1, min(64, len(paths) // (4 * n)))  # fewer round trips, balanced
-            arrays += running.map(load, paths[1:], chunksize=chunk)
+            chunk = max(1, min(64, len(rest) // (4 * n)))  # fewer round trips, balanced
+            arrays += running.map(load, rest, chunksize=chunk)
     bad = [str(p) for p, a in zip(paths, arrays, strict=True) if a is None]
     if bad:
         raise PodiumError(
@@ -178,13 +183,14 @@ def decode_images(
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
 SERIAL_BELOW_S = 0.25  # estimated decode time under which no pool is started
+THREADS_ABOVE_S = 0.002  # per image: the GIL-held part (~0.1 ms) is then < 5 %
 
 
 def executor(pool: str, workers: int) -> Executor:
-    """A process pool forked from this one (the workers import nothing again), or
-    threads where forking is unsafe or impossible (not Linux, a daemon process)."""
+    """`pool`: "threads", or "processes" forked from this one (the workers import nothing
+    again; threads where forking is unsafe or impossible: not Linux, a daemon process)."""
     if pool not in ("processes", "threads"):
-        raise ValueError(f"pool={pool!r}: processes | threads")
+        raise ValueError(f"pool={pool!r}: auto | processes | threads")
     if pool == "processes" and sys.platform == "linux" and not mp.current_process().daemon:
         return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
     return ThreadPoolExecutor(max_workers=workers)

@@ -161,7 +161,7 @@ def write_sample_submission(root: Path, path: Path, id_col: str, target_col: str
     return sample
 
 
-def test_csv_paths(path: Path, id_col: str, path_col: str | None, ids: list[str],
+def paths_from_test_csv(path: Path, id_col: str, path_col: str | None, ids: list[str],
                    sample_name: str) -> list[str]:
     """The test images' paths, one per id of the sample submission, from `data.test_csv`
     (its id column and `data.path_col`, as in train.csv)."""
