@@ -10,9 +10,11 @@ In one process, `--repeats` times on each dataset (the demo and ../shared/data/c
      step-end hooks and is timed apart, so that both see the same machine speed.
 It reports training images/s of both and their ratio (median, min, max), the data loader's
 images/s alone, prediction images/s, peak memory, and the time from a fresh
-`python -m podium.train` to its first training step split into phases. Prints JSON.
+`python -m podium.train` to its first training step split into phases. `photos`: the
+first-run decode of large photos built in a temporary folder, before vs now
+(scripts/bench_decode.py). Prints JSON.
 
-    python scripts/bench.py [--steps N] [--repeats 3] [--datasets demo,cifar10-lt]
+    python scripts/bench.py [--steps N] [--repeats 3] [--datasets demo,cifar10-lt,photos]
         [--precision 32-true] [--accelerator auto]
 """
 
@@ -249,13 +251,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: STEPS per dataset")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--datasets", default="demo,cifar10-lt")
+    parser.add_argument("--datasets", default="demo,cifar10-lt,photos")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--accelerator", default="auto")
     args = parser.parse_args()
 
     results = []
     for name in args.datasets.split(","):
+        if name == "photos":  # decode only: no training on them
+            from bench_decode import run
+
+            results.append({"dataset": "photos", **run(200, [64, 224, 384], 6, None, args.repeats)})
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            continue
         root = DATASETS[name]
         if name != "demo" and not (root / "train.csv").exists():
             print(f"skipping {name}: {root} not found", file=sys.stderr)

@@ -3,7 +3,8 @@
 `CompetitionDataModule` is the shared base: it reads the labels, splits them (stratified
 hold-out or fold `data.fold` of a k-fold), serves the loaders and declares the `DataSpec`
 (podium.spec) after `setup()`. Two siblings fill in the inputs:
-- `ImageDataModule` (here): `<root>/train/<id>.<ext>` and `<root>/test/<id>.<ext>` decoded
+- `ImageDataModule` (here): `<root>/train/<id>.<ext>` (or class folders `train/<class>/`:
+  podium.layouts) and `<root>/test/<id>.<ext>` decoded
   once into one uint8 tensor (podium.images); augmentation and normalisation run on the
   device inside the model (per-image transforms in the loader remain possible:
   `sample_transform`).
@@ -32,6 +33,7 @@ from podium.images import (
 )
 from podium.io import read_csv
 from podium.labels import check_values, encode_target, encode_target_columns, join_label_set
+from podium.layouts import ClassFolders, class_folders, paths_from_test_csv
 from podium.samplers import EpochSeeded
 from podium.spec import DataSpec
 from podium.splits import split_indices
@@ -150,12 +152,14 @@ class CompetitionDataModule(L.LightningDataModule):
                 f"holding {self.train_csv}, {inputs} and {self.sample_submission_path}"
             )
 
-    def read_labels(self, extra_columns: Sequence[str] = ()) -> pd.DataFrame:
-        """train.csv checked and encoded, the sample submission read; returns train.csv."""
-        path = self.root / self.train_csv
+    def read_labels(self, extra_columns: Sequence[str] = (), layout: ClassFolders | None = None,
+                    sample: pd.DataFrame | None = None) -> pd.DataFrame:
+        """train.csv (or a `layout`'s labels: podium.layouts) checked and encoded, the
+        sample submission read (unless given as `sample`); returns the labels."""
+        path = self.root / self.train_csv if layout is None else layout.source
         targets = self.target_cols or [self.target_col]
         columns = [self.id_col, *targets, *filter(None, [self.group_col]), *extra_columns]
-        train = read_csv(path, columns, "the training labels")
+        train = read_csv(path, columns, "the training labels") if layout is None else layout.train
         check_values(train, path, self.id_col, targets[0], allow_empty=self.task == "multilabel")
         if self.target_cols:
             self.labels, self.class_names = encode_target_columns(train, self.target_cols, path,
@@ -164,13 +168,14 @@ class CompetitionDataModule(L.LightningDataModule):
             self.labels, self.class_names = encode_target(
                 train[self.target_col].tolist(), self.task, path, self.target_col, self.label_sep)
         self.train_ids = train[self.id_col].tolist()
-        self.read_sample()
+        self.read_sample(sample)
         return train
 
-    def read_sample(self) -> None:
-        """The sample submission: the test ids, their order and the submission's header."""
-        self.sample = read_csv(self.root / self.sample_submission_path, [self.id_col],
-                               "the sample submission")
+    def read_sample(self, sample: pd.DataFrame | None = None) -> None:
+        """The sample submission (or `sample`, one a layout wrote): the test ids, their
+        order and the submission's header."""
+        self.sample = sample if sample is not None else read_csv(
+            self.root / self.sample_submission_path, [self.id_col], "the sample submission")
         self.test_ids = self.sample[self.id_col].tolist()
 
     def split(self) -> None:
@@ -274,9 +279,11 @@ class ImageDataModule(CompetitionDataModule):
     """An image competition folder: every image decoded once into a cached uint8 tensor.
 
     Image options: `train_images`/`test_images` (path patterns with `{id}`), `path_col`
-    (a train.csv column of paths), `image_size` (H or [H, W], resize on load), `channels`
-    (1 or 3; None: from the first image), `mean`/`std` (None: from the training split),
-    `cache_dir`/`cache_ram_gb` (podium.images), `sample_transform` (per image, in the loader).
+    (a train.csv column of paths), `test_csv` (a CSV with the test images' `path_col`),
+    `image_size` (H or [H, W], resize on load), `channels` (1 or 3; None: from the first
+    image), `mean`/`std` (None: from the training split), `cache_dir`/`cache_ram_gb`/
+    `decode_workers` (podium.images), `sample_transform` (per image, in the loader).
+    Without train.csv, class folders `train/<class>/` are read instead (podium.layouts).
     """
 
     def __init__(
@@ -285,39 +292,55 @@ class ImageDataModule(CompetitionDataModule):
         train_images: str | None = None,
         test_images: str | None = None,
         path_col: str | None = None,
+        test_csv: str | None = None,
         image_size: int | Sequence[int] | None = None,
         channels: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         cache_dir: str | None = None,
         cache_ram_gb: float = 8.0,
+        decode_workers: int | None = None,
         sample_transform: Callable | None = None,
         **kwargs,
     ) -> None:
         super().__init__(root, **kwargs)
         self.train_images, self.test_images, self.path_col = train_images, test_images, path_col
+        self.test_csv = test_csv
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         self.image_size = tuple(image_size) if image_size is not None else None
         self.channels, self.fixed_mean, self.fixed_std = channels, mean, std
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.cache_ram_gb = cache_ram_gb
+        self.cache_ram_gb, self.decode_workers = cache_ram_gb, decode_workers
         self.sample_transform = sample_transform
         self.train_paths: list[Path] = []
         self.test_paths: list[Path] = []
 
     def read_inputs(self) -> pd.DataFrame:
-        """Both CSVs read and checked, every image path found; no decoding yet."""
+        """The labels (train.csv, or class folders) and the sample submission read and
+        checked, every image path found; no decoding yet."""
         self.check_root("train/, test/")
-        train = self.read_labels([self.path_col] if self.path_col else [])
-        paths = train[self.path_col].tolist() if self.path_col else None
+        layout = class_folders(self.root, self.train_csv, self.id_col, self.target_col)
+        if layout is None:
+            train = self.read_labels([self.path_col] if self.path_col else [])
+            paths = train[self.path_col].tolist() if self.path_col else None
+        else:  # no train.csv, train/<class>/ folders: podium.layouts
+            layout.check_unused(group_col=self.group_col, path_col=self.path_col)
+            sample = layout.sample_submission(self.root / self.sample_submission_path)
+            train, paths = self.read_labels(layout=layout, sample=sample), layout.paths
+        column = f" column '{self.path_col}'"
         self.train_paths = find_images(self.root, self.train_ids, "train", self.train_images,
-                                       paths)
+                                       paths, f"{self.root / self.train_csv}{column}")
         self.find_test()
         return train
 
     def find_test(self) -> None:
-        self.test_paths = find_images(self.root, self.test_ids, "test", self.test_images, None)
+        test_paths = None if self.test_csv is None else paths_from_test_csv(
+            self.root / self.test_csv, self.id_col, self.path_col, self.test_ids,
+            self.sample_submission_path)
+        self.test_paths = find_images(self.root, self.test_ids, "test", self.test_images,
+                                      test_paths,
+                                      f"{self.root / str(self.test_csv)} column '{self.path_col}'")
 
     def build_sets(self) -> DataSpec:
         if self.channels is None:
@@ -341,5 +364,6 @@ class ImageDataModule(CompetitionDataModule):
 
     def decode(self, paths: Sequence[Path], size: tuple[int, int] | None) -> torch.Tensor:
         if self.cache_dir is None:
-            return decode_images(paths, self.channels, size)
-        return cached_decode(paths, self.channels, size, self.cache_dir, self.cache_ram_gb)
+            return decode_images(paths, self.channels, size, self.decode_workers)
+        return cached_decode(paths, self.channels, size, self.cache_dir, self.cache_ram_gb,
+                             self.decode_workers)
