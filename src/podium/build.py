@@ -105,15 +105,60 @@ def build_optimizer_factory(cfg: DictConfig):
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any):
-    """Lightning's Trainer with `callbacks` and `logger`; `metric.monitor` must be resolved."""
+    """Lightning's Trainer with `callbacks` and `logger`; `metric.monitor` must be resolved.
+
+    Without a validation split (`data.val_fraction=0`) nothing is validated and the
+    checkpoint callback watches nothing: `best.ckpt` is the last epoch."""
     from hydra.utils import instantiate
 
     from podium.callbacks import MonitorCheck
 
     callbacks = [MonitorCheck(cfg.metric.monitor)]  # first: before ModelCheckpoint's error
-    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if no_validation(cfg):
+        check_no_validation(cfg)
+        callbacks = [instantiate(c, **unmonitored(c)) for c in cfg.callbacks.values() if c]
+        kwargs.setdefault("limit_val_batches", 0)
+    else:
+        callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
+
+
+def no_validation(cfg: DictConfig) -> bool:
+    """`data.val_fraction=0` without folds: every labelled row trains, none validates."""
+    data = cfg.get("data") or {}
+    return not data.get("n_folds") and data.get("val_fraction", 0.2) == 0
+
+
+def unmonitored(callback: DictConfig) -> dict[str, Any]:
+    """A checkpoint callback watching a val/ key saves every epoch as `best.ckpt` instead."""
+    from hydra.utils import get_class
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    monitor = str(callback.get("monitor") or "")
+    if monitor.startswith("val/") and issubclass(get_class(callback._target_), ModelCheckpoint):
+        log.info("no validation split: %s watches nothing, best.ckpt is the last epoch",
+                 callback._target_)
+        return {"monitor": None}
+    return {}
+
+
+def check_no_validation(cfg: DictConfig) -> None:
+    """Options that need a validation metric, with `data.val_fraction=0`: one line each."""
+    from hydra.utils import get_class
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    fix = "keep a validation split (data.val_fraction=0.2) or"
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if callback and issubclass(get_class(callback._target_), EarlyStopping):
+            raise PodiumError(f"callbacks.{name} stops on {callback.get('monitor')}, but "
+                              f"data.val_fraction=0 validates nothing: {fix} use "
+                              "callbacks=default")
+    monitor = str((cfg.get("scheduler") or {}).get("monitor") or "")
+    if monitor.startswith("val/"):
+        raise PodiumError(f"scheduler.monitor={monitor}, but data.val_fraction=0 validates "
+                          f"nothing: {fix} use scheduler=cosine (or scheduler.monitor="
+                          "train/loss_epoch)")
 
 
 def best_checkpoint(trainer) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, WeightAveraging
 
@@ -28,6 +29,8 @@ def gather_predictions(trainer: L.Trainer, predictions, batch_indices) -> list[t
     UnrepeatedDistributedSampler: no padding); the dataset indices of each shard come
     with it, so the shards are gathered and put back in order. Call it on every rank.
     """
+    if predictions and isinstance(predictions[0], torch.Tensor):  # one dataloader: flat
+        predictions, batch_indices = [predictions], [batch_indices]
     if trainer.world_size == 1:
         return [torch.cat(p).float().cpu() for p in predictions]
     import torch.distributed as dist
@@ -66,19 +69,23 @@ class SubmissionWriter(BasePredictionWriter):
         gathered = gather_predictions(trainer, predictions, batch_indices)  # every rank
         if not trainer.is_global_zero:
             return
-        by_name = dict(zip(PREDICT_SETS, (p.numpy() for p in gathered), strict=True))
-        test, val = by_name["test"], by_name["val"]
+        # no validation split (data.val_fraction=0): the test set only, and no oof.csv
+        by_name = dict(zip(PREDICT_SETS, (p.numpy() for p in gathered), strict=False))
+        test, val = by_name["test"], by_name.get("val", np.zeros((0, 0)))
         if len(test) != len(data.test_ids) or len(val) != len(data.val_ids):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"
                         "batches): no submission written")
             return
         path = self.path = write_submission(self.output_dir, data.sample, data.test_ids, test,
                                             data.class_names, data.id_col, data.task)
+        log.info("submission written to %s", path)
+        if "val" not in by_name:
+            log.info("no validation split (data.val_fraction=0): no oof.csv written")
+            return
         oof = probs_frame(data.val_ids, val, data.class_names, data.id_col)
         oof.insert(1, "fold", data.fold or 0)
         oof.insert(2, data.target_col, data.val_labels)
         write_atomic(self.output_dir / "oof.csv", oof.to_csv(index=False))
-        log.info("submission written to %s", path)
 
 
 class AveragedWeights(WeightAveraging):
@@ -138,8 +145,8 @@ class ClassReport(BasePredictionWriter):
         from podium.report import write_class_report
 
         data = trainer.datamodule
-        if (not trainer.is_global_zero or data is None or len(predictions) < 2
-                or data.task == "regression"):
+        if (not trainer.is_global_zero or data is None or not data.has_validation
+                or len(predictions) < 2 or data.task == "regression"):
             return
         val = torch.cat(predictions[PREDICT_SETS.index("val")]).float().cpu().numpy()
         if len(val) != len(data.val_idx):
@@ -203,7 +210,22 @@ class RunCheckpoint(ModelCheckpoint):
     run would take its first epoch as "best" even when an earlier epoch was better: the
     earlier best checkpoint(s) are copied into the new folder and their scores restored;
     the new run folder is complete, and the old one is never touched.
+
+    `best_epoch`: the (0-based) epoch whose weights `best.ckpt` holds, kept in the
+    callback's state so a resumed run knows it too; train.py writes it to metrics.json
+    and `make refit` trains `best_epoch + 1` epochs. Without a monitor (no validation
+    split) every epoch replaces `best.ckpt`, so it is the last epoch.
     """
+
+    best_epoch: int | None = None
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if filepath == self.best_model_path:  # set by Lightning just before it saves
+            self.best_epoch = trainer.current_epoch
+        super()._save_checkpoint(trainer, filepath)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "best_epoch": self.best_epoch}
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
@@ -237,4 +259,5 @@ class RunCheckpoint(ModelCheckpoint):
                     "kth_best_model_path": copied.get(state_dict["kth_best_model_path"],
                                                       ("",))[0],
                 }
+        self.best_epoch = state_dict.get("best_epoch")
         super().load_state_dict(state_dict)

@@ -45,7 +45,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     ckpt = best_checkpoint(trainer)
-    metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    if datamodule.has_validation:
+        metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt,
+                                   verbose=False)[0]
+    else:  # data.val_fraction=0: the last epoch's training metrics, nothing validated
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     metrics = {k: float(v) for k, v in metrics.items()}
     trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt, return_predictions=False)
 
@@ -57,15 +61,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", {
             **metrics, "monitor": cfg.metric.monitor, "best_checkpoint": ckpt,
-            "epochs": trainer.current_epoch,
+            "epochs": trainer.current_epoch, "best_epoch": best_epoch(trainer),
+            "validation": datamodule.has_validation,
         })
     return metrics
+
+
+def best_epoch(trainer) -> int | None:
+    """The 0-based epoch of best.ckpt, as the checkpoint callback recorded it."""
+    return getattr(trainer.checkpoint_callback, "best_epoch", None)
 
 
 def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
     """The lines a competitor looks for at the end of a run."""
     print(f"run folder: {output_dir}")
-    print(f"best {monitor}: {metrics.get(monitor, float('nan')):.4f}")
+    if monitor in metrics:
+        print(f"best {monitor}: {metrics[monitor]:.4f}")
+    else:
+        print("no validation split (data.val_fraction=0): best.ckpt is the last epoch, "
+              "no oof.csv")
     if "leaderboard/f1_macro" in metrics:
         print(f"demo leaderboard macro-F1: {metrics['leaderboard/f1_macro']:.4f}")
     if "leaderboard/mae" in metrics:
@@ -90,11 +104,14 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric (the sweep objective)."""
     from lightning.pytorch.utilities import rank_zero_only
 
+    from podium.build import no_validation
     from podium.metrics import never_logged
 
     metrics = train(cfg)
     if rank_zero_only.rank == 0:
         report(Path(cfg.paths.output_dir), metrics, cfg.metric.monitor)
+    if no_validation(cfg):
+        return None
     if cfg.metric.monitor not in metrics:
         raise PodiumError(never_logged(cfg.metric.monitor, metrics))
     return metrics[cfg.metric.monitor]
