@@ -62,3 +62,50 @@ class RandomFlip(nn.Module):
         flip = torch.rand(len(batch), device=batch.device) < self.p
         flipped = torch.where(flip.view(-1, 1, 1, 1), batch.flip(self.dim), batch)
         return flipped if images.ndim == 4 else flipped[0]
+
+
+class BatchMix(nn.Module):
+    """MixUp and CutMix (torchvision.transforms.v2) on a training batch: (images, labels) in,
+    (float images, soft targets (N, C)) out.
+
+    The module applies it after `augment.batch`, before normalisation (mixing commutes with
+    it). A fraction `prob` of the batches is mixed; of those, a share `switch_prob` gets
+    CutMix, the rest MixUp (an alpha of 0 turns that one off). Unmixed batches get one-hot
+    targets, so the loss sees one kind of target. From `stop_epoch` on (an epoch index, or
+    a fraction of the run's epochs when below 1) batches are clean again: the last epochs
+    train on the images the test set looks like. The pairing is torchvision's: each image
+    with its neighbour in the (shuffled) batch, one lambda per batch.
+    """
+
+    def __init__(self, num_classes: int, mixup_alpha: float = 0.2, cutmix_alpha: float = 1.0,
+                 prob: float = 1.0, switch_prob: float = 0.5,
+                 stop_epoch: float | None = None) -> None:
+        super().__init__()
+        from torchvision.transforms import v2
+
+        if mixup_alpha < 0 or cutmix_alpha < 0 or not mixup_alpha + cutmix_alpha > 0:
+            raise ValueError(f"augment.mix: mixup_alpha={mixup_alpha}, cutmix_alpha="
+                             f"{cutmix_alpha}: both >= 0 and one > 0 (0 turns one off)")
+        if not 0 <= prob <= 1 or not 0 <= switch_prob <= 1:
+            raise ValueError(f"augment.mix: prob={prob} and switch_prob={switch_prob} must be "
+                             "in [0, 1]")
+        self.num_classes, self.prob = num_classes, prob
+        self.switch_prob = switch_prob if mixup_alpha and cutmix_alpha else float(cutmix_alpha > 0)
+        self.mixup = v2.MixUp(alpha=mixup_alpha, num_classes=num_classes) if mixup_alpha else None
+        self.cutmix = v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes) \
+            if cutmix_alpha else None
+        self.stop_epoch, self.active = stop_epoch, True
+
+    def set_epoch(self, epoch: int, max_epochs: int) -> None:
+        """Mix iff `epoch < stop_epoch` (a fraction below 1: of `max_epochs`)."""
+        stop = self.stop_epoch
+        if stop is not None and 0 < stop < 1:
+            stop = int(stop * max_epochs)
+        self.active = stop is None or epoch < stop
+
+    def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        images = images.float()
+        if not self.active or torch.rand(()) >= self.prob:
+            return images, F.one_hot(labels, self.num_classes).float()
+        transform = self.cutmix if torch.rand(()) < self.switch_prob else self.mixup
+        return transform(images, labels)

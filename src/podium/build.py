@@ -81,7 +81,21 @@ def build_module(cfg: DictConfig, spec):
         augment=augment,
         tta=[instantiate(t) for t in cfg.get("tta") or []],
         metric_k=cfg.metric.k,
+        mix=build_mix(cfg, spec),
     )
+
+
+def build_mix(cfg: DictConfig, spec):
+    """`augment.mix` (MixUp/CutMix) for image classification; None when not configured."""
+    from hydra.utils import instantiate
+
+    mix = (cfg.get("augment") or {}).get("mix")
+    if not mix or not spec.images:
+        return None
+    if spec.task not in ("multiclass", "binary"):
+        raise PodiumError(f"augment.mix mixes class labels, but data.task={spec.task}: "
+                          "use augment/mix=none")
+    return instantiate(mix, num_classes=len(spec.class_names))
 
 
 def build_optimizer_factory(cfg: DictConfig):
