@@ -54,17 +54,19 @@ def check_loss_task(cfg: DictConfig) -> None:
         )
 
 
-def build_module(cfg: DictConfig, spec):
+def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     """The LightningModule for the data described by `spec` (podium.spec.DataSpec).
 
     The network gets `num_classes` and the spec's input size (`in_chans` for images,
     `in_features` for tabular data); image augmentation applies to images only.
+    `pretrained=False` skips loading pretrained weights (a checkpoint replaces them).
     """
     from hydra.utils import instantiate
 
     from podium.module import CompetitionModule
 
-    net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs)
+    net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
+                      **pretrained_weights(cfg, pretrained))
     augment = (instantiate(cfg.augment.get("batch"))
                if spec.images and cfg.get("augment") else None)
     if cfg.model.get("compile"):
@@ -83,6 +85,27 @@ def build_module(cfg: DictConfig, spec):
         metric_k=cfg.metric.k,
         mix=build_mix(cfg, spec),
     )
+
+
+def pretrained_weights(cfg: DictConfig, pretrained: bool = True) -> dict[str, Any]:
+    """timm's arguments for offline pretrained weights: `model.weights_file` (a state_dict
+    as .pth/.bin/.safetensors, e.g. a Kaggle dataset) goes to
+    `pretrained_cfg_overlay=dict(file=...)`; timm drops a classifier of another size and
+    adapts the first convolution to `in_chans`."""
+    weights = cfg.model.get("weights_file")
+    uses_pretrained = "pretrained" in cfg.model.net
+    if not pretrained and uses_pretrained:
+        return {"pretrained": False}
+    if not weights:
+        return {}
+    if not cfg.model.net.get("pretrained"):
+        raise PodiumError(f"model.weights_file={weights} is loaded by timm's pretrained "
+                          "path: set model.net.pretrained=true (and model=timm)")
+    path = Path(weights).expanduser().resolve()
+    if not path.is_file():
+        raise PodiumError(f"model.weights_file={weights} not found: point it at the "
+                          "pretrained weights file (a state_dict .pth/.bin/.safetensors)")
+    return {"pretrained_cfg_overlay": {"file": str(path)}}
 
 
 def build_mix(cfg: DictConfig, spec):
@@ -115,7 +138,8 @@ def build_optimizer_factory(cfg: DictConfig):
     torch_cfg = OmegaConf.to_container(cfg.optimizer)
     no_decay = torch_cfg.pop("no_decay_norm_bias", False)
     return partial(build_optimizer, optimizer=instantiate(torch_cfg), no_decay_norm_bias=no_decay,
-                   backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0))
+                   backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0),
+                   layer_decay=cfg.model.get("layer_decay"))
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any):

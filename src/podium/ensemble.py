@@ -74,7 +74,7 @@ def load_run_module(run: Path, cfg: DictConfig, tta: list):
 
     checkpoint = load_checkpoint(run / "checkpoints" / "best.ckpt")
     spec = DataSpec.from_dict(checkpoint["hyper_parameters"]["spec"])
-    module = build_module(cfg, spec)
+    module = build_module(cfg, spec, pretrained=False)  # the checkpoint has the weights
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     module.tta = tta
     return module.eval(), spec
