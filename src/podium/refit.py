@@ -35,7 +35,7 @@ def best_epochs(runs: list[Path]) -> int:
             raise PodiumError(f"{path} has no best_epoch (the run did not finish, or predates "
                               "it): pass epochs=N to refit for N epochs")
         counts.append(int(best) + 1)
-    return max(1, round(sum(counts) / len(counts)))
+    return max(1, int(sum(counts) / len(counts) + 0.5))  # half up, not to even
 
 
 def refit_config(run_cfg: DictConfig, epochs: int, experiment: str) -> DictConfig:
