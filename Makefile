@@ -39,6 +39,10 @@ cv: ## FOLDS-fold cross-validation of EXP (JOBS=n folds in parallel) -> logs/cv/
 	$(PY) -m podium.train -m task_name=cv experiment=$(EXP) sweep_name=$(EXP) data.n_folds=$(FOLDS) \
 		"data.fold=range(0,$(FOLDS))" $(if $(JOBS),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
+.PHONY: refit
+refit: ## retrain RUN (a run or cv folder) on all labelled data for its best epoch count -> logs/refit/...
+	$(PY) -m podium.refit run=$(RUN) $(ARGS)
+
 .PHONY: sweep runs
 sweep: ## Optuna search of EXP over conf/hparams_search/SEARCH.yaml, TRIALS in total; re-run resumes -> logs/sweep/EXP/
 	$(PY) -m podium.train -m experiment=$(EXP) hparams_search=$(SEARCH) sweep_name=$(EXP) \

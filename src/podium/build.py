@@ -78,17 +78,19 @@ def check_sampler_task(cfg: DictConfig) -> None:
                           "multilabel gives images several labels: use sampler=rarest_label")
 
 
-def build_module(cfg: DictConfig, spec):
+def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     """The LightningModule for the data described by `spec` (podium.spec.DataSpec).
 
     The network gets `num_classes` and the spec's input size (`in_chans` for images,
     `in_features` for tabular data); image augmentation applies to images only.
+    `pretrained=False` skips loading pretrained weights (a checkpoint replaces them).
     """
     from hydra.utils import instantiate
 
     from podium.module import CompetitionModule
 
-    net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs)
+    net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
+                      **pretrained_weights(cfg, pretrained))
     augment = (instantiate(cfg.augment.get("batch"))
                if spec.images and cfg.get("augment") else None)
     if cfg.model.get("compile"):
@@ -105,7 +107,42 @@ def build_module(cfg: DictConfig, spec):
         augment=augment,
         tta=[instantiate(t) for t in cfg.get("tta") or []],
         metric_k=cfg.metric.k,
+        mix=build_mix(cfg, spec),
     )
+
+
+def pretrained_weights(cfg: DictConfig, pretrained: bool = True) -> dict[str, Any]:
+    """timm's arguments for offline pretrained weights: `model.weights_file` (a state_dict
+    as .pth/.bin/.safetensors, e.g. a Kaggle dataset) goes to
+    `pretrained_cfg_overlay=dict(file=...)`; timm drops a classifier of another size and
+    adapts the first convolution to `in_chans`."""
+    weights = cfg.model.get("weights_file")
+    uses_pretrained = "pretrained" in cfg.model.net
+    if not pretrained and uses_pretrained:
+        return {"pretrained": False}
+    if not weights:
+        return {}
+    if not cfg.model.net.get("pretrained"):
+        raise PodiumError(f"model.weights_file={weights} is loaded by timm's pretrained "
+                          "path: set model.net.pretrained=true (and model=timm)")
+    path = Path(weights).expanduser().resolve()
+    if not path.is_file():
+        raise PodiumError(f"model.weights_file={weights} not found: point it at the "
+                          "pretrained weights file (a state_dict .pth/.bin/.safetensors)")
+    return {"pretrained_cfg_overlay": {"file": str(path)}}
+
+
+def build_mix(cfg: DictConfig, spec):
+    """`augment.mix` (MixUp/CutMix) for image classification; None when not configured."""
+    from hydra.utils import instantiate
+
+    mix = (cfg.get("augment") or {}).get("mix")
+    if not mix or not spec.images:
+        return None
+    if spec.task not in ("multiclass", "binary"):
+        raise PodiumError(f"augment.mix mixes class labels, but data.task={spec.task}: "
+                          "use augment/mix=none")
+    return instantiate(mix, num_classes=len(spec.class_names))
 
 
 def build_optimizer_factory(cfg: DictConfig):
@@ -125,19 +162,65 @@ def build_optimizer_factory(cfg: DictConfig):
     torch_cfg = OmegaConf.to_container(cfg.optimizer)
     no_decay = torch_cfg.pop("no_decay_norm_bias", False)
     return partial(build_optimizer, optimizer=instantiate(torch_cfg), no_decay_norm_bias=no_decay,
-                   backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0))
+                   backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0),
+                   layer_decay=cfg.model.get("layer_decay"))
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any):
-    """Lightning's Trainer with `callbacks` and `logger`; `metric.monitor` must be resolved."""
+    """Lightning's Trainer with `callbacks` and `logger`; `metric.monitor` must be resolved.
+
+    Without a validation split (`data.val_fraction=0`) nothing is validated and the
+    checkpoint callback watches nothing: `best.ckpt` is the last epoch."""
     from hydra.utils import instantiate
 
     from podium.callbacks import MonitorCheck
 
     callbacks = [MonitorCheck(cfg.metric.monitor)]  # first: before ModelCheckpoint's error
-    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if no_validation(cfg):
+        check_no_validation(cfg)
+        callbacks = [instantiate(c, **unmonitored(c)) for c in cfg.callbacks.values() if c]
+        kwargs.setdefault("limit_val_batches", 0)
+    else:
+        callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
+
+
+def no_validation(cfg: DictConfig) -> bool:
+    """`data.val_fraction=0` without folds: every labelled row trains, none validates."""
+    data = cfg.get("data") or {}
+    return not data.get("n_folds") and data.get("val_fraction", 0.2) == 0
+
+
+def unmonitored(callback: DictConfig) -> dict[str, Any]:
+    """A checkpoint callback watching a val/ key saves every epoch as `best.ckpt` instead."""
+    from hydra.utils import get_class
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    monitor = str(callback.get("monitor") or "")
+    if monitor.startswith("val/") and issubclass(get_class(callback._target_), ModelCheckpoint):
+        log.info("no validation split: %s watches nothing, best.ckpt is the last epoch",
+                 callback._target_)
+        return {"monitor": None}
+    return {}
+
+
+def check_no_validation(cfg: DictConfig) -> None:
+    """Options that need a validation metric, with `data.val_fraction=0`: one line each."""
+    from hydra.utils import get_class
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    fix = "keep a validation split (data.val_fraction=0.2) or"
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if callback and issubclass(get_class(callback._target_), EarlyStopping):
+            raise PodiumError(f"callbacks.{name} stops on {callback.get('monitor')}, but "
+                              f"data.val_fraction=0 validates nothing: {fix} use "
+                              "callbacks=default")
+    monitor = str((cfg.get("scheduler") or {}).get("monitor") or "")
+    if monitor.startswith("val/"):
+        raise PodiumError(f"scheduler.monitor={monitor}, but data.val_fraction=0 validates "
+                          f"nothing: {fix} use scheduler=cosine (or scheduler.monitor="
+                          "train/loss_epoch)")
 
 
 def best_checkpoint(trainer) -> str | None:

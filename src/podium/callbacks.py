@@ -30,6 +30,8 @@ def gather_predictions(trainer: L.Trainer, predictions, batch_indices) -> list[t
     UnrepeatedDistributedSampler: no padding); the dataset indices of each shard come
     with it, so the shards are gathered and put back in order. Call it on every rank.
     """
+    if predictions and isinstance(predictions[0], torch.Tensor):  # one dataloader: flat
+        predictions, batch_indices = [predictions], [batch_indices]
     if trainer.world_size == 1:
         return [torch.cat(p).float().cpu() for p in predictions]
     import torch.distributed as dist
@@ -91,25 +93,30 @@ class SubmissionWriter(BasePredictionWriter):
         gathered = gather_predictions(trainer, predictions, batch_indices)  # every rank
         if not trainer.is_global_zero:
             return
-        by_name = dict(zip(PREDICT_SETS, (p.numpy() for p in gathered), strict=True))
-        test, val = by_name["test"], by_name["val"]
-        if len(test) != len(data.test_ids) or len(val) != len(data.val_ids):
+        # no validation split (data.val_fraction=0): the test set only, and no oof.csv
+        by_name = dict(zip(PREDICT_SETS, (p.numpy() for p in gathered), strict=False))
+        test, val = by_name["test"], by_name.get("val")
+        if len(test) != len(data.test_ids) or len(val if val is not None else ()) != len(
+                data.val_ids):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"
                         "batches): no submission written")
             return
         shape = self.shape
-        if data.task == "binary" and shape.format == "label" and \
+        if data.task == "binary" and shape.format == "label" and val is not None and \
                 self.competition in LABEL_METRICS:  # the cut that the metric wants, not 0.5
             self.threshold = best_threshold(val[:, 1], data.labels[data.val_idx],
                                             self.competition)
             shape = replace(shape, threshold=self.threshold["threshold"])
         path = self.path = write_submission(self.output_dir, data.sample, data.test_ids, test,
                                             data.class_names, data.id_col, data.task, shape)
+        log.info("submission written to %s", path)
+        if val is None:
+            log.info("no validation split (data.val_fraction=0): no oof.csv written")
+            return
         oof = probs_frame(data.val_ids, val, data.class_names, data.id_col)
         oof.insert(1, "fold", data.fold or 0)
         oof.insert(2, data.target_col, data.val_labels)
         write_atomic(self.output_dir / "oof.csv", oof.to_csv(index=False))
-        log.info("submission written to %s", path)
 
 
 class AveragedWeights(WeightAveraging):
@@ -169,8 +176,8 @@ class ClassReport(BasePredictionWriter):
         from podium.report import write_class_report
 
         data = trainer.datamodule
-        if (not trainer.is_global_zero or data is None or len(predictions) < 2
-                or data.task == "regression"):
+        if (not trainer.is_global_zero or data is None or not data.has_validation
+                or len(predictions) < 2 or data.task == "regression"):
             return
         val = torch.cat(predictions[PREDICT_SETS.index("val")]).float().cpu().numpy()
         if len(val) != len(data.val_idx):
@@ -275,3 +282,46 @@ class RunCheckpoint(ModelCheckpoint):
                                                       ("",))[0],
                 }
         super().load_state_dict(state_dict)
+
+
+class FreezeBackbone(L.Callback):
+    """Fine-tuning: the backbone (everything but the classifier head) frozen for the first
+    `epochs` epochs while the new head learns, then trained with it.
+
+    Lightning's `BaseFinetuning.freeze` / `make_trainable` do the (un)freezing: parameters
+    stop requiring gradients and BatchNorm layers stop updating their statistics. Unlike
+    Lightning's BackboneFinetuning, which adds the backbone to the optimizer as a new group
+    when it unfreezes (a group the lr scheduler never learns about), the optimizer holds
+    every parameter from the start: torch's optimizers skip a parameter without a
+    gradient, so the frozen ones stay put (no momentum, no weight decay), and the schedule
+    and the groups (`model.backbone_lr_mult`, `model.layer_decay`) cover the backbone from
+    the first step it trains. Decided per epoch, so a resumed run freezes the same way.
+    """
+
+    def __init__(self, epochs: int = 1) -> None:
+        if epochs < 0:
+            raise PodiumError(f"callbacks.freeze_backbone.epochs={epochs} must be >= 0")
+        self.epochs = epochs
+
+    @staticmethod
+    def backbone(net: torch.nn.Module) -> list[torch.nn.Module]:
+        from lightning.pytorch.callbacks import BaseFinetuning
+
+        from podium.optim import classifier_head
+
+        heads = classifier_head(net)
+        if not heads:
+            raise PodiumError(f"callbacks.freeze_backbone needs a classifier head, but "
+                              f"{type(net).__name__} has neither get_classifier() (timm) "
+                              "nor .head")
+        head = {id(m) for h in heads for m in h.modules()}
+        return [m for m in BaseFinetuning.flatten_modules(net) if id(m) not in head]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.callbacks import BaseFinetuning
+
+        modules = self.backbone(pl_module.net)
+        if trainer.current_epoch < self.epochs:
+            BaseFinetuning.freeze(modules, train_bn=False)
+        else:
+            BaseFinetuning.make_trainable(modules)

@@ -107,6 +107,7 @@ class CompetitionDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         sampler: Callable[..., Sampler] | None = None,
+        drop_last: bool = True,
         demo: str | None = None,
         demo_root: str | None = None,
         answers: str | None = None,
@@ -122,6 +123,7 @@ class CompetitionDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.num_workers, self.sampler = num_workers, sampler
+        self.drop_last = drop_last  # a last partial batch of a few images: noisy BatchNorm
         self.demo, self.demo_root = demo, Path(demo_root) if demo_root else None
         self.answers = Path(answers) if answers else None  # a demo's answer key
         # multilabel: 0/1 columns, one per label, instead of a column of label sets
@@ -246,7 +248,7 @@ class CompetitionDataModule(L.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0  # resumed runs
         sampler = EpochSeeded(len(self.train_set), self.seed, epoch, base)
         return self.loader(self.train_set, self.batch_size, sampler=sampler,
-                           drop_last=len(self.train_set) > self.batch_size)
+                           drop_last=self.drop_last and len(self.train_set) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self.val_set, self.eval_batch_size)
@@ -255,8 +257,15 @@ class CompetitionDataModule(L.LightningDataModule):
         return self.loader(self.test_set, self.eval_batch_size)
 
     def predict_dataloader(self) -> list[DataLoader]:
-        """PREDICT_SETS in order: the test set, then the validation split (the OOF file)."""
-        return [self.predict_test_dataloader(), self.val_dataloader()]
+        """PREDICT_SETS in order: the test set, then the validation split (the OOF file)
+        when there is one (`data.val_fraction=0` has none)."""
+        loaders = [self.predict_test_dataloader()]
+        return loaders + [self.val_dataloader()] if self.has_validation else loaders
+
+    @property
+    def has_validation(self) -> bool:
+        """False with `data.val_fraction=0`: every labelled row trains, nothing validates."""
+        return len(self.val_idx) > 0
 
     @property
     def val_ids(self) -> list[str]:

@@ -107,7 +107,7 @@ def load_member(member: Member, tta: list):
 
     checkpoint = load_checkpoint(member.run / "checkpoints" / "best.ckpt")
     spec = DataSpec.from_dict(checkpoint["hyper_parameters"]["spec"])
-    module = build_module(member.cfg, spec)
+    module = build_module(member.cfg, spec, pretrained=False)  # the checkpoint has the weights
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     module.tta = tta
     return module.eval(), spec

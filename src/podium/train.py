@@ -46,7 +46,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     ckpt = best_checkpoint(trainer)
-    metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    if datamodule.has_validation:
+        metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt,
+                                   verbose=False)[0]
+    else:  # data.val_fraction=0: the last epoch's training metrics, nothing validated
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     metrics = {k: float(v) for k, v in metrics.items()}
     tta = None
     if module.tta and trainer.world_size == 1:  # proven on the validation split first
@@ -68,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             **metrics, **extra, "monitor": cfg.metric.monitor,
             "competition": cfg.metric.competition, "best_checkpoint": ckpt,
             "best_epoch": checkpoint_epoch(ckpt), "epochs": trainer.current_epoch,
+            "validation": datamodule.has_validation,
         })
     return metrics
 
@@ -77,7 +82,11 @@ def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
     from podium.demo import leaderboard_lines
 
     print(f"run folder: {output_dir}")
-    print(f"best {monitor}: {metrics.get(monitor, float('nan')):.4f}")
+    if monitor in metrics:
+        print(f"best {monitor}: {metrics[monitor]:.4f}")
+    else:
+        print("no validation split (data.val_fraction=0): best.ckpt is the last epoch, "
+              "no oof.csv")
     for line in leaderboard_lines(metrics):
         print(line)
 
@@ -135,12 +144,15 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric (the sweep objective)."""
     from lightning.pytorch.utilities import rank_zero_only
 
+    from podium.build import no_validation
     from podium.metrics import never_logged
 
     metrics = train(cfg)
     if rank_zero_only.rank == 0:
         report_checks(Path(cfg.paths.output_dir))
         report(Path(cfg.paths.output_dir), metrics, cfg.metric.monitor)
+    if no_validation(cfg):
+        return None
     if cfg.metric.monitor not in metrics:
         raise PodiumError(never_logged(cfg.metric.monitor, metrics))
     return metrics[cfg.metric.monitor]
