@@ -199,7 +199,7 @@ def predict_rate(cfg, datamodule) -> float:
 
 STARTUP = r"""
 import time; t0 = time.perf_counter(); marks = {}
-import lightning, hydra, torchmetrics, podium.train, podium.build as T
+import lightning, hydra, torchmetrics, podium.train, podium.build as T, podium.config as C
 marks["imports"] = time.perf_counter() - t0
 import sys; sys.argv = ["podium.train", "data.root=%s", "paths.log_dir=%s",
                         "data.cache_dir=%s", "trainer.max_epochs=1"]
@@ -218,7 +218,7 @@ def first_step(cfg):
             print("MARKS" + __import__("json").dumps(marks)); raise SystemExit(0)
     trainer.callbacks.append(Stop()); trainer.fit(module, datamodule=dm)
 import hydra as H
-H.main(version_base="1.3", config_path=T.CONFIG_DIR, config_name="train")(first_step)()
+H.main(version_base="1.3", config_path=C.CONFIG_DIR, config_name="train")(first_step)()
 """
 
 

@@ -105,7 +105,7 @@ def test_piped_run_prints_the_changed_keys_and_no_known_noise(piped_run, demo_ro
 
 
 def test_print_config_lists_overrides_experiment_and_groups(tmp_path, capsys):
-    from podium.build import print_config
+    from podium.config import print_config
 
     cfg = make_cfg(tmp_path, ["experiment=focal", "optimizer.lr=0.01"])
     print_config(cfg, tmp_path / "config_tree.txt")
@@ -171,7 +171,8 @@ def test_epoch_lines_setting():
 
 def test_learning_curves_mark_the_best_checkpoint_epoch(tmp_path, monkeypatch):
     import podium.curves
-    from podium.callbacks import LearningCurves, checkpoint_epoch
+    from podium.callbacks import LearningCurves
+    from podium.checkpoints import checkpoint_epoch
 
     rows = [{"epoch": e, "step": e, "val/loss": 1 - e / 10, "val/f1_macro": f1,
              "train/loss_epoch": 2 - e / 10} for e, f1 in enumerate([0.2, 0.6, 0.4])]

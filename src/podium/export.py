@@ -24,7 +24,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from podium.build import CONFIG_DIR
+from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from podium.build import CONFIG_DIR
+from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from podium.build import CONFIG_DIR
+from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from podium.build import CONFIG_DIR, check_types, print_config
+from podium.config import CONFIG_DIR, check_types, print_config
 from podium.errors import PodiumError, one_line_errors
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from lightning.pytorch.utilities import rank_zero_only
 
     from podium.build import best_checkpoint, build_datamodule, build_module, build_trainer
-    from podium.callbacks import SubmissionWriter, checkpoint_epoch
+    from podium.callbacks import SubmissionWriter
+    from podium.checkpoints import checkpoint_epoch
     from podium.demo import leaderboard
     from podium.io import write_json
     from podium.metrics import resolve_metric
