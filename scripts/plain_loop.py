@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from podium.augment import RandomFlip, RandomShift
-from podium.datamodule import ImageDataModule
+from podium.image_data import ImageDataModule
 from podium.models import CifarResNet
 
 ROOT = Path(__file__).resolve().parents[1]

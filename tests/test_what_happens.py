@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, run_cli
-from podium.datamodule import ImageDataModule
 from podium.errors import PodiumError
+from podium.image_data import ImageDataModule
 
 
 def readme_rows() -> dict[str, str]:
