@@ -115,9 +115,9 @@ def load_image(path: Path, mode: str, size: tuple[int, int] | None, draft: bool 
 
     A JPEG at least twice the target size in both sides is decoded by libjpeg at 1/2, 1/4
     or 1/8 scale (`Image.draft`: the largest reduction still >= `size`), then resized:
-    most of a large photo's decoding and resizing is skipped, and the pixels stay within a
-    few grey levels of a full decode + resize (tests/test_layouts.py states the
-    tolerance). `draft=False` is the full decode (the reference).
+    most of a large photo's decoding and resizing is skipped, and the pixels stay within
+    about a grey level of a full decode + resize on average (tests/test_decode.py states
+    the tolerance). `draft=False` is the full decode (the reference).
     """
     with Image.open(path) as image:
         if draft and size is not None and image.format == "JPEG" and (
