@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
-          "experiment=", "hparams_search=")
+          "experiment=", "hparams_search=", "sweep.")
 COLUMNS = ["experiment", "overrides", "monitor", "best", "oof", "seed_mean", "seed_std",
            "seeds", "epochs", "wall_s", "status", "path"]
 
