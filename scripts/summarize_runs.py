@@ -6,8 +6,9 @@ A run is a folder with `.hydra/config.yaml` and `metrics.json` (or `failed.txt`)
 cross-validation folder (`make cv`) is one row with its OOF score, and its folds are not
 listed again. Columns: experiment, overrides, monitor, best (the monitored validation value
 of the best checkpoint), oof (the cross-validation OOF score of the same metric), epochs,
-wall time (from the config's to metrics.json's modification time), status, path. Runs that
-differ only in `seed` form a group: `seed_mean` / `seed_std` / `seeds` over the group.
+wall time (from the config's to metrics.json's modification time), status (ok, failed, or
+pruned: a sweep trial its pruner stopped early, `pruned.txt`), path. Runs that differ only
+in `seed` form a group: `seed_mean` / `seed_std` / `seeds` over the group.
 Rows are sorted best first (each monitor's `metric.mode`; failed runs last). The table is
 printed with rich and written to `<DIR>/runs.csv`.
 """
@@ -64,7 +65,9 @@ def run_row(run: Path) -> dict | None:
         "best": metrics.get(monitor, math.nan), "oof": math.nan,
         "epochs": metrics.get("epochs", math.nan),
         "wall_s": round(end.stat().st_mtime - start, 1),
-        "status": "failed" if failed.is_file() else "ok", "path": str(run),
+        "status": "failed" if failed.is_file() else
+                  "pruned" if (run / "pruned.txt").is_file() else "ok",
+        "path": str(run),
     }
 
 
@@ -140,7 +143,7 @@ def show(table: pd.DataFrame, title: str, top: int | None) -> None:
                     f"{value:.4f}" if column in ("best", "oof", "seed_mean", "seed_std")
                     else f"{value:g}")
             cells.append(str(value))
-        shown.add_row(*cells, style="red" if row.status != "ok" else None)
+        shown.add_row(*cells, style={"ok": None, "pruned": "yellow"}.get(row.status, "red"))
     Console(width=200).print(shown)
 
 

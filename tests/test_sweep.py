@@ -1,7 +1,8 @@
-"""Optuna sweeps: search space, storages, failed trials, resume after a kill, shared studies."""
+"""Optuna sweeps: search space, pruning, failed trials, resume after a kill, shared studies."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,6 +14,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
+
+# tiny but real training: a pruner needs several epochs to compare trials
+FAST = ["debug=limit", "trainer.max_epochs=2", "trainer.limit_train_batches=4",
+        "+trainer.limit_predict_batches=1", "model.net.depth=8", "model.net.width=8",
+        "data.batch_size=32", "callbacks.class_report=null", "callbacks.learning_curves=null",
+        "print_config=false"]
 
 
 def study_trials(journal: Path, name: str) -> list:
@@ -91,10 +98,11 @@ def test_search_space_syntax_becomes_optuna_distributions():
     assert fixed == ["seed=3", "optimizer.weight_decay=0.05"]  # the command line fixes a key
 
 
-def test_storages_from_their_config_values(tmp_path):
+def test_storages_and_pruners_from_their_config_values(tmp_path):
     import optuna
 
-    from podium.sweep import open_storage
+    from podium.errors import PodiumError
+    from podium.sweep import make_pruner, open_storage
 
     journal = open_storage(str(tmp_path / "a" / "s.journal"))  # a path: a journal file
     rdb = open_storage(f"sqlite:///{tmp_path}/b/s.db")            # a URL: a database
@@ -106,6 +114,13 @@ def test_storages_from_their_config_values(tmp_path):
     reread = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/b/s.db")
     assert len(reread.trials) == 2
 
+    assert isinstance(make_pruner("median", 3, 2), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner("hyperband", 3, 2), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
+    custom = {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0}
+    assert isinstance(make_pruner(custom), optuna.pruners.PercentilePruner)
+    with pytest.raises(PodiumError, match="sweep.pruner=medain is not a pruner: use median"):
+        make_pruner("medain")
 
 
 CLAIMER = """
@@ -209,6 +224,41 @@ def test_failed_trials_are_recorded_and_a_killed_sweep_resumes(tmp_path, demo_ro
     assert "debug=fdr" in command[3] and "optimizer.lr=0.003" in command[3].split()
 
 
+def test_pruner_stops_the_bad_region_and_make_runs_shows_it(tmp_path, demo_root):
+    """6 seeded trials, lr either fine or far too small: the median pruner cuts the hopeless
+    ones after one epoch; they end cleanly (checkpoints, metrics.json) and are PRUNED."""
+    extra = search_dir(tmp_path, "bad", "      optimizer.lr: choice(0.01, 0.0000001)\n")
+    logs = tmp_path / "logs"
+    proc = run_cli("podium.train", "-m", "hparams_search=bad", "sweep_name=demo",
+                   f"hydra.searchpath=[file://{extra}]", "hydra.sweeper.n_trials=6",
+                   "hydra.sweeper.sampler.n_startup_trials=6", "sweep.pruner=median",
+                   "sweep.startup_trials=2", *FAST, f"data.root={demo_root}",
+                   f"paths.log_dir={logs}")
+    trials = study_trials(logs / "sweep" / "demo" / "optuna.journal", "bad")
+    assert len(trials) == 6
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned and all(t.params["optimizer.lr"] < 1e-6 for t in pruned), \
+        [(t.number, t.state.name, t.params) for t in trials]
+    assert all(t.state.name == "COMPLETE" for t in trials if t.params["optimizer.lr"] > 1e-6)
+    assert f"{len(pruned)} pruned, 0 failed" in proc.stdout
+    for trial in trials:
+        run = Path(trial.user_attrs["run_dir"])
+        metrics = json.loads((run / "metrics.json").read_text())  # every run ended cleanly
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert (run / "pruned.txt").is_file() == (trial.state.name == "PRUNED")
+        assert metrics["epochs"] == (1 if trial.state.name == "PRUNED" else 2)
+        assert sorted(trial.intermediate_values) == ([1] if trial in pruned else [1, 2])
+
+    spec = importlib.util.spec_from_file_location("summarize_runs",
+                                                  ROOT / "scripts/summarize_runs.py")
+    summarize_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize_runs)
+    table = summarize_runs.collect(logs / "sweep" / "demo")
+    status = dict(zip(table.path.map(lambda p: Path(p).name), table.status, strict=True))
+    assert status == {str(t.number): "pruned" if t in pruned else "ok" for t in trials}
+    assert "sweep." not in " ".join(table.overrides)  # the trial number is not a parameter
+
+
 @pytest.mark.slow
 def test_make_sweep_killed_after_two_trials_completes_the_study(tmp_path, demo_root):
     """The issue's acceptance check, literally: `make sweep EXP=focal TRIALS=4`."""
@@ -223,4 +273,4 @@ def test_make_sweep_killed_after_two_trials_completes_the_study(tmp_path, demo_r
     assert proc.returncode == 0, proc.stderr
     assert "trials done" in proc.stdout and "best params: " in proc.stdout
     states = [t.state.name for t in study_trials(journal, "focal")]
-    assert states.count("COMPLETE") == 4, states
+    assert states.count("COMPLETE") + states.count("PRUNED") == 4, states

@@ -1,4 +1,4 @@
-"""Optuna sweeps: podium's own Hydra sweeper, on a study many processes can share.
+"""Optuna sweeps: podium's own Hydra sweeper, with pruning, on a study many processes can share.
 
 `make sweep EXP=focal TRIALS=20` is a Hydra multirun (`-m`) whose sweeper is
 `OptunaSweeper` (conf/hydra/sweeper/optuna.yaml). It is a Hydra sweeper rather than a loop
@@ -20,9 +20,11 @@ package: `src/hydra_plugins/podium_sweeper.py` gives this class a name there.
   user attribute `surplus` and does not count.
 - Resume = re-run the same command: a trial left RUNNING by a process that died (same host,
   pid gone) is failed with the user attribute `interrupted`, does not count, and is redone.
-- Each job gets `sweep.trial=<number>` (its run folder is named by it). A job returns the
-  monitored metric: COMPLETE; NaN (`failed.txt`, see podium.errors) or a crashed job: FAIL.
-  The sweep goes on after either.
+- Each job gets `sweep.trial=<number>`, so `podium.prune.PruneTrial` (a Lightning callback
+  that the hparams_search config adds) reports `metric.monitor` to that trial after every
+  validation and stops a hopeless run cleanly. A job returns the monitored metric: COMPLETE;
+  a trial its callback pruned: PRUNED; NaN (`failed.txt`, see podium.errors) or a crashed
+  job: FAIL. The sweep goes on after either.
 - `hydra.sweeper.n_jobs=k` launches k trials at a time through the launcher (joblib, or a
   SLURM array with hydra/launcher=slurm).
 """
@@ -51,11 +53,13 @@ if TYPE_CHECKING:
     from hydra.types import HydraContext, TaskFunction
     from optuna import Study
     from optuna.distributions import BaseDistribution
+    from optuna.pruners import BasePruner
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial, Trial
 
 _ABSENT = object()
 ENDED = ("COMPLETE", "PRUNED", "FAIL")
+PRUNED_ATTR = "pruned_after_epoch"  # set on the trial by PruneTrial: the sweeper tells PRUNED
 CLAIM_GRACE = timedelta(seconds=60)  # a RUNNING trial with no owner yet is being claimed
 # overrides of the sweep itself, left out of the "make train" command of the best trial
 SWEEP_ONLY = ("experiment=", "hparams_search=", "sweep_name=", "task_name=", "hydra.",
@@ -154,6 +158,31 @@ def open_storage(spec: str) -> BaseStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(spec)))
 
 
+def make_pruner(pruner: Any, startup_trials: int = 5, warmup_epochs: int = 1) -> BasePruner:
+    """`sweep.pruner`: median | hyperband | none, or any Optuna pruner as `{_target_: ...}`.
+
+    Steps are epochs trained (1, 2, ...): `warmup_epochs` is how many every trial trains
+    before it can be pruned, `startup_trials` how many complete before any is (median).
+    """
+    import optuna
+
+    if isinstance(pruner, optuna.pruners.BasePruner):  # a mapping Hydra already instantiated
+        return pruner
+    if OmegaConf.is_dict(pruner) or isinstance(pruner, dict):
+        from hydra.utils import instantiate
+
+        return instantiate(pruner)
+    if pruner in (None, "none"):
+        return optuna.pruners.NopPruner()
+    if pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup_trials,
+                                           n_warmup_steps=warmup_epochs)
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup_epochs))
+    raise PodiumError(f"sweep.pruner={pruner} is not a pruner: use median, hyperband or none "
+                      "(or {_target_: optuna.pruners.<Class>, ...})")
+
+
 def this_worker() -> str:
     """`host:pid` of this process, stored on the trials it claims (see release_interrupted)."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -224,10 +253,14 @@ def claim_trial(study: Study, n_trials: int,
 
 
 def trial_state(study: Study, number: int, job: JobReturn) -> tuple[str, float | None]:
-    """How a job ended -> (Optuna state name, value): NaN or an exception is FAIL."""
+    """How a job ended -> (Optuna state name, value): NaN or an exception is FAIL; a trial
+    whose PruneTrial stopped it is PRUNED (even though its run ended cleanly)."""
     value = job.return_value if job.status == JobStatus.COMPLETED else None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return "FAIL", None
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    if PRUNED_ATTR in frozen.user_attrs:
+        return "PRUNED", None
     return "COMPLETE", float(value)
 
 
@@ -288,11 +321,12 @@ class OptunaSweeper(Sweeper):
         check_search_space(config)
         space, fixed = search_space(self.params, arguments, self.hydra_context.config_loader)
         settings = config.sweep
+        pruner = make_pruner(settings.pruner, settings.startup_trials, settings.warmup_epochs)
         direction = self.direction or f"{resolved_metric(config).mode}imize"
         storage = open_storage(settings.storage)
         study = optuna.create_study(
             study_name=settings.study_name, storage=storage, sampler=self.make_sampler(),
-            direction=direction, load_if_exists=True)
+            pruner=pruner, direction=direction, load_if_exists=True)
         self.storage = storage
         release_interrupted(study, storage)
         return space, fixed, study
@@ -343,7 +377,7 @@ class OptunaSweeper(Sweeper):
         trials = [t for t in study.get_trials(deepcopy=False) if ended(t)]
         by_state = {s: sum(t.state.name == s for t in trials) for s in ENDED}
         print(f"sweep: study {study.study_name}: {by_state['COMPLETE']} trials complete, "
-              f"{by_state['FAIL']} failed "
+              f"{by_state['PRUNED']} pruned, {by_state['FAIL']} failed "
               f"(storage {self.config.sweep.storage})")
         if by_state["COMPLETE"]:
             best = study.best_trial
