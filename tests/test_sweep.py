@@ -1,4 +1,4 @@
-"""Optuna sweeps: search space, pruning, failed trials, resume after a kill, shared studies."""
+"""Optuna sweeps: search space, pruning, failed trials, resume after a kill, many workers."""
 
 from __future__ import annotations
 
@@ -257,6 +257,28 @@ def test_pruner_stops_the_bad_region_and_make_runs_shows_it(tmp_path, demo_root)
     status = dict(zip(table.path.map(lambda p: Path(p).name), table.status, strict=True))
     assert status == {str(t.number): "pruned" if t in pruned else "ok" for t in trials}
     assert "sweep." not in " ".join(table.overrides)  # the trial number is not a parameter
+
+
+def test_two_workers_share_one_study_each_trial_once(tmp_path, demo_root):
+    """`make sweep JOBS=2`: two worker processes on one study run 5 trials, none twice."""
+    logs = tmp_path / "logs"
+    proc = run_cli("podium.train", "-m", "hparams_search=lr_wd", "sweep_name=demo",
+                   "hydra.sweeper.n_trials=5", "hydra.sweeper.workers=2", "debug=fdr",
+                   f"data.root={demo_root}", f"paths.log_dir={logs}")
+    from podium.sweep import counts
+
+    trials = study_trials(logs / "sweep" / "demo" / "optuna.journal", "lr_wd")
+    counted = [t for t in trials if counts(t)]
+    assert sorted(t.state.name for t in counted) == ["COMPLETE"] * 5
+    assert all(t.user_attrs.get("surplus") for t in trials if not counts(t))
+    assert len({t.user_attrs["worker"] for t in counted}) == 2  # both workers ran trials
+    assert len({tuple(t.params.items()) for t in counted}) == 5  # workers draw differently
+    (sweep_dir,) = (logs / "sweep" / "demo").glob("20*")
+    runs = sorted(p.parent.name for p in sweep_dir.glob("*/.hydra"))
+    assert runs == sorted(str(t.number) for t in counted)  # each trial ran exactly once
+    assert {p.name for p in sweep_dir.glob("worker-*.log")} == {"worker-0.log", "worker-1.log"}
+    assert proc.stdout.count("best params: ") == 1  # the summary, once, from the parent
+    assert "5 trials complete, 0 pruned, 0 failed" in proc.stdout
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
-"""Optuna sweeps: podium's own Hydra sweeper, with pruning, on a study many processes can share.
+"""Optuna sweeps: podium's own Hydra sweeper, with pruning and many workers on one study.
 
-`make sweep EXP=focal TRIALS=20` is a Hydra multirun (`-m`) whose sweeper is
+`make sweep EXP=focal TRIALS=20 [JOBS=n]` is a Hydra multirun (`-m`) whose sweeper is
 `OptunaSweeper` (conf/hydra/sweeper/optuna.yaml). It is a Hydra sweeper rather than a loop
 over Hydra's compose API so that `-m`, the launchers (joblib, submitit/SLURM) and the run
 folders work as in any multirun. Hydra instantiates sweepers only from the `hydra_plugins`
@@ -25,8 +25,10 @@ package: `src/hydra_plugins/podium_sweeper.py` gives this class a name there.
   validation and stops a hopeless run cleanly. A job returns the monitored metric: COMPLETE;
   a trial its callback pruned: PRUNED; NaN (`failed.txt`, see podium.errors) or a crashed
   job: FAIL. The sweep goes on after either.
-- `hydra.sweeper.n_jobs=k` launches k trials at a time through the launcher (joblib, or a
-  SLURM array with hydra/launcher=slurm).
+- `hydra.sweeper.workers=n` (`make sweep JOBS=n`): this process starts n copies of its own
+  command, which share the study (each pinned to one GPU when there are several), and prints
+  the best trial when they are done. `hydra.sweeper.n_jobs=k` instead launches k trials at a
+  time through the launcher (joblib, or a SLURM array with hydra/launcher=slurm).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ import math
 import os
 import shlex
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -264,19 +268,34 @@ def trial_state(study: Study, number: int, job: JobReturn) -> tuple[str, float |
     return "COMPLETE", float(value)
 
 
+def visible_gpus() -> list[str]:
+    """GPU ids to pin workers to, one each; empty unless there are several GPUs."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count < 2:
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return [d.strip() for d in listed.split(",")][:count] if listed else \
+        [str(i) for i in range(count)]
+
+
 class OptunaSweeper(Sweeper):
     """Hydra sweeper over an Optuna study (see the module docstring).
 
     Args (conf/hydra/sweeper/optuna.yaml): `params` the search space; `n_trials` the
-    study's total; `n_jobs` trials launched together through the launcher; `direction`
-    minimize | maximize | null (from `metric.mode`); `sampler` an Optuna sampler factory
-    (`_partial_: true`; TPE seeded with `seed`).
+    study's total; `n_jobs` trials launched together through the launcher; `workers` sweep
+    processes on this machine (`make sweep JOBS=n`); `worker` set by the sweep for each of
+    them; `direction` minimize | maximize | null (from `metric.mode`); `sampler` an Optuna
+    sampler factory (`_partial_: true`; TPE seeded with `seed`).
     """
 
     def __init__(self, params: Mapping[str, str] | None = None, n_trials: int = 20,
-                 n_jobs: int = 1, direction: str | None = None, sampler: Any = None) -> None:
+                 n_jobs: int = 1, workers: int = 1, worker: int | None = None,
+                 direction: str | None = None, sampler: Any = None) -> None:
         self.params = dict(params or {})
         self.n_trials, self.n_jobs = int(n_trials), max(1, int(n_jobs))
+        self.workers, self.worker = max(1, int(workers)), worker
         self.direction, self.sampler = direction, sampler
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -302,13 +321,24 @@ class OptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        if self.worker is not None:
+            self.run_trials(study, space, fixed)
+            return
         done = sum(ended(t) for t in study.get_trials(deepcopy=False))
         if done:
             print(f"sweep: resuming study {study.study_name} in {self.config.sweep.storage}: "
                   f"{done} of {self.n_trials} trials done, "
                   f"{max(self.n_trials - done, 0)} to go", flush=True)
-        self.run_trials(study, space, fixed)
+        failed_workers = []
+        if self.workers > 1:
+            failed_workers = self.run_workers(study, sweep_dir)
+        else:
+            self.run_trials(study, space, fixed)
         self.report(study)
+        if failed_workers:
+            print(f"error: sweep worker(s) {', '.join(failed_workers)} stopped with an error "
+                  f"(see {sweep_dir}/worker-<k>.log)", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def prepare(self, arguments: list[str]) -> tuple[dict, list[str], Study]:
         """Check the search space, then create or load the study (before any trial)."""
@@ -332,10 +362,14 @@ class OptunaSweeper(Sweeper):
         return space, fixed, study
 
     def make_sampler(self) -> Any:
-        """The configured sampler (a factory: `_partial_: true`)."""
+        """The configured sampler; worker k of `JOBS=n` draws with seed + k, since workers
+        with one seed would suggest the same values (a factory: `_partial_: true`)."""
         if not callable(self.sampler) or not hasattr(self.sampler, "keywords"):
             return self.sampler  # an instance, or None (Optuna's default)
-        return self.sampler()
+        seed = self.sampler.keywords.get("seed")
+        if seed is None or self.worker is None:
+            return self.sampler()
+        return self.sampler(seed=int(seed) + int(self.worker))
 
     def run_trials(self, study: Study, space: dict, fixed: list[str]) -> None:
         """Claim up to `n_jobs` trials, launch them together, record how each ended; repeat
@@ -371,6 +405,44 @@ class OptunaSweeper(Sweeper):
         sampled = [f"{key}={override_value(trial.params[key])}" for key in space]
         trial.set_user_attr("overrides", [*fixed, *sampled])
         return [*fixed, *sampled, f"sweep.trial={trial.number}"]
+
+    def run_workers(self, study: Study, sweep_dir: Path) -> list[str]:
+        """`workers` copies of this command on the study, with output in worker-<k>.log;
+        returns the workers that exited with an error."""
+        gpus = visible_gpus()
+        command = [a for a in sys.orig_argv if not a.startswith("hydra.sweep.dir=")]
+        print(f"sweep: {self.workers} workers on study {study.study_name}"
+              + (f", GPUs {', '.join(gpus)}" if gpus else "")
+              + f"; their output: {sweep_dir}/worker-<k>.log", flush=True)
+        procs = []
+        try:
+            for k in range(self.workers):
+                env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": gpus[k % len(gpus)]}
+                                        if gpus else {})}
+                with open(sweep_dir / f"worker-{k}.log", "w") as log:
+                    procs.append(subprocess.Popen(
+                        [*command, f"hydra.sweeper.worker={k}", f"hydra.sweep.dir='{sweep_dir}'"],
+                        env=env, stdout=log, stderr=subprocess.STDOUT))
+            shown: set[int] = set()
+            while any(p.poll() is None for p in procs):
+                self.show_ended(study, shown)
+                time.sleep(2)
+            self.show_ended(study, shown)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait()
+        return [str(k) for k, p in enumerate(procs) if p.returncode != 0]
+
+    @staticmethod
+    def show_ended(study: Study, shown: set[int]) -> None:
+        """One line per trial that ended since the last call (progress of the workers)."""
+        for trial in study.get_trials(deepcopy=False):
+            if ended(trial) and trial.number not in shown:
+                shown.add(trial.number)
+                value = "" if trial.value is None else f" {trial.value:.4f}"
+                print(f"sweep: trial {trial.number} {trial.state.name}{value}", flush=True)
 
     def report(self, study: Study) -> None:
         """The study's totals, the best trial and the command that trains it again."""
