@@ -193,7 +193,7 @@ def test_failed_trials_are_recorded_and_a_killed_sweep_resumes(tmp_path, demo_ro
     extra = search_dir(tmp_path, "mixed", "      optimizer.lr: choice(0.003, -1.0)\n")
     logs = tmp_path / "logs"  # lr=-1: AdamW refuses it, the trial fails, the sweep goes on
     args = ["-m", "hparams_search=mixed", "sweep_name=demo", f"hydra.searchpath=[file://{extra}]",
-            "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.n_startup_trials=4",
+            "hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random",
             "hydra.sweeper.n_jobs=2", "debug=fdr",  # rounds of 2 trials, told together
             f"data.root={demo_root}", f"paths.log_dir={logs}"]
     journal = logs / "sweep" / "demo" / "optuna.journal"
