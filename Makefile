@@ -44,9 +44,9 @@ refit: ## retrain RUN (a run or cv folder) on all labelled data for its best epo
 	$(PY) -m podium.refit run=$(RUN) $(ARGS)
 
 .PHONY: sweep runs
-sweep: ## Optuna search of EXP over conf/hparams_search/SEARCH.yaml, TRIALS in total; re-run resumes -> logs/sweep/EXP/
+sweep: ## Optuna search of EXP over conf/hparams_search/SEARCH.yaml, TRIALS in total (JOBS=n workers); re-run resumes -> logs/sweep/EXP/
 	$(PY) -m podium.train -m experiment=$(EXP) hparams_search=$(SEARCH) sweep_name=$(EXP) \
-		hydra.sweeper.n_trials=$(TRIALS) $(ARGS)
+		hydra.sweeper.n_trials=$(TRIALS) $(if $(JOBS),hydra.sweeper.workers=$(JOBS)) $(ARGS)
 
 runs: ## table of every run under DIR (default logs), best first -> DIR/runs.csv
 	$(PY) scripts/summarize_runs.py $(DIR) $(ARGS)

@@ -10,7 +10,8 @@ by competition (`data.root`, resolved) and `metric.monitor`, and ranked within t
 only. Columns: data_root, monitor, rank, run_name, experiment, overrides, best (the
 monitored validation value of the best checkpoint), best_epoch, oof (the cross-validation
 OOF score of the same metric), epochs, wall time (from the config's to metrics.json's
-modification time), status, debug (what makes the run a quick check: a `debug=` option,
+modification time), status (ok, failed, or pruned: a sweep trial its pruner stopped
+early, `pruned.txt`), debug (what makes the run a quick check: a `debug=` option,
 fast_dev_run, overfit_batches or limit_*_batches; such runs sort after the real ones),
 path. Runs that differ only in `seed` form a seed group: `seed_mean` / `seed_std` / `seeds`.
 Rows are sorted best first (each monitor's `metric.mode`; failed runs last). The tables
@@ -31,7 +32,7 @@ import pandas as pd
 import yaml
 
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
-          "experiment=", "hparams_search=")
+          "experiment=", "hparams_search=", "sweep.")
 COLUMNS = ["data_root", "monitor", "rank", "run_name", "experiment", "overrides", "best",
            "best_epoch", "oof", "seed_mean", "seed_std", "seeds", "epochs", "wall_s", "status",
            "debug", "path"]
@@ -120,7 +121,9 @@ def run_row(run: Path) -> dict | None:
         "best": metrics.get(monitor, math.nan), "oof": math.nan,
         "epochs": metrics.get("epochs", math.nan),
         "wall_s": round(end.stat().st_mtime - start, 1),
-        "status": "failed" if failed.is_file() else "ok", "path": str(run),
+        "status": "failed" if failed.is_file() else
+                  "pruned" if (run / "pruned.txt").is_file() else "ok",
+        "path": str(run),
     }
 
 
@@ -209,7 +212,8 @@ def show(table: pd.DataFrame, title: str, top: int | None) -> None:
                         f"{value:.4f}" if column in ("best", "oof", "seed_mean", "seed_std")
                         else f"{value:g}")
                 cells.append(str(value))
-            style = "red" if row.status != "ok" else "dim" if row.debug else None
+            style = ("dim" if row.debug else None) if row.status == "ok" else \
+                "yellow" if row.status == "pruned" else "red"
             shown.add_row(*cells, style=style)
         console.print(shown)
 
