@@ -12,7 +12,29 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 
-class ClassBalancedSampler(Sampler[int]):
+class EpochSampler(Sampler[int]):
+    """Sampling with replacement whose order is a pure function of ``seed + epoch``: every
+    DDP rank draws the same list (Lightning's wrapper shards it), a resumed run the same
+    epochs. ``set_epoch(e)`` makes the next iteration epoch ``e``; each iteration advances it."""
+
+    num_samples: int
+    seed: int
+    _epoch: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``__iter__`` produce epoch ``epoch``'s order."""
+        self._epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def next_generator(self) -> torch.Generator:
+        generator = torch.Generator().manual_seed(self.seed + self._epoch)
+        self._epoch += 1
+        return generator
+
+
+class ClassBalancedSampler(EpochSampler):
     """Draw sample ``i`` with replacement with probability ∝ ``n_{y_i}^(-power)``.
 
     ``power=1`` gives balanced classes, ``0.5`` square-root sampling, ``0`` the natural
@@ -61,16 +83,8 @@ class ClassBalancedSampler(Sampler[int]):
         probs = sizes.double().pow(1.0 - self.power)
         self._class_probs = probs / probs.sum()
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next ``__iter__`` produce epoch ``epoch``'s order."""
-        self._epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self._epoch)
-        self._epoch += 1
+        g = self.next_generator()
         cls = torch.multinomial(self._class_probs, self.num_samples, True, generator=g)
         sizes = self._sizes[cls]
         u = torch.rand(self.num_samples, generator=g, dtype=torch.float64)
@@ -78,7 +92,7 @@ class ClassBalancedSampler(Sampler[int]):
         return iter(self._order[self._starts[cls] + offset].tolist())
 
 
-class RarestLabelSampler(Sampler[int]):
+class RarestLabelSampler(EpochSampler):
     """Multi-label sampling: draw image ``i`` with replacement with probability ∝
     ``m_i^(-power)``, ``m_i`` = the training positives of its rarest label.
 
@@ -110,15 +124,8 @@ class RarestLabelSampler(Sampler[int]):
             raise ValueError(f"num_samples={num_samples!r} must be > 0 or None (= len(labels))")
         self.power, self.seed, self._epoch = float(power), int(seed), 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self._epoch)
-        self._epoch += 1
+        g = self.next_generator()
         return iter(torch.multinomial(self.weights, self.num_samples, True, generator=g).tolist())
 
 
