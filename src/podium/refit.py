@@ -55,14 +55,9 @@ def refit(cfg: DictConfig) -> dict:
     """Retrain the run (or cv folder) `cfg.run` on all labelled data; returns metrics.json."""
     import lightning as L
 
-    from podium.build import (
-        best_checkpoint,
-        build_datamodule,
-        build_module,
-        build_trainer,
-        check_types,
-    )
+    from podium.build import best_checkpoint, build_datamodule, build_module, build_trainer
     from podium.callbacks import SubmissionWriter
+    from podium.config import check_types
     from podium.demo import leaderboard
     from podium.ensemble import expand_runs, run_config
     from podium.io import write_atomic, write_json
