@@ -110,10 +110,9 @@ def test_torch_cross_entropy_and_label_smoothing_take_soft_targets():
         assert got.item() == pytest.approx(ref_ce(LOGITS, smoothed), rel=1e-6), name
 
 
-# multi-class losses (class indices or soft (N, C) rows); the multi-label ones take (N, C)
-# multi-hot targets by construction (tests/test_multilabel.py)
+MULTILABEL = set(MULTILABEL_LOSSES)  # (N, C) multi-hot targets already: soft rows as they are
 CLASSIFICATION_LOSSES = [p for p in sorted((CONF / "loss").glob("*.yaml"))
-                         if p.stem not in ("mse", "l1", "huber", *MULTILABEL_LOSSES)]
+                         if p.stem not in ("mse", "l1", "huber") and p.stem not in MULTILABEL]
 
 
 @pytest.mark.parametrize("path", CLASSIFICATION_LOSSES, ids=lambda p: p.stem)
@@ -135,6 +134,17 @@ def test_every_classification_loss_takes_soft_targets_equal_to_hard_on_one_hot(p
     hard.backward()
     soft.backward()
     assert torch.allclose(x_hard.grad, x_soft.grad)
+    assert torch.isfinite(loss(t(LOGITS), t(SOFT)))
+
+
+@pytest.mark.parametrize("name", sorted(MULTILABEL))
+def test_multilabel_losses_take_soft_rows(name):
+    """Multi-label losses score each label on its own: a mixed row is a per-label target."""
+    factory = instantiate(OmegaConf.load(CONF / "loss" / f"{name}.yaml"))
+    try:
+        loss = factory(class_counts=COUNTS)
+    except TypeError:
+        loss = factory()
     assert torch.isfinite(loss(t(LOGITS), t(SOFT)))
 
 
