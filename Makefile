@@ -3,6 +3,8 @@ PY      ?= .venv/bin/python
 EXP     ?= baseline
 ARGS    ?=
 RUN     ?=
+DATA    ?=
+EXPORT  ?=
 FOLDS   ?= 5
 JOBS    ?=
 TRIALS  ?= 20
@@ -17,15 +19,15 @@ empty :=
 space := $(empty) $(empty)
 RUNS  := [$(subst $(space),$(comma),$(foreach r,$(RUN),'$(r)'))]
 
-.PHONY: help install eda train cv submit test test-slow bench bench-imbalance lint demo-data clean
+.PHONY: help install eda train cv submit predict export test test-slow bench bench-imbalance lint demo-data clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 
-install: ## create .venv and install podium (editable) with the dev tools
+install: ## create .venv and install podium (editable) with every extra (sweep, slurm, loggers, dev)
 	python3 -m venv .venv
 	$(PY) -m pip install $(TORCH)
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[all]"
 
 eda: ## class distribution, imbalance ratio and what do-nothing baselines score (ARGS=...)
 	$(PY) -m podium.eda task_name=eda $(ARGS)
@@ -37,16 +39,26 @@ cv: ## FOLDS-fold cross-validation of EXP (JOBS=n folds in parallel) -> logs/cv/
 	$(PY) -m podium.train -m task_name=cv experiment=$(EXP) sweep_name=$(EXP) data.n_folds=$(FOLDS) \
 		"data.fold=range(0,$(FOLDS))" $(if $(JOBS),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
+.PHONY: refit
+refit: ## retrain RUN (a run or cv folder) on all labelled data for its best epoch count -> logs/refit/...
+	$(PY) -m podium.refit run=$(RUN) $(ARGS)
+
 .PHONY: sweep runs
-sweep: ## Optuna search of EXP over conf/hparams_search/SEARCH.yaml, TRIALS in total; re-run resumes -> logs/sweep/EXP/
+sweep: ## Optuna search of EXP over conf/hparams_search/SEARCH.yaml, TRIALS in total (JOBS=n workers); re-run resumes -> logs/sweep/EXP/
 	$(PY) -m podium.train -m experiment=$(EXP) hparams_search=$(SEARCH) sweep_name=$(EXP) \
-		hydra.sweeper.n_trials=$(TRIALS) $(ARGS)
+		hydra.sweeper.n_trials=$(TRIALS) $(if $(JOBS),hydra.sweeper.workers=$(JOBS)) $(ARGS)
 
 runs: ## table of every run under DIR (default logs), best first -> DIR/runs.csv
 	$(PY) scripts/summarize_runs.py $(DIR) $(ARGS)
 
 submit: ## average RUN="dir ..." (default: the latest run) into logs/submit/.../submission.csv
 	$(PY) -m podium.submit "runs=$(RUNS)" $(ARGS)
+
+predict: ## RUN="dir ..." (or EXPORT=bundle) predict DATA=<another competition folder> -> logs/predict/...
+	$(PY) -m podium.predict $(if $(EXPORT),export=$(EXPORT),"runs=$(RUNS)") data.root=$(DATA) $(ARGS)
+
+export: ## RUN="dir ..." (default: the latest run) -> logs/export/<time>/: an offline bundle for code competitions
+	$(PY) -m podium.export "runs=$(RUNS)" $(ARGS)
 
 test: ## the fast test suite (what CI runs)
 	$(PY) -m pytest -q $(ARGS)

@@ -9,10 +9,13 @@ In one process, `--repeats` times on each dataset (the demo and ../shared/data/c
      interleaved step by step with podium's: one plain step runs in each of podium's
      step-end hooks and is timed apart, so that both see the same machine speed.
 It reports training images/s of both and their ratio (median, min, max), the data loader's
-images/s alone, prediction images/s, peak memory, and the time from a fresh
-`python -m podium.train` to its first training step split into phases. Prints JSON.
+images/s alone and followed by each augment option's batch augmentation (randaugment,
+trivialaugment, resized_crop, erasing, MixUp/CutMix), prediction images/s, peak memory,
+and the time from a fresh `python -m podium.train` to its first training step split into
+phases. `photos`: the first-run decode of large photos built in a temporary folder, before
+vs now (scripts/bench_decode.py). Prints JSON.
 
-    python scripts/bench.py [--steps N] [--repeats 3] [--datasets demo,cifar10-lt]
+    python scripts/bench.py [--steps N] [--repeats 3] [--datasets demo,cifar10-lt,photos]
         [--precision 32-true] [--accelerator auto]
 """
 
@@ -144,6 +147,41 @@ def loader_rate(datamodule, batches: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+AUGMENT_OPTIONS = ["flip", "randaugment", "trivialaugment", "resized_crop", "erasing",
+                   "trivialaugment+mix"]
+
+
+def augment_rates(root: Path, args: argparse.Namespace, batches: int) -> dict[str, float]:
+    """Images/s of the loader followed by each augment option's batch augmentation (and
+    MixUp/CutMix for "+mix"): what the training step gets, to set beside what it uses."""
+    from hydra.utils import instantiate
+
+    from podium.build import build_datamodule
+
+    rates = {}
+    for option in AUGMENT_OPTIONS:
+        name, _, mix = option.partition("+")
+        cfg = compose(root, args, [f"augment={name}", *(["augment/mix=both"] if mix else [])])
+        datamodule = build_datamodule(cfg)
+        datamodule.setup("fit")
+        augment = instantiate(cfg.augment.batch)
+        mixer = instantiate(cfg.augment.mix, num_classes=len(datamodule.spec.class_names)) \
+            if cfg.augment.mix else None
+        best = 0.0
+        for _ in range(3):  # the best of three: a shared machine only ever slows it down
+            start, n = time.perf_counter(), 0
+            for i, (x, y) in enumerate(datamodule.train_dataloader()):
+                x = augment(x)
+                if mixer is not None:
+                    x, y = mixer(x, y)
+                n += len(x)
+                if i + 1 == batches:
+                    break
+            best = max(best, n / (time.perf_counter() - start))
+        rates[option] = round(best, 1)
+    return rates
+
+
 def predict_rate(cfg, datamodule) -> float:
     import lightning as L
 
@@ -161,7 +199,7 @@ def predict_rate(cfg, datamodule) -> float:
 
 STARTUP = r"""
 import time; t0 = time.perf_counter(); marks = {}
-import lightning, hydra, torchmetrics, podium.train, podium.build as T
+import lightning, hydra, torchmetrics, podium.train, podium.build as T, podium.config as C
 marks["imports"] = time.perf_counter() - t0
 import sys; sys.argv = ["podium.train", "data.root=%s", "paths.log_dir=%s",
                         "data.cache_dir=%s", "trainer.max_epochs=1"]
@@ -180,7 +218,7 @@ def first_step(cfg):
             print("MARKS" + __import__("json").dumps(marks)); raise SystemExit(0)
     trainer.callbacks.append(Stop()); trainer.fit(module, datamodule=dm)
 import hydra as H
-H.main(version_base="1.3", config_path=T.CONFIG_DIR, config_name="train")(first_step)()
+H.main(version_base="1.3", config_path=C.CONFIG_DIR, config_name="train")(first_step)()
 """
 
 
@@ -224,14 +262,19 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     ratios = [p / q for p, q in zip(podium, plain, strict=True)]
     train_rate = statistics.median(podium)
     loader = loader_rate(datamodule, batches=min(50, len(datamodule.train_dataloader())))
+    augmented = augment_rates(root, args, batches=min(50, len(datamodule.train_dataloader())))
     return {
         "dataset": name, "train_images": len(datamodule.train_set), "steps": steps,
-        "image_shape": list(datamodule.image_shape), "decode_s": round(decode_s, 2),
+        "image_shape": [len(datamodule.spec.mean), *datamodule.spec.image_size],
+        "decode_s": round(decode_s, 2),
         "plain_img_s": [round(x, 1) for x in plain], "podium_img_s": [round(x, 1) for x in podium],
         "ratio_median": round(statistics.median(ratios), 3),
         "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
         "checkpoint_ms": round(statistics.median(save_ms)),
         "loader_img_s": round(loader, 1), "loader_over_train": round(loader / train_rate, 1),
+        "loader_and_augment_img_s": augmented,
+        "loader_and_augment_over_train": {k: round(v / train_rate, 1)
+                                          for k, v in augmented.items()},
         "predict_img_s": round(predict_rate(cfg, datamodule), 1),
         **startup_times(root),
     }
@@ -249,13 +292,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: STEPS per dataset")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--datasets", default="demo,cifar10-lt")
+    parser.add_argument("--datasets", default="demo,cifar10-lt,photos")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--accelerator", default="auto")
     args = parser.parse_args()
 
     results = []
     for name in args.datasets.split(","):
+        if name == "photos":  # decode only: no training on them
+            from bench_decode import run
+
+            results.append({"dataset": "photos", **run(200, [64, 224, 384], 6, None, args.repeats)})
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            continue
         root = DATASETS[name]
         if name != "demo" and not (root / "train.csv").exists():
             print(f"skipping {name}: {root} not found", file=sys.stderr)

@@ -1,15 +1,21 @@
-"""`make runs [DIR=logs]`: one table of every run under a folder, best first.
+"""`make runs [DIR=logs]`: every run under a folder, one table per competition and metric,
+best first.
 
     python scripts/summarize_runs.py logs/sweep/focal [--csv out.csv] [--top 30]
 
 A run is a folder with `.hydra/config.yaml` and `metrics.json` (or `failed.txt`); a
 cross-validation folder (`make cv`) is one row with its OOF score, and its folds are not
-listed again. Columns: experiment, overrides, monitor, best (the monitored validation value
-of the best checkpoint), oof (the cross-validation OOF score of the same metric), epochs,
-wall time (from the config's to metrics.json's modification time), status, path. Runs that
-differ only in `seed` form a group: `seed_mean` / `seed_std` / `seeds` over the group.
-Rows are sorted best first (each monitor's `metric.mode`; failed runs last). The table is
-printed with rich and written to `<DIR>/runs.csv`.
+listed again. Scores are comparable only on the same data and metric, so runs are grouped
+by competition (`data.root`, resolved) and `metric.monitor`, and ranked within their group
+only. Columns: data_root, monitor, rank, run_name, experiment, overrides, best (the
+monitored validation value of the best checkpoint), best_epoch, oof (the cross-validation
+OOF score of the same metric), epochs, wall time (from the config's to metrics.json's
+modification time), status (ok, failed, or pruned: a sweep trial its pruner stopped
+early, `pruned.txt`), debug (what makes the run a quick check: a `debug=` option,
+fast_dev_run, overfit_batches or limit_*_batches; such runs sort after the real ones),
+path. Runs that differ only in `seed` form a seed group: `seed_mean` / `seed_std` / `seeds`.
+Rows are sorted best first (each monitor's `metric.mode`; failed runs last). The tables
+are printed with rich and written, one after the other, to `<DIR>/runs.csv`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -25,9 +32,12 @@ import pandas as pd
 import yaml
 
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
-          "experiment=", "hparams_search=")
-COLUMNS = ["experiment", "overrides", "monitor", "best", "oof", "seed_mean", "seed_std",
-           "seeds", "epochs", "wall_s", "status", "path"]
+          "experiment=", "hparams_search=", "sweep.")
+COLUMNS = ["data_root", "monitor", "rank", "run_name", "experiment", "overrides", "best",
+           "best_epoch", "oof", "seed_mean", "seed_std", "seeds", "epochs", "wall_s", "status",
+           "debug", "path"]
+SHOWN = [c for c in COLUMNS if c not in ("data_root", "monitor")]  # in each table's title
+TEXT = ("run_name", "experiment", "overrides", "status", "debug", "path")
 
 
 def read_yaml(path: Path):
@@ -44,6 +54,47 @@ def infer_mode(monitor: str) -> str:
     return "min" if name in ("loss", "mae", "mse", "rmse") or name.endswith("_loss") else "max"
 
 
+def without_hydra_resolver(value):
+    """`${hydra:x}` -> `${hydra.x}`: resolvable against the run's saved .hydra/hydra.yaml."""
+    if isinstance(value, dict):
+        return {k: without_hydra_resolver(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_hydra_resolver(v) for v in value]
+    return value.replace("${hydra:", "${hydra.") if isinstance(value, str) else value
+
+
+def resolved(config: dict, hydra: dict, key: str):
+    """`key` of the saved (unresolved) config, its interpolations resolved as in the run;
+    as written when they cannot be."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        whole = OmegaConf.create(without_hydra_resolver({**config, "hydra": hydra}))
+        value = OmegaConf.select(whole, key, throw_on_missing=True)
+    except OmegaConfBaseException:
+        value = None
+    if value is None:  # as written
+        value = config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def debug_of(config: dict, choices: dict) -> str:
+    """What makes a run a quick check rather than a result ('' for a real run)."""
+    if choices.get("debug"):
+        return f"debug={choices['debug']}"
+    trainer = config.get("trainer") or {}
+    marks = [f"{key}={trainer[key]}" for key in ("fast_dev_run", "overfit_batches")
+             if trainer.get(key)]
+    for key, value in trainer.items():  # an int is a number of batches, 1.0 is all of them
+        if key.startswith("limit_") and value is not None and not (
+                isinstance(value, float) and value == 1.0):
+            marks.append(f"{key}={value}")
+    return " ".join(marks)
+
+
 def run_row(run: Path) -> dict | None:
     """One run folder -> one row (None: not a training run, e.g. a submit folder)."""
     metrics = read_json(run / "metrics.json")
@@ -57,14 +108,22 @@ def run_row(run: Path) -> dict | None:
     mode = (config.get("metric") or {}).get("mode") or infer_mode(monitor or "val/f1_macro")
     start = (run / ".hydra" / "config.yaml").stat().st_mtime
     end = (run / "metrics.json") if (run / "metrics.json").is_file() else failed
+    choices = hydra.get("runtime", {}).get("choices", {})
+    root = resolved(config, hydra, "data.root")
     return {
-        "experiment": hydra.get("runtime", {}).get("choices", {}).get("experiment", ""),
+        "data_root": os.path.normpath(str(root)) if root else "",
+        "run_name": str(resolved(config, hydra, "run_name") or ""),
+        "best_epoch": metrics.get("best_epoch", math.nan),
+        "debug": debug_of(config, choices),
+        "experiment": choices.get("experiment", ""),
         "overrides": " ".join(o for o in overrides if not o.startswith(HIDDEN)),
         "monitor": monitor, "mode": mode, "seed": config.get("seed"),
         "best": metrics.get(monitor, math.nan), "oof": math.nan,
         "epochs": metrics.get("epochs", math.nan),
         "wall_s": round(end.stat().st_mtime - start, 1),
-        "status": "failed" if failed.is_file() else "ok", "path": str(run),
+        "status": "failed" if failed.is_file() else
+                  "pruned" if (run / "pruned.txt").is_file() else "ok",
+        "path": str(run),
     }
 
 
@@ -98,6 +157,7 @@ def collect(root: Path) -> pd.DataFrame:
             rows.append(row)
     rows += [cv_row(cv, folds) for cv, folds in cv_dirs.items()]
     table = pd.DataFrame(rows, columns=[*COLUMNS, "mode", "seed"])
+    table["debug"] = table["debug"].fillna("")
     return seed_groups(table)
 
 
@@ -108,7 +168,7 @@ def seed_groups(table: pd.DataFrame) -> pd.DataFrame:
         lambda o: " ".join(x for x in o.split() if not x.startswith("seed=")))
     table[["seed_mean", "seed_std"]] = math.nan
     table["seeds"] = 1
-    for _, group in table[table.status == "ok"].groupby(["group", "monitor"]):
+    for _, group in table[table.status == "ok"].groupby(["data_root", "group", "monitor"]):
         if group.seed.nunique() > 1:
             table.loc[group.index, "seed_mean"] = group.best.mean()
             table.loc[group.index, "seed_std"] = group.best.std(ddof=0)
@@ -117,31 +177,45 @@ def seed_groups(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_first(table: pd.DataFrame) -> pd.DataFrame:
-    """Higher is better for `max` monitors, lower for `min`; NaN (failed) last."""
+    """Grouped by competition and monitor; in each group higher is better for `max`
+    monitors, lower for `min`, debug runs after the real ones, NaN (failed) last; `rank`
+    counts within the group."""
     signed = np.where(table["mode"] == "min", table.best, -table.best)
-    order = np.lexsort((np.nan_to_num(signed, nan=np.inf), table.best.isna().to_numpy()))
-    return table.iloc[order].reset_index(drop=True)[COLUMNS]
+    order = np.lexsort((np.nan_to_num(signed, nan=np.inf), table.debug.ne("").to_numpy(),
+                        table.best.isna().to_numpy(), table.monitor.to_numpy(),
+                        table.data_root.to_numpy()))
+    table = table.iloc[order].reset_index(drop=True)
+    table["rank"] = table.groupby(["data_root", "monitor"]).cumcount() + 1
+    return table[COLUMNS]
 
 
 def show(table: pd.DataFrame, title: str, top: int | None) -> None:
+    """One rich table per (competition, monitor) group, its best `top` rows."""
     from rich.console import Console
     from rich.table import Table
 
-    shown = Table(title=title)
-    for column in COLUMNS:
-        shown.add_column(column, justify="right" if column not in (
-            "experiment", "overrides", "monitor", "status", "path") else "left",
-            overflow="fold")
-    for row in table.head(top).itertuples(index=False):
-        cells = []
-        for column, value in zip(COLUMNS, row, strict=True):
-            if isinstance(value, float):
-                value = "" if math.isnan(value) else (
-                    f"{value:.4f}" if column in ("best", "oof", "seed_mean", "seed_std")
-                    else f"{value:g}")
-            cells.append(str(value))
-        shown.add_row(*cells, style="red" if row.status != "ok" else None)
-    Console(width=200).print(shown)
+    console = Console(width=200)
+    console.print(title)
+    for (root, monitor), group in table.groupby(["data_root", "monitor"], sort=False):
+        shown = Table(title=f"data.root={root or '?'}  {monitor}  ({len(group)} runs)")
+        columns = [c for c in SHOWN if c in ("rank", "run_name", "best")
+                   or not group[c].replace("", np.nan).isna().all()]  # empty ones: CSV only
+        for column in columns:
+            shown.add_column(column, justify="left" if column in TEXT else "right",
+                             overflow="fold")
+        for row in group.head(top).itertuples(index=False):
+            cells = []
+            for column in columns:
+                value = getattr(row, column)
+                if isinstance(value, float):
+                    value = "" if math.isnan(value) else (
+                        f"{value:.4f}" if column in ("best", "oof", "seed_mean", "seed_std")
+                        else f"{value:g}")
+                cells.append(str(value))
+            style = ("dim" if row.debug else None) if row.status == "ok" else \
+                "yellow" if row.status == "pruned" else "red"
+            shown.add_row(*cells, style=style)
+        console.print(shown)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = csv.with_name(csv.name + ".tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(csv)
-    show(table, f"{len(table)} runs under {args.dir}, best first", args.top)
+    groups = table.groupby(["data_root", "monitor"]).ngroups
+    show(table, f"{len(table)} runs under {args.dir} in {groups} group(s) (competition, "
+         "metric), each ranked best first", args.top)
     print(f"table written to {csv}")
     return 0
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from podium.datamodule import ImageDataModule
 from podium.errors import PodiumError
+from podium.image_data import ImageDataModule
 from podium.submission import write_submission
 
 CLASSES = ["a", "b", "c"]

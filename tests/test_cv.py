@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
 from conftest import ROOT, run_cli
-from podium.postprocess import f1_offsets, fit_postprocess, macro_f1
+from podium.postprocess import LogitAdjust, f1_offsets, fit_postprocess, macro_f1
 from podium.spec import DataSpec
 
 FOLDS = 3
@@ -67,8 +67,8 @@ def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
     from podium.build import build_datamodule, build_module
     from podium.ensemble import run_config
 
-    run_cli("podium.submit", f"runs=[{cv_dir}]", "tta=hflip", f"paths.log_dir={tmp_path}",
-            f"paths.root_dir={ROOT}")
+    run_cli("podium.submit", f"runs=[{cv_dir}]", "tta=hflip", "force=true",
+            f"paths.log_dir={tmp_path}", f"paths.root_dir={ROOT}")
     [out] = list((tmp_path / "submit" / "ensemble").iterdir())
     got = read_probs(out / "test_probs.csv").iloc[:, 1:].to_numpy()
 
@@ -89,6 +89,44 @@ def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
     assert np.allclose(got, expected, atol=1e-5)
 
 
+def test_a_tta_view_that_hurts_is_refused_on_oof(cv_dir, tmp_path):
+    """A view that scrambles the batch (each image gets another image's prediction) lowers
+    the OOF score: it is left out, with the before/after in the summary, unless forced."""
+    from podium.ensemble import gather_members, submit_members
+    from podium.postprocess import F1Offsets
+
+    members = gather_members([cv_dir], json_paths())
+    scramble = [lambda images: images.flip(0)]
+    refused = submit_members(members, tmp_path / "a", tta=scramble, postprocess=F1Offsets(1))
+    assert refused["tta"]["used"] is False
+    assert refused["tta"]["after"] < refused["tta"]["before"]
+    assert any("tta lowers the OOF f1_macro" in w for w in refused["warnings"])
+    plain = read_probs(cv_dir / "test_probs.csv").iloc[:, 1:].to_numpy()
+    # what was written is the plain ensemble (post-processed as learned on the plain OOF)
+    no_tta = submit_members(members, tmp_path / "b", postprocess=F1Offsets(1))
+    assert (tmp_path / "a" / "submission.csv").read_bytes() == \
+        (tmp_path / "b" / "submission.csv").read_bytes()
+    assert refused["postprocess"]["before"] == no_tta["postprocess"]["before"]
+    assert refused["oof"]["oof/f1_macro"] == pytest.approx(refused["tta"]["before"])
+    forced = submit_members(members, tmp_path / "c", tta=scramble, force=True)
+    assert forced["tta"]["used"] is True
+    assert not np.allclose(read_probs(tmp_path / "c" / "test_probs.csv").iloc[:, 1:], plain)
+
+
+def test_postprocess_is_learned_on_the_oof_it_is_applied_with(cv_dir, tmp_path):
+    """With TTA on, the offsets are learned on OOF predictions made with the same views:
+    their 'before' score is the TTA OOF score, not the plain one."""
+    from podium.ensemble import gather_members, submit_members
+    from podium.postprocess import F1Offsets
+
+    members = gather_members([cv_dir], json_paths())
+    mirror = [lambda images: images.flip(-1)]
+    summary = submit_members(members, tmp_path, tta=mirror, force=True,
+                             postprocess=F1Offsets(1))
+    assert summary["postprocess"]["before"] == pytest.approx(summary["tta"]["after"])
+    assert summary["postprocess"]["after"] >= summary["postprocess"]["before"]
+
+
 def json_paths():
     from omegaconf import OmegaConf
 
@@ -100,7 +138,7 @@ def test_postprocess_reports_before_and_after(cv_dir, tmp_path):
     proc = run_cli("podium.submit", f"runs=[{cv_dir}]", "postprocess=f1_offsets",
                    f"paths.log_dir={tmp_path}", f"paths.root_dir={ROOT}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("f1_offsets"))
-    before, after = (float(v) for v in line.split("macro-F1 ")[1].split(" -> "))
+    before, after = (float(v) for v in line.split("OOF f1_macro ")[1].split(" -> "))
     assert after >= before
 
 
@@ -125,7 +163,6 @@ def test_macro_f1_equals_scikit_learn(seed):
 
 
 def test_logit_adjust_learns_tau_on_oof():
-    from omegaconf import OmegaConf
 
     rng = np.random.default_rng(0)  # a model biased towards the head class "a"
     y = np.repeat([0, 1, 2], [60, 25, 15])
@@ -134,7 +171,7 @@ def test_logit_adjust_learns_tau_on_oof():
     probs[:, 0] += 0.35
     probs /= probs.sum(axis=1, keepdims=True)
     oof = pd.DataFrame(probs, columns=["a", "b", "c"]).assign(label=np.array(["a", "b", "c"])[y])
-    adjust, report = fit_postprocess(OmegaConf.create({"name": "logit_adjust"}), oof,
+    adjust, report = fit_postprocess(LogitAdjust(), oof,
                                      ["a", "b", "c"], "label")
     assert report["after"] >= report["before"] and report["tau"] > 0
     prior = np.bincount(y) / len(y)

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import CIFAR, needs_cifar
-from podium.datamodule import ImageDataModule
 from podium.errors import PodiumError
+from podium.image_data import ImageDataModule
 from podium.labels import sort_labels
 
 

@@ -189,7 +189,7 @@ def test_last_checkpoint_is_the_latest_epoch_when_the_metric_stops_improving(tmp
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from podium.callbacks import RunCheckpoint
+    from podium.checkpoints import RunCheckpoint
 
     class Flat(L.LightningModule):  # the monitored score never improves after epoch 0
         def __init__(self):

@@ -77,7 +77,9 @@ def test_csv_and_tensorboard_together_with_curves_and_config_tree(tmp_path, demo
     order = ["data", "model", "loss", "optimizer", "scheduler", "sampler", "augment", "trainer"]
     assert heads[:8] == order and "logger" in heads[8:] and "hydra" not in heads
     assert "CSVLogger" in tree and "TensorBoardLogger" in tree
-    assert "├── data" in capsys.readouterr().out  # printed too
+    out = capsys.readouterr().out  # printed: the changed keys only (print_config=full: all)
+    assert "├── data" not in out and "logger=many" in out
+    assert "logger.tensorboard._target_=lightning.pytorch.loggers.TensorBoardLogger" in out
 
 
 def test_tensorboard_replaces_csv_and_print_config_off(tmp_path, demo_root, monkeypatch,

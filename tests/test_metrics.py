@@ -34,6 +34,7 @@ def test_multiclass_metrics_equal_scikit_learn(multiclass):
         "precision_macro": sk.precision_score(target, pred, average="macro"),
         "recall_macro": sk.recall_score(target, pred, average="macro"),
         "acc_top3": sk.top_k_accuracy_score(target, probs, k=3, labels=range(5)),
+        "logloss": sk.log_loss(target, probs.astype(np.float64), labels=range(5)),
     }
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, abs=1e-5), name
@@ -77,6 +78,15 @@ def test_binary_auroc_equals_scikit_learn():
     assert float(got["acc"]) == pytest.approx(sk.accuracy_score(target, p1 > 0.5), abs=1e-6)
 
 
+def test_logloss_clips_like_kaggle():
+    """A confident wrong prediction costs -log(1e-15), not infinity."""
+    probs = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
+    target = torch.tensor([1, 1])
+    expected = (-math.log(1e-15 / (1 + 1e-15)) - math.log(0.75)) / 2
+    got = task_metrics("binary", 2, k=1)(probs, target)["logloss"]
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+
+
 def test_regression_metrics_equal_scikit_learn():
     rng = np.random.default_rng(2)
     target = rng.normal(100, 30, size=150).astype(np.float32)
@@ -91,7 +101,8 @@ def test_regression_metrics_equal_scikit_learn():
 
 
 @pytest.mark.parametrize(("key", "mode"), [
-    ("val/loss", "min"), ("val/mae", "min"), ("val/rmse", "min"), ("train/mse", "min"),
+    ("val/loss", "min"), ("val/mae", "min"), ("val/logloss", "min"), ("val/rmse", "min"),
+    ("train/mse", "min"),
     ("val/f1_macro", "max"), ("val/map@3", "max"), ("val/auroc", "max"), ("val/r2", "max"),
 ])
 def test_mode_is_inferred_from_the_key(key, mode):
@@ -168,6 +179,7 @@ def expected_values(task: str, probs: np.ndarray, target: np.ndarray, k: int) ->
         f"map@{k}": float(np.mean(np.where(rank <= k, 1.0 / rank, 0.0))),
         "mrr": float(np.mean(1.0 / rank)),
         f"ndcg@{k}": float(np.mean(np.where(rank <= k, 1.0 / np.log2(rank + 1), 0.0))),
+        "logloss": sk.log_loss(target, probs, labels=range(probs.shape[1])),
     }
     if task == "binary":
         expected["auroc"] = sk.roc_auc_score(target, probs[:, 1])

@@ -22,10 +22,10 @@ from podium.demo import build_multilabel_demo
 from podium.errors import PodiumError
 from podium.labels import encode_target, encode_target_columns
 from podium.metrics import resolve_metric, task_metrics
-from podium.postprocess import fit_thresholds, multilabel_f1, shift_to_half
 from podium.samplers import RarestLabelSampler
 from podium.splits import split_indices
 from podium.submission import make_submission, validate_submission, write_submission
+from podium.thresholds import fit_thresholds, multilabel_f1, shift_to_half
 from podium.train import train
 
 TINY = ["model.net.depth=8", "model.net.width=4", "++trainer.enable_progress_bar=false",

@@ -123,7 +123,7 @@ def one_optimizer_step(images, labels, batch_size: int, accumulate: int) -> nn.M
 
 
 def test_batch_8_times_accumulate_4_equals_batch_32(demo_root):
-    from podium.datamodule import ImageDataModule
+    from podium.image_data import ImageDataModule
 
     data = ImageDataModule(root=demo_root, demo_root=demo_root)
     data.prepare_data()

@@ -50,3 +50,60 @@ def test_failure_leaves_no_file(tmp_path, bad):
     with pytest.raises(PodiumError):
         write_submission(tmp_path, SAMPLE, args["ids"], args["probs"], CLASSES, "id")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- formats, each against a file written by hand ----------------------------------------------
+from podium.submission import choose_format  # noqa: E402
+
+
+def test_class_probabilities_follow_a_shuffled_header():
+    sample = pd.DataFrame({"id": ["3", "1", "2"], "emu": 0.0, "cat": 0.0, "dog": 0.0})
+    shape = choose_format("auto", sample, "id", CLASSES, "multiclass", "val/f1_macro")
+    assert shape.format == "class_probabilities"
+    sub = make_submission(sample, ["3", "1", "2"], PROBS, CLASSES, "id", "multiclass", shape)
+    expected = pd.DataFrame({"id": ["3", "1", "2"], "emu": [0.2, 0.1, 0.6],
+                             "cat": [0.1, 0.8, 0.2], "dog": [0.7, 0.1, 0.2]})
+    pd.testing.assert_frame_equal(sub, expected)
+    validate_submission(sub, sample, CLASSES, "id", "multiclass", shape)
+
+
+def test_binary_probability_is_the_positive_class():
+    sample = pd.DataFrame({"id": ["a", "b"], "target": 0.5})
+    probs = np.array([[0.9, 0.1], [0.25, 0.75]])
+    shape = choose_format("auto", sample, "id", ["benign", "malignant"], "binary", "val/auroc")
+    assert (shape.format, shape.why) == ("probability", "binary task scored by val/auroc")
+    sub = make_submission(sample, ["a", "b"], probs, ["benign", "malignant"], "id", "binary",
+                          shape)
+    assert sub.to_dict("list") == {"id": ["a", "b"], "target": [0.1, 0.75]}
+    label = choose_format("auto", sample, "id", ["benign", "malignant"], "binary", "val/acc")
+    assert label.format == "label"
+
+
+def test_top_k_lists_the_best_labels_best_first():
+    shape = choose_format("auto", SAMPLE, "id", CLASSES, "multiclass", "val/map@2", k=2)
+    assert shape.format == "top_k"
+    sub = make_submission(SAMPLE, ["3", "1", "2"], PROBS, CLASSES, "id", "multiclass", shape)
+    assert sub.label.tolist() == ["dog emu", "cat dog", "emu cat"]  # ties: the first class
+    validate_submission(sub, SAMPLE, CLASSES, "id", "multiclass", shape)
+    with pytest.raises(PodiumError, match="expected 2 distinct"):
+        validate_submission(sub.assign(label=["dog dog", "cat dog", "emu"]), SAMPLE, CLASSES,
+                            "id", "multiclass", shape)
+
+
+@pytest.mark.parametrize(("columns", "task"), [(["cat", "dog"], "multiclass"),
+                                              (["cat", "dog", "cow"], "multiclass")])
+def test_class_columns_that_differ_from_the_model_are_one_line_and_write_nothing(
+        tmp_path, columns, task):
+    sample = pd.DataFrame({"id": ["3", "1", "2"], **{c: 0.0 for c in columns}})
+    with pytest.raises(PodiumError, match=r"columns \[.*\] do not match the model's classes "
+                                          r"\['cat', 'dog', 'emu'\]"):
+        shape = choose_format("auto", sample, "id", CLASSES, task, "val/f1_macro")
+        write_submission(tmp_path, sample, ["3", "1", "2"], PROBS, CLASSES, "id", task, shape)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_formats_that_do_not_fit_the_task_are_refused():
+    with pytest.raises(PodiumError, match="needs data.task=binary"):
+        choose_format("probability", SAMPLE, "id", CLASSES, "multiclass")
+    with pytest.raises(PodiumError, match="submission.format=nope is unknown"):
+        choose_format("nope", SAMPLE, "id", CLASSES, "multiclass")

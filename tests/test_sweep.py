@@ -1,7 +1,9 @@
-"""Optuna sweeps: search-space check, failed trials recorded, resume after a kill."""
+"""Optuna sweeps: search space, pruning, failed trials, resume after a kill, many workers."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -13,42 +15,40 @@ import pytest
 
 from conftest import ROOT, run_cli
 
+# tiny but real training: a pruner needs several epochs to compare trials
+FAST = ["debug=limit", "trainer.max_epochs=2", "trainer.limit_train_batches=4",
+        "+trainer.limit_predict_batches=1", "model.net.depth=8", "model.net.width=8",
+        "data.batch_size=32", "callbacks.class_report=null", "callbacks.learning_curves=null",
+        "print_config=false"]
 
-def study_states(db: Path, name: str) -> list[str]:
+
+def study_trials(journal: Path, name: str) -> list:
+    """The study's trials, read from its journal file ([] before the sweep created it)."""
     import optuna
 
-    if not db.exists():
+    from podium.sweep import open_storage
+
+    if not journal.exists():
         return []
     try:
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+        study = optuna.load_study(study_name=name, storage=open_storage(str(journal)))
     except KeyError:
         return []
-    return [t.state.name for t in study.get_trials(deepcopy=False)]
+    return study.get_trials(deepcopy=False)
 
 
-def finished_count(db: Path) -> int:
-    """Ended trials, read with plain sqlite3 (optuna would race the sweep creating its tables)."""
-    import sqlite3
-
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            rows = con.execute("SELECT state FROM trials").fetchall()
-    except sqlite3.Error:
-        return 0
-    return sum(state in ("COMPLETE", "FAIL") for (state,) in rows)
-
-
-def kill_after(cmd: list[str], db: Path, study: str, finished: int, timeout: int = 300) -> None:
+def kill_after(cmd: list[str], journal: Path, study: str, finished: int,
+               timeout: int = 300) -> None:
     """Start `cmd`, and SIGKILL its process group once `finished` trials have ended."""
+    from podium.sweep import ended
+
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if finished_count(db) >= finished:
+            if sum(ended(t) for t in study_trials(journal, study)) >= finished:
                 break
             time.sleep(0.2)
     finally:
@@ -66,6 +66,113 @@ def search_dir(tmp_path: Path, name: str, params: str) -> Path:
         f"hydra:\n  sweeper:\n    params:\n{params}"
     )
     return folder
+
+
+def train_command(stdout: str) -> list[str]:
+    """The `make train ...` command a sweep prints for its best trial, as argv."""
+    import shlex
+
+    line = next(x for x in stdout.splitlines() if x.startswith("train it: "))
+    return shlex.split(line[len("train it: "):])
+
+
+def test_search_space_syntax_becomes_optuna_distributions():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from podium.sweep import search_space
+
+    params = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))",
+              "loss.gamma": "interval(0.5, 4.0)", "model.net.depth": "int(interval(1, 8))",
+              "data.batch_size": "range(16, 129, 16)", "optimizer": "choice(adamw, sgd)",
+              "optimizer.weight_decay": "interval(0.0, 0.1)"}
+    space, fixed = search_space(params, ["seed=3", "optimizer.weight_decay=0.05",
+                                         "++loss.tau=choice(0.5, 1.0)"], None)
+    assert space == {
+        "optimizer.lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "loss.gamma": FloatDistribution(0.5, 4.0),
+        "model.net.depth": IntDistribution(1, 8),
+        "data.batch_size": IntDistribution(16, 128, step=16),  # Hydra's range excludes 129
+        "optimizer": CategoricalDistribution(["adamw", "sgd"]),
+        "++loss.tau": CategoricalDistribution([0.5, 1.0]),
+    }
+    assert fixed == ["seed=3", "optimizer.weight_decay=0.05"]  # the command line fixes a key
+
+
+def test_storages_and_pruners_from_their_config_values(tmp_path):
+    import optuna
+
+    from podium.errors import PodiumError
+    from podium.sweep import make_pruner, open_storage
+
+    journal = open_storage(str(tmp_path / "a" / "s.journal"))  # a path: a journal file
+    rdb = open_storage(f"sqlite:///{tmp_path}/b/s.db")            # a URL: a database
+    assert isinstance(journal, optuna.storages.JournalStorage)
+    assert isinstance(rdb, optuna.storages.RDBStorage)
+    for storage in (journal, rdb):
+        optuna.create_study(study_name="s", storage=storage).optimize(
+            lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    reread = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/b/s.db")
+    assert len(reread.trials) == 2
+
+    assert isinstance(make_pruner("median", 3, 2), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner("hyperband", 3, 2), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
+    custom = {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0}
+    assert isinstance(make_pruner(custom), optuna.pruners.PercentilePruner)
+    with pytest.raises(PodiumError, match="sweep.pruner=medain is not a pruner: use median"):
+        make_pruner("medain")
+
+
+CLAIMER = """
+import json, sys, time
+from pathlib import Path
+import optuna
+from podium.sweep import claim_trial, open_storage
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+journal, n_studies, n_trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+go = Path(sys.argv[4])
+studies = [optuna.load_study(study_name=f"race{i}", storage=open_storage(journal))
+           for i in range(n_studies)]
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.01)
+claimed = []
+for study in studies:  # the processes reach each study's last trials together
+    claimed.append([])
+    while (trial := claim_trial(study, n_trials)) is not None:
+        claimed[-1].append(trial.number)
+        study.tell(trial, 1.0)
+print(json.dumps(claimed), flush=True)
+"""
+
+
+def test_processes_racing_for_trials_stop_at_exactly_the_budget(tmp_path):
+    """Three processes claim-and-finish trials as fast as they can, on five studies in turn:
+    each study ends with exactly n_trials counting trials, each claimed by one process."""
+    import optuna
+
+    from podium.sweep import counts, open_storage
+
+    journal, go, n_studies, n_trials = tmp_path / "race.journal", tmp_path / "go", 5, 8
+    for i in range(n_studies):
+        optuna.create_study(study_name=f"race{i}", storage=open_storage(str(journal)))
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(journal), str(n_studies),
+                               str(n_trials), str(go)], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    go.touch()  # all three start claiming at once
+    claimed = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
+
+    assert sum(bool(c) for per_process in claimed for c in per_process) > n_studies  # a race
+    for i in range(n_studies):
+        numbers = [n for per_process in claimed for n in per_process[i]]
+        assert len(numbers) == len(set(numbers)) == n_trials, claimed
+        trials = study_trials(journal, f"race{i}")
+        assert sorted(t.number for t in trials if counts(t)) == sorted(numbers)
+        assert all(t.state.name == "COMPLETE" for t in trials if counts(t))
+        assert all(t.user_attrs.get("surplus") and t.state.name == "FAIL"
+                   for t in trials if not counts(t))
 
 
 def test_unknown_parameter_is_one_line_error_before_any_trial(tmp_path, demo_root):
@@ -86,11 +193,12 @@ def test_failed_trials_are_recorded_and_a_killed_sweep_resumes(tmp_path, demo_ro
     extra = search_dir(tmp_path, "mixed", "      optimizer.lr: choice(0.003, -1.0)\n")
     logs = tmp_path / "logs"  # lr=-1: AdamW refuses it, the trial fails, the sweep goes on
     args = ["-m", "hparams_search=mixed", "sweep_name=demo", f"hydra.searchpath=[file://{extra}]",
-            "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.n_startup_trials=4", "debug=fdr",
+            "hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random",
+            "hydra.sweeper.n_jobs=2", "debug=fdr",  # rounds of 2 trials, told together
             f"data.root={demo_root}", f"paths.log_dir={logs}"]
-    db = logs / "sweep" / "demo" / "optuna.db"
-    kill_after([sys.executable, "-m", "podium.train", *args], db, "mixed", finished=2)
-    before = study_states(db, "mixed")
+    journal = logs / "sweep" / "demo" / "optuna.journal"
+    kill_after([sys.executable, "-m", "podium.train", *args], journal, "mixed", finished=2)
+    before = [t.state.name for t in study_trials(journal, "mixed")]
     done_before = sum(s in ("COMPLETE", "FAIL") for s in before)
     assert 2 <= done_before < 4, before
 
@@ -99,17 +207,78 @@ def test_failed_trials_are_recorded_and_a_killed_sweep_resumes(tmp_path, demo_ro
     second = max((logs / "sweep" / "demo").glob("20*"))  # the re-run's timestamp folder
     assert len(list(second.glob("*/.hydra"))) == 4 - done_before  # only the missing trials
 
-    states = study_states(db, "mixed")
-    import optuna
-
-    study = optuna.load_study(study_name="mixed", storage=f"sqlite:///{db}")
-    finished = [t for t in study.trials if not t.user_attrs.get("interrupted")]
+    trials = study_trials(journal, "mixed")
+    finished = [t for t in trials if not t.user_attrs.get("interrupted")]
     assert len(finished) == 4 and all(t.state.name in ("COMPLETE", "FAIL") for t in finished)
-    assert {"COMPLETE", "FAIL"} <= set(states)  # lr=-1 failed, and the sweep went on
+    assert all(t.state.name == "FAIL" for t in trials if t.user_attrs.get("interrupted"))
+    assert {"COMPLETE", "FAIL"} <= {t.state.name for t in finished}  # lr=-1 failed, went on
     for trial in finished:
         assert (trial.state.name == "FAIL") == (trial.params["optimizer.lr"] < 0)
-    best = study.best_trial
+        run = Path(trial.user_attrs["run_dir"])
+        assert run.name == str(trial.number)  # one folder per trial, named by its number
+        assert (run / "failed.txt").is_file() == (trial.state.name == "FAIL")
+    best = max((t for t in finished if t.state.name == "COMPLETE"), key=lambda t: t.value)
     assert f"best val/f1_macro: {best.value:.4f}" in proc.stdout
+    command = train_command(proc.stdout)
+    assert command[:3] == ["make", "train", "EXP=baseline"]
+    assert "debug=fdr" in command[3] and "optimizer.lr=0.003" in command[3].split()
+
+
+def test_pruner_stops_the_bad_region_and_make_runs_shows_it(tmp_path, demo_root):
+    """6 seeded trials, lr either fine or far too small: the median pruner cuts the hopeless
+    ones after one epoch; they end cleanly (checkpoints, metrics.json) and are PRUNED."""
+    extra = search_dir(tmp_path, "bad", "      optimizer.lr: choice(0.01, 0.0000001)\n")
+    logs = tmp_path / "logs"
+    proc = run_cli("podium.train", "-m", "hparams_search=bad", "sweep_name=demo",
+                   f"hydra.searchpath=[file://{extra}]", "hydra.sweeper.n_trials=6",
+                   "hydra.sweeper.sampler.n_startup_trials=6", "sweep.pruner=median",
+                   "sweep.startup_trials=2", *FAST, f"data.root={demo_root}",
+                   f"paths.log_dir={logs}")
+    trials = study_trials(logs / "sweep" / "demo" / "optuna.journal", "bad")
+    assert len(trials) == 6
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned and all(t.params["optimizer.lr"] < 1e-6 for t in pruned), \
+        [(t.number, t.state.name, t.params) for t in trials]
+    assert all(t.state.name == "COMPLETE" for t in trials if t.params["optimizer.lr"] > 1e-6)
+    assert f"{len(pruned)} pruned, 0 failed" in proc.stdout
+    for trial in trials:
+        run = Path(trial.user_attrs["run_dir"])
+        metrics = json.loads((run / "metrics.json").read_text())  # every run ended cleanly
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert (run / "pruned.txt").is_file() == (trial.state.name == "PRUNED")
+        assert metrics["epochs"] == (1 if trial.state.name == "PRUNED" else 2)
+        assert sorted(trial.intermediate_values) == ([1] if trial in pruned else [1, 2])
+
+    spec = importlib.util.spec_from_file_location("summarize_runs",
+                                                  ROOT / "scripts/summarize_runs.py")
+    summarize_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize_runs)
+    table = summarize_runs.collect(logs / "sweep" / "demo")
+    status = dict(zip(table.path.map(lambda p: Path(p).name), table.status, strict=True))
+    assert status == {str(t.number): "pruned" if t in pruned else "ok" for t in trials}
+    assert "sweep." not in " ".join(table.overrides)  # the trial number is not a parameter
+
+
+def test_two_workers_share_one_study_each_trial_once(tmp_path, demo_root):
+    """`make sweep JOBS=2`: two worker processes on one study run 5 trials, none twice."""
+    logs = tmp_path / "logs"
+    proc = run_cli("podium.train", "-m", "hparams_search=lr_wd", "sweep_name=demo",
+                   "hydra.sweeper.n_trials=5", "hydra.sweeper.workers=2", "debug=fdr",
+                   f"data.root={demo_root}", f"paths.log_dir={logs}")
+    from podium.sweep import counts
+
+    trials = study_trials(logs / "sweep" / "demo" / "optuna.journal", "lr_wd")
+    counted = [t for t in trials if counts(t)]
+    assert sorted(t.state.name for t in counted) == ["COMPLETE"] * 5
+    assert all(t.user_attrs.get("surplus") for t in trials if not counts(t))
+    assert len({t.user_attrs["worker"] for t in counted}) == 2  # both workers ran trials
+    assert len({tuple(t.params.items()) for t in counted}) == 5  # workers draw differently
+    (sweep_dir,) = (logs / "sweep" / "demo").glob("20*")
+    runs = sorted(p.parent.name for p in sweep_dir.glob("*/.hydra"))
+    assert runs == sorted(str(t.number) for t in counted)  # each trial ran exactly once
+    assert {p.name for p in sweep_dir.glob("worker-*.log")} == {"worker-0.log", "worker-1.log"}
+    assert proc.stdout.count("best params: ") == 1  # the summary, once, from the parent
+    assert "5 trials complete, 0 pruned, 0 failed" in proc.stdout
 
 
 @pytest.mark.slow
@@ -118,12 +287,12 @@ def test_make_sweep_killed_after_two_trials_completes_the_study(tmp_path, demo_r
     logs = tmp_path / "logs"
     args = f"trainer.max_epochs=1 data.root={demo_root} paths.log_dir={logs}"
     cmd = ["make", "-s", "sweep", "EXP=focal", "TRIALS=4", f"ARGS={args}", f"PY={sys.executable}"]
-    db = logs / "sweep" / "focal" / "optuna.db"
-    kill_after(cmd, db, "focal", finished=2)
-    assert sum(s == "COMPLETE" for s in study_states(db, "focal")) in (2, 3)
+    journal = logs / "sweep" / "focal" / "optuna.journal"
+    kill_after(cmd, journal, "focal", finished=2)
+    assert sum(t.state.name == "COMPLETE" for t in study_trials(journal, "focal")) in (2, 3)
 
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "trials done" in proc.stdout and "best params: " in proc.stdout
-    states = study_states(db, "focal")
-    assert states.count("COMPLETE") == 4, states
+    states = [t.state.name for t in study_trials(journal, "focal")]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 4, states

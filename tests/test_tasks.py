@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import precision_recall_fscore_support
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from conftest import make_cfg, run_cli
 from podium.demo import build_tabular_demo
@@ -71,10 +71,16 @@ def test_demo_binary_end_to_end_with_per_class_report(tmp_path, demos):
     assert json.loads((run / "metrics.json").read_text())["monitor"] == "val/auroc"
     assert {"val/auroc", "val/map@3", "val/mrr", "val/ndcg@3", "val/f1_weighted",
             "val/balanced_acc", "val/acc_top3"} <= set(metrics)
-    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    # scored by AUROC: the submission is p(malignant), the second of the sorted labels
+    submission = pd.read_csv(run / "submission.csv", dtype={"id": str})
     sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
     assert list(submission.id) == list(sample.id)
-    assert set(submission.target) <= {"benign", "malignant"}
+    probs = pd.read_csv(run / "test_probs.csv", dtype={"id": str})
+    assert np.allclose(submission.target, probs.malignant)
+    answers = pd.read_csv(root / "answers.csv", dtype={"id": str})
+    assert list(answers.id) == list(submission.id)
+    assert metrics["leaderboard/auroc"] == pytest.approx(
+        roc_auc_score(answers.target == "malignant", submission.target))
     # The per-class table is scikit-learn's on the best checkpoint's validation predictions.
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
     predicted = oof[["benign", "malignant"]].to_numpy().argmax(1)
@@ -120,3 +126,31 @@ def test_monitor_never_logged_is_one_line_listing_the_keys(tmp_path, demos):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: metric.monitor=val/nope was never logged; logged keys: ")
     assert "val/auroc" in last and "val/loss" in last
+
+
+def test_tabular_encoding_equals_scikit_learns_column_transformer():
+    """podium stores its encoders as plain numbers (they travel in the checkpoint's DataSpec);
+    the encoding must equal scikit-learn's imputer + scaler + one-hot encoder."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from podium.tabular import encode_features, fit_features
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"a": rng.normal(5, 2, 40).round(3).astype(str),
+                          "b": rng.integers(0, 9, 40).astype(str),
+                          "c": rng.choice(["x", "y", "z"], 40)})
+    train.loc[[3, 7], "a"] = ""  # missing numbers are imputed with the median
+    test = pd.DataFrame({"a": ["1.5", "", "9"], "b": ["3", "4", "100"], "c": ["y", "new", "x"]})
+    reference = ColumnTransformer([
+        ("n", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), ["a", "b"]),
+        ("c", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["c"])])
+    numbers = lambda f: f.assign(a=pd.to_numeric(f.a.replace("", np.nan)),  # noqa: E731
+                                 b=pd.to_numeric(f.b))
+    reference.fit(numbers(train))
+    features = fit_features(train, ["a", "b"], ["c"])
+    for frame in (train, test):
+        assert np.allclose(encode_features(frame, features), reference.transform(numbers(frame)),
+                           atol=1e-5)

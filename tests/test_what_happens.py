@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, run_cli
-from podium.datamodule import ImageDataModule
 from podium.errors import PodiumError
+from podium.image_data import ImageDataModule
 
 
 def readme_rows() -> dict[str, str]:
@@ -167,7 +167,7 @@ def test_cli_rows(row, demo_root, tmp_path):
 
 def test_killed_run_row(tmp_path):
     """The resume half of the row (the SIGKILLs themselves: tests/test_faults.py, slow)."""
-    from podium.callbacks import RunCheckpoint
+    from podium.checkpoints import RunCheckpoint
 
     assert "resumes into a new folder (best checkpoint carried over)" in ROWS[
         "the run is killed (SIGKILL, power loss)"]
@@ -207,7 +207,7 @@ def test_failed_fold_row(tmp_path, monkeypatch):
 
 def test_wrong_type_row(tmp_path):
     from conftest import make_cfg
-    from podium.build import check_types
+    from podium.config import check_types
 
     cfg = make_cfg(tmp_path, ["trainer.max_epochs=abc"])
     with pytest.raises(PodiumError) as err:

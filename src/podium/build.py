@@ -1,4 +1,5 @@
-"""Config -> objects: the datamodule, the LightningModule, the Trainer; config checks.
+"""Config -> objects: the datamodule, the LightningModule, the Trainer; the checks that
+need several groups at once (loss vs task, sampler vs task, no validation split).
 
 Every entry point (train, submit, predict, eda, lr_find) builds through here, so none of
 them imports another. Builders take an already resolved config (`resolve_metric` runs
@@ -17,7 +18,6 @@ from omegaconf import DictConfig
 from podium.errors import PodiumError
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def build_datamodule(cfg: DictConfig):
@@ -27,7 +27,7 @@ def build_datamodule(cfg: DictConfig):
 
     check_sampler_task(cfg)
     extra = {"sampler": instantiate(cfg.sampler) if cfg.get("sampler") else None}
-    if "sample_transform" in inspect.signature(get_class(cfg.data._target_)).parameters:
+    if "sample_transform" in inspect.signature(get_class(cfg.data["_target_"])).parameters:
         extra["sample_transform"] = instantiate((cfg.get("augment") or {}).get("sample"))
     return instantiate(cfg.data, **extra)
 
@@ -77,17 +77,19 @@ def check_sampler_task(cfg: DictConfig) -> None:
                           "sampler=rarest_label")
 
 
-def build_module(cfg: DictConfig, spec):
+def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     """The LightningModule for the data described by `spec` (podium.spec.DataSpec).
 
     The network gets `num_classes` and the spec's input size (`in_chans` for images,
     `in_features` for tabular data); image augmentation applies to images only.
+    `pretrained=False` skips loading pretrained weights (a checkpoint replaces them).
     """
     from hydra.utils import instantiate
 
     from podium.module import CompetitionModule
 
-    net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs)
+    net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
+                      **pretrained_weights(cfg, pretrained))
     augment = (instantiate(cfg.augment.get("batch"))
                if spec.images and cfg.get("augment") else None)
     if cfg.model.get("compile"):
@@ -104,7 +106,42 @@ def build_module(cfg: DictConfig, spec):
         augment=augment,
         tta=[instantiate(t) for t in cfg.get("tta") or []],
         metric_k=cfg.metric.k,
+        mix=build_mix(cfg, spec),
     )
+
+
+def pretrained_weights(cfg: DictConfig, pretrained: bool = True) -> dict[str, Any]:
+    """timm's arguments for offline pretrained weights: `model.weights_file` (a state_dict
+    as .pth/.bin/.safetensors, e.g. a Kaggle dataset) goes to
+    `pretrained_cfg_overlay=dict(file=...)`; timm drops a classifier of another size and
+    adapts the first convolution to `in_chans`."""
+    weights = cfg.model.get("weights_file")
+    uses_pretrained = "pretrained" in cfg.model.net
+    if not pretrained and uses_pretrained:
+        return {"pretrained": False}
+    if not weights:
+        return {}
+    if not cfg.model.net.get("pretrained"):
+        raise PodiumError(f"model.weights_file={weights} is loaded by timm's pretrained "
+                          "path: set model.net.pretrained=true (and model=timm)")
+    path = Path(weights).expanduser().resolve()
+    if not path.is_file():
+        raise PodiumError(f"model.weights_file={weights} not found: point it at the "
+                          "pretrained weights file (a state_dict .pth/.bin/.safetensors)")
+    return {"pretrained_cfg_overlay": {"file": str(path)}}
+
+
+def build_mix(cfg: DictConfig, spec):
+    """`augment.mix` (MixUp/CutMix) for image classification; None when not configured."""
+    from hydra.utils import instantiate
+
+    mix = (cfg.get("augment") or {}).get("mix")
+    if not mix or not spec.images:
+        return None
+    if spec.task not in ("multiclass", "binary"):
+        raise PodiumError(f"augment.mix mixes class labels, but data.task={spec.task}: "
+                          "use augment/mix=none")
+    return instantiate(mix, num_classes=len(spec.class_names))
 
 
 def build_optimizer_factory(cfg: DictConfig):
@@ -124,19 +161,65 @@ def build_optimizer_factory(cfg: DictConfig):
     torch_cfg = OmegaConf.to_container(cfg.optimizer)
     no_decay = torch_cfg.pop("no_decay_norm_bias", False)
     return partial(build_optimizer, optimizer=instantiate(torch_cfg), no_decay_norm_bias=no_decay,
-                   backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0))
+                   backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0),
+                   layer_decay=cfg.model.get("layer_decay"))
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any):
-    """Lightning's Trainer with `callbacks` and `logger`; `metric.monitor` must be resolved."""
+    """Lightning's Trainer with `callbacks` and `logger`; `metric.monitor` must be resolved.
+
+    Without a validation split (`data.val_fraction=0`) nothing is validated and the
+    checkpoint callback watches nothing: `best.ckpt` is the last epoch."""
     from hydra.utils import instantiate
 
     from podium.callbacks import MonitorCheck
 
     callbacks = [MonitorCheck(cfg.metric.monitor)]  # first: before ModelCheckpoint's error
-    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if no_validation(cfg):
+        check_no_validation(cfg)
+        callbacks = [instantiate(c, **unmonitored(c)) for c in cfg.callbacks.values() if c]
+        kwargs.setdefault("limit_val_batches", 0)
+    else:
+        callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
+
+
+def no_validation(cfg: DictConfig) -> bool:
+    """`data.val_fraction=0` without folds: every labelled row trains, none validates."""
+    data = cfg.get("data") or {}
+    return not data.get("n_folds") and data.get("val_fraction", 0.2) == 0
+
+
+def unmonitored(callback: DictConfig) -> dict[str, Any]:
+    """A checkpoint callback watching a val/ key saves every epoch as `best.ckpt` instead."""
+    from hydra.utils import get_class
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    monitor = str(callback.get("monitor") or "")
+    if monitor.startswith("val/") and issubclass(get_class(callback._target_), ModelCheckpoint):
+        log.info("no validation split: %s watches nothing, best.ckpt is the last epoch",
+                 callback._target_)
+        return {"monitor": None}
+    return {}
+
+
+def check_no_validation(cfg: DictConfig) -> None:
+    """Options that need a validation metric, with `data.val_fraction=0`: one line each."""
+    from hydra.utils import get_class
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    fix = "keep a validation split (data.val_fraction=0.2) or"
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if callback and issubclass(get_class(callback._target_), EarlyStopping):
+            raise PodiumError(f"callbacks.{name} stops on {callback.get('monitor')}, but "
+                              f"data.val_fraction=0 validates nothing: {fix} use "
+                              "callbacks=default")
+    monitor = str((cfg.get("scheduler") or {}).get("monitor") or "")
+    if monitor.startswith("val/"):
+        raise PodiumError(f"scheduler.monitor={monitor}, but data.val_fraction=0 validates "
+                          f"nothing: {fix} use scheduler=cosine (or scheduler.monitor="
+                          "train/loss_epoch)")
 
 
 def best_checkpoint(trainer) -> str | None:
@@ -145,51 +228,4 @@ def best_checkpoint(trainer) -> str | None:
     path = callback.best_model_path if callback is not None else ""
     return path if path and Path(path).exists() else None
 
-CONFIG_ORDER = ("data", "model", "loss", "optimizer", "scheduler", "sampler", "augment",
-                "trainer")
 
-def print_config(cfg: DictConfig, save_to: Path | None = None) -> None:
-    """The composed config as a rich tree (groups in CONFIG_ORDER, then the rest; hydra's
-    own settings left out), printed and, with `save_to`, written there as plain text."""
-    from omegaconf import OmegaConf
-    from rich.console import Console
-    from rich.syntax import Syntax
-    from rich.tree import Tree
-
-    tree = Tree("config", guide_style="dim")
-    fields = [f for f in CONFIG_ORDER if f in cfg] + [f for f in cfg if f not in CONFIG_ORDER]
-    for field in fields:
-        if field == "hydra":
-            continue
-        value = cfg[field]
-        try:
-            text = OmegaConf.to_yaml(value, resolve=True) if OmegaConf.is_config(value) \
-                else str(value)
-        except Exception:  # an interpolation that only resolves inside a Hydra run
-            text = OmegaConf.to_yaml(value) if OmegaConf.is_config(value) else str(value)
-        tree.add(field, style="bold").add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
-    Console().print(tree)
-    if save_to is not None:
-        save_to.parent.mkdir(parents=True, exist_ok=True)
-        with open(save_to, "w") as file:
-            Console(file=file, width=120, color_system=None).print(tree)
-
-NUMERIC_KEYS = {  # key -> type; a wrong type here fails deep inside torch otherwise
-    "seed": int, "trainer.max_epochs": int, "trainer.max_steps": int,
-    "trainer.accumulate_grad_batches": int, "trainer.log_every_n_steps": int,
-    "trainer.check_val_every_n_epoch": int, "trainer.gradient_clip_val": float,
-    "data.batch_size": int, "data.num_workers": int, "data.val_fraction": float,
-    "optimizer.lr": float, "optimizer.weight_decay": float,
-}
-
-def check_types(cfg: DictConfig) -> None:
-    """One line naming the key, instead of a TypeError from deep inside a library."""
-    from omegaconf import OmegaConf
-
-    for key, kind in NUMERIC_KEYS.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        ok = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
-        if value is not None and (not ok or isinstance(value, bool)):
-            what = "an integer" if kind is int else "a number"
-            raise PodiumError(f"{key}={value!r} must be {what} "
-                              f"(e.g. {key}={1 if kind is int else 0.001})")

@@ -1,22 +1,24 @@
-"""The callbacks Lightning lacks: writing predictions as competition files, and weight
-averaging (EMA) whose average is the model podium validates, checkpoints and predicts with."""
+"""The callbacks Lightning lacks: writing predictions as competition files, weight
+averaging (EMA) whose average is the model podium validates, checkpoints and predicts with,
+reports, checks and fine-tuning (resume-safe checkpoints: podium.checkpoints)."""
 
 from __future__ import annotations
 
 import logging
-import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import BasePredictionWriter, WeightAveraging
 
+from podium.checkpoints import checkpoint_epoch
 from podium.datamodule import PREDICT_SETS
 from podium.errors import PodiumError
 from podium.io import write_atomic
-from podium.metrics import never_logged
-from podium.submission import probs_frame, write_submission
+from podium.metrics import LABEL_METRICS, never_logged
+from podium.submission import Shape, choose_format, probs_frame, write_submission
+from podium.thresholds import best_threshold
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,8 @@ def gather_predictions(trainer: L.Trainer, predictions, batch_indices) -> list[t
     UnrepeatedDistributedSampler: no padding); the dataset indices of each shard come
     with it, so the shards are gathered and put back in order. Call it on every rank.
     """
+    if predictions and isinstance(predictions[0], torch.Tensor):  # one dataloader: flat
+        predictions, batch_indices = [predictions], [batch_indices]
     if trainer.world_size == 1:
         return [torch.cat(p).float().cpu() for p in predictions]
     import torch.distributed as dist
@@ -50,13 +54,28 @@ class SubmissionWriter(BasePredictionWriter):
     `oof.csv` (the validation split's probabilities: out-of-fold under cross-validation).
 
     Ids, the sample submission and the class names come from the datamodule, so the file
-    always follows the sample submission's header and order with the original labels.
+    always follows the sample submission's header and order with the original labels. The
+    shape (podium.submission.choose_format) is decided, printed and checked when the run
+    starts, so a sample submission that fits no format stops it before any training.
     """
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, format: str = "auto", competition: str | None = None,
+                 k: int = 3) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir = Path(output_dir)
+        self.format, self.competition, self.k = format, competition, k
+        self.shape: Shape | None = None
         self.path: Path | None = None  # the submission written (submission-N.csv if taken)
+        self.threshold: dict | None = None  # a binary label file's learned decision threshold
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        if data is None or data.sample is None or self.shape is not None:
+            return
+        self.shape = choose_format(self.format, data.sample, data.id_col, data.class_names,
+                                   data.task, f"val/{self.competition}", self.k)
+        if trainer.is_global_zero:
+            print(f"submission format: {self.shape.format} ({self.shape.why})", flush=True)
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions, batch_indices) -> None:
@@ -66,19 +85,30 @@ class SubmissionWriter(BasePredictionWriter):
         gathered = gather_predictions(trainer, predictions, batch_indices)  # every rank
         if not trainer.is_global_zero:
             return
-        by_name = dict(zip(PREDICT_SETS, (p.numpy() for p in gathered), strict=True))
-        test, val = by_name["test"], by_name["val"]
-        if len(test) != len(data.test_ids) or len(val) != len(data.val_ids):
+        # no validation split (data.val_fraction=0): the test set only, and no oof.csv
+        by_name = dict(zip(PREDICT_SETS, (p.numpy() for p in gathered), strict=False))
+        test, val = by_name["test"], by_name.get("val")
+        if len(test) != len(data.test_ids) or len(val if val is not None else ()) != len(
+                data.val_ids):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"
                         "batches): no submission written")
             return
+        shape = self.shape
+        if data.task == "binary" and shape.format == "label" and val is not None and \
+                self.competition in LABEL_METRICS:  # the cut that the metric wants, not 0.5
+            self.threshold = best_threshold(val[:, 1], data.labels[data.val_idx],
+                                            self.competition)
+            shape = replace(shape, threshold=self.threshold["threshold"])
         path = self.path = write_submission(self.output_dir, data.sample, data.test_ids, test,
-                                            data.class_names, data.id_col, data.task)
+                                            data.class_names, data.id_col, data.task, shape)
+        log.info("submission written to %s", path)
+        if val is None:
+            log.info("no validation split (data.val_fraction=0): no oof.csv written")
+            return
         oof = probs_frame(data.val_ids, val, data.class_names, data.id_col)
         oof.insert(1, "fold", data.fold or 0)
         oof.insert(2, data.target_col, data.val_labels)
         write_atomic(self.output_dir / "oof.csv", oof.to_csv(index=False))
-        log.info("submission written to %s", path)
 
 
 class AveragedWeights(WeightAveraging):
@@ -96,7 +126,7 @@ class AveragedWeights(WeightAveraging):
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().teardown(trainer, pl_module, stage)
         if stage == "fit":
-            self._average_model = None
+            self._average_model = None  # private WeightAveraging state, checked: lightning 2.6.6
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict) -> None:
@@ -124,7 +154,6 @@ class FiniteLossGuard(L.Callback):
             )
 
 
-
 class ClassReport(BasePredictionWriter):
     """After `trainer.predict` (the best checkpoint), the validation split's per-class
     precision/recall/F1/support table and confusion matrix in `report/` (classification)."""
@@ -138,8 +167,8 @@ class ClassReport(BasePredictionWriter):
         from podium.report import write_class_report
 
         data = trainer.datamodule
-        if (not trainer.is_global_zero or data is None or len(predictions) < 2
-                or data.task == "regression"):
+        if (not trainer.is_global_zero or data is None or not data.has_validation
+                or len(predictions) < 2 or data.task == "regression"):
             return
         val = torch.cat(predictions[PREDICT_SETS.index("val")]).float().cpu().numpy()
         if len(val) != len(data.val_idx):
@@ -163,8 +192,9 @@ class MonitorCheck(L.Callback):
 
 class LearningCurves(L.Callback):
     """At the end of fit, `report/learning_curves.png` from the CSV logger's metrics.csv:
-    loss, the monitored metric and the learning rate (rank zero; needs `logger` to hold a
-    CSVLogger, otherwise it says so in the log and draws nothing)."""
+    loss, the monitored metric and the learning rate, with best.ckpt's epoch marked (rank
+    zero; needs `logger` to hold a CSVLogger, otherwise it says so in the log and draws
+    nothing)."""
 
     def __init__(self, output_dir: str, monitor: str | None = None) -> None:
         self.output_dir = Path(output_dir)
@@ -186,55 +216,53 @@ class LearningCurves(L.Callback):
         if not metrics.is_file():
             log.info("%s was not written: no learning curves drawn", metrics)
             return
-        monitor = self.monitor or getattr(trainer.checkpoint_callback, "monitor", None)
+        checkpoint = getattr(trainer, "checkpoint_callback", None)
+        monitor = self.monitor or getattr(checkpoint, "monitor", None)
         path = self.output_dir / "report" / "learning_curves.png"
-        plot_learning_curves(metrics, path, monitor)
+        plot_learning_curves(metrics, path, monitor,
+                             best_epoch=checkpoint_epoch(getattr(checkpoint, "best_model_path",
+                                                                 None)))
         log.info("learning curves written to %s", path)
 
 
-class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that resumes from the latest epoch and keeps the best model across a
-    resume into a new run folder.
+class FreezeBackbone(L.Callback):
+    """Fine-tuning: the backbone (everything but the classifier head) frozen for the first
+    `epochs` epochs while the new head learns, then trained with it.
 
-    Lightning writes `last.ckpt` only in an epoch whose checkpoint entered the top k, so a
-    crash after a few epochs without improvement would resume from the last improvement:
-    here `last.ckpt` is written after every validation (or training epoch, without one).
-    Lightning also forgets the best score when the checkpoint folder changes, so a resumed
-    run would take its first epoch as "best" even when an earlier epoch was better: the
-    earlier best checkpoint(s) are copied into the new folder and their scores restored;
-    the new run folder is complete, and the old one is never touched.
+    Lightning's `BaseFinetuning.freeze` / `make_trainable` do the (un)freezing: parameters
+    stop requiring gradients and BatchNorm layers stop updating their statistics. Unlike
+    Lightning's BackboneFinetuning, which adds the backbone to the optimizer as a new group
+    when it unfreezes (a group the lr scheduler never learns about), the optimizer holds
+    every parameter from the start: torch's optimizers skip a parameter without a
+    gradient, so the frozen ones stay put (no momentum, no weight decay), and the schedule
+    and the groups (`model.backbone_lr_mult`, `model.layer_decay`) cover the backbone from
+    the first step it trains. Decided per epoch, so a resumed run freezes the same way.
     """
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self.save_last_if_stale(trainer)
+    def __init__(self, epochs: int = 1) -> None:
+        if epochs < 0:
+            raise PodiumError(f"callbacks.freeze_backbone.epochs={epochs} must be >= 0")
+        self.epochs = epochs
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self.save_last_if_stale(trainer)
+    @staticmethod
+    def backbone(net: torch.nn.Module) -> list[torch.nn.Module]:
+        from lightning.pytorch.callbacks import BaseFinetuning
 
-    def save_last_if_stale(self, trainer: L.Trainer) -> None:
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        from podium.optim import classifier_head
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        old_dir = state_dict.get("dirpath")
-        if self.dirpath and old_dir and Path(old_dir) != Path(self.dirpath):
-            copied = {}
-            for path, score in state_dict.get("best_k_models", {}).items():
-                if Path(path).is_file():
-                    target = Path(self.dirpath) / Path(path).name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, target)
-                    copied[path] = (str(target), score)
-            if copied:
-                state_dict = {
-                    **state_dict, "dirpath": self.dirpath, "last_model_path": "",
-                    "best_k_models": dict(copied.values()),
-                    "best_model_path": copied.get(state_dict["best_model_path"], ("",))[0],
-                    "kth_best_model_path": copied.get(state_dict["kth_best_model_path"],
-                                                      ("",))[0],
-                }
-        super().load_state_dict(state_dict)
+        heads = classifier_head(net)
+        if not heads:
+            raise PodiumError(f"callbacks.freeze_backbone needs a classifier head, but "
+                              f"{type(net).__name__} has neither get_classifier() (timm) "
+                              "nor .head")
+        head = {id(m) for h in heads for m in h.modules()}
+        return [m for m in BaseFinetuning.flatten_modules(net) if id(m) not in head]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.callbacks import BaseFinetuning
+
+        modules = self.backbone(pl_module.net)
+        if trainer.current_epoch < self.epochs:
+            BaseFinetuning.freeze(modules, train_bn=False)
+        else:
+            BaseFinetuning.make_trainable(modules)

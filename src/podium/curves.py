@@ -2,7 +2,8 @@
 
 Three panels: the loss (train/loss_epoch and val/loss per epoch), the monitored metric
 (val/<name>, with train/<name> when it is logged) per epoch, and the learning rate
-(LearningRateMonitor's lr-* columns) per optimizer step.
+(LearningRateMonitor's lr-* columns) per optimizer step; a dashed line marks the epoch of
+the best checkpoint.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ def per_epoch(frame: pd.DataFrame, column: str) -> pd.Series:
     return rows.groupby("epoch")[column].last()
 
 
-def plot_learning_curves(metrics_csv: Path, output: Path, monitor: str | None = None):
-    """Draw the three panels from `metrics_csv` into `output` (PNG); returns the figure."""
+def plot_learning_curves(metrics_csv: Path, output: Path, monitor: str | None = None,
+                         best_epoch: int | None = None):
+    """Draw the three panels from `metrics_csv` into `output` (PNG); returns the figure.
+    `best_epoch` (best.ckpt's) is marked on the loss and metric panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,6 +52,10 @@ def plot_learning_curves(metrics_csv: Path, output: Path, monitor: str | None = 
                 metric_ax.plot(curve.index, curve.values, marker=".", label=column,
                                linewidth=2 if is_monitor else 1)
     metric_ax.set(title=monitor or "no val/ metric logged", xlabel="epoch")
+    if best_epoch is not None:
+        for ax in (loss_ax, metric_ax):
+            ax.axvline(best_epoch, color="gray", linestyle="--", linewidth=1,
+                       label=f"best.ckpt (epoch {best_epoch})")
 
     lr_columns = [c for c in frame.columns if c.startswith("lr-")]
     for column in lr_columns:

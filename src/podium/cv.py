@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -23,32 +22,14 @@ from podium.errors import PodiumError
 log = logging.getLogger(__name__)
 
 
-def oof_scores(oof: pd.DataFrame, class_names: list[str], target_col: str,
-               task: str = "multiclass") -> dict[str, float]:
-    """Every validation metric, computed once over all out-of-fold predictions."""
-    import torch
-
-    from podium.metrics import classification_metrics, multilabel_metrics
-
-    if task == "multilabel":  # label sets in the label column
-        from podium.labels import multi_hot, split_label_set
-
-        sets = [split_label_set(cell) for cell in oof[target_col]]
-        target = torch.from_numpy(multi_hot(sets, class_names, Path("oof.csv"), target_col)[0])
-        probs = torch.tensor(oof[class_names].to_numpy(dtype=np.float32))
-        metrics = multilabel_metrics(len(class_names)).clone(prefix="oof/")
-        return {k: float(v) for k, v in metrics(probs, target).items()}
-    index = {name: i for i, name in enumerate(class_names)}
-    target = torch.tensor(oof[target_col].map(index).to_numpy())
-    probs = torch.tensor(oof[class_names].to_numpy(dtype=np.float32))
-    metrics = classification_metrics(len(class_names)).clone(prefix="oof/")
-    return {k: float(v) for k, v in metrics(probs, target).items()}
-
-
 def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     """Write the cross-validation folder's oof.csv, metrics.json and submission."""
-    from podium.ensemble import print_summary, run_config, write_ensemble
+    from hydra.utils import instantiate
+
+    from podium.ensemble import gather_members, print_summary, submit_members
     from podium.io import write_atomic, write_json
+    from podium.metrics import resolve_metric
+    from podium.oof import oof_scores
 
     jobs = sorted((p for p in cv_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
     failed = [p for p in jobs if (p / "failed.txt").is_file()]
@@ -65,17 +46,24 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
     if len(repeated):
         raise PodiumError(f"id {repeated.iloc[0]} is in two folds' oof.csv: folds overlap")
     class_names = list(oof.columns[3:])
-    metrics = oof_scores(oof, class_names, data.target_col, data.get("task", "multiclass"))
+    resolve_metric(cfg)
+    metrics = oof_scores(oof, class_names, data.target_col, data.get("task", "multiclass"),
+                         cfg.metric.k)
     write_atomic(cv_dir / "oof.csv", oof.to_csv(index=False))
 
-    configs = [run_config(f, cfg.paths) for f in folds]
-    summary = write_ensemble(folds, configs, cv_dir, postprocess=cfg.get("postprocess"))
+    members = gather_members([cv_dir], cfg.paths)
+    members = [m for m in members if m.run in folds]  # failed folds left out
+    fmt = (cfg.get("submission") or {}).get("format", "auto")
+    summary = submit_members(members, cv_dir, fmt, instantiate(cfg.get("postprocess")))
     print_summary(summary)
-    summary.update(metrics, folds=len(folds), failed=[str(f) for f in failed])
+    summary.update(metrics, folds=len(folds), failed=[str(f) for f in failed],
+                   oof_score=metrics.get(f"oof/{cfg.metric.competition}"))
     write_json(cv_dir / "metrics.json", summary)
     print(f"cross-validation: {len(folds)} fold(s) in {cv_dir}")
     for key, value in sorted(metrics.items()):
         print(f"  {key}: {value:.4f}")
+    if summary["oof_score"] is not None:
+        print(f"OOF {cfg.metric.competition} (metric.competition): {summary['oof_score']:.4f}")
     return summary
 
 

@@ -3,10 +3,9 @@
 `CompetitionDataModule` is the shared base: it reads the labels, splits them (stratified
 hold-out or fold `data.fold` of a k-fold), serves the loaders and declares the `DataSpec`
 (podium.spec) after `setup()`. Two siblings fill in the inputs:
-- `ImageDataModule` (here): `<root>/train/<id>.<ext>` and `<root>/test/<id>.<ext>` decoded
-  once into one uint8 tensor (podium.images); augmentation and normalisation run on the
-  device inside the model (per-image transforms in the loader remain possible:
-  `sample_transform`).
+- `ImageDataModule` (podium.image_data): `<root>/train/<id>.<ext>` (or class folders
+  `train/<class>/`: podium.layouts) and `<root>/test/<id>.<ext>` decoded once into one uint8
+  tensor (podium.images).
 - `TabularDataModule` (podium.tabular): feature columns of CSVs, encoded to float32.
 """
 
@@ -23,15 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from podium.errors import PodiumError
-from podium.images import (
-    cached_decode,
-    channel_stats,
-    decode_images,
-    find_images,
-    first_image_channels,
-)
 from podium.io import read_csv
 from podium.labels import check_values, encode_target, encode_target_columns, join_label_set
+from podium.layouts import ClassFolders
 from podium.samplers import EpochSeeded
 from podium.spec import DataSpec
 from podium.splits import split_indices
@@ -105,6 +98,7 @@ class CompetitionDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         sampler: Callable[..., Sampler] | None = None,
+        drop_last: bool = True,
         demo: str | None = None,
         demo_root: str | None = None,
         answers: str | None = None,
@@ -120,6 +114,7 @@ class CompetitionDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.num_workers, self.sampler = num_workers, sampler
+        self.drop_last = drop_last  # a last partial batch of a few images: noisy BatchNorm
         self.demo, self.demo_root = demo, Path(demo_root) if demo_root else None
         self.answers = Path(answers) if answers else None  # a demo's answer key
         # multilabel: 0/1 columns, one per label, instead of a column of label sets
@@ -150,12 +145,14 @@ class CompetitionDataModule(L.LightningDataModule):
                 f"holding {self.train_csv}, {inputs} and {self.sample_submission_path}"
             )
 
-    def read_labels(self, extra_columns: Sequence[str] = ()) -> pd.DataFrame:
-        """train.csv checked and encoded, the sample submission read; returns train.csv."""
-        path = self.root / self.train_csv
+    def read_labels(self, extra_columns: Sequence[str] = (), layout: ClassFolders | None = None,
+                    sample: pd.DataFrame | None = None) -> pd.DataFrame:
+        """train.csv (or a `layout`'s labels: podium.layouts) checked and encoded, the
+        sample submission read (unless given as `sample`); returns the labels."""
+        path = self.root / self.train_csv if layout is None else layout.source
         targets = self.target_cols or [self.target_col]
         columns = [self.id_col, *targets, *filter(None, [self.group_col]), *extra_columns]
-        train = read_csv(path, columns, "the training labels")
+        train = read_csv(path, columns, "the training labels") if layout is None else layout.train
         check_values(train, path, self.id_col, targets[0], allow_empty=self.task == "multilabel")
         if self.target_cols:
             self.labels, self.class_names = encode_target_columns(train, self.target_cols, path,
@@ -164,10 +161,15 @@ class CompetitionDataModule(L.LightningDataModule):
             self.labels, self.class_names = encode_target(
                 train[self.target_col].tolist(), self.task, path, self.target_col, self.label_sep)
         self.train_ids = train[self.id_col].tolist()
-        self.sample = read_csv(self.root / self.sample_submission_path, [self.id_col],
-                               "the sample submission")
-        self.test_ids = self.sample[self.id_col].tolist()
+        self.read_sample(sample)
         return train
+
+    def read_sample(self, sample: pd.DataFrame | None = None) -> None:
+        """The sample submission (or `sample`, one a layout wrote): the test ids, their
+        order and the submission's header."""
+        self.sample = sample if sample is not None else read_csv(
+            self.root / self.sample_submission_path, [self.id_col], "the sample submission")
+        self.test_ids = self.sample[self.id_col].tolist()
 
     def split(self) -> None:
         """Read and check every input, split the labels; nothing decoded or encoded yet."""
@@ -186,13 +188,30 @@ class CompetitionDataModule(L.LightningDataModule):
         if stage == "predict" and self.test_set is None:
             self.test_set = self.read_test()
 
+    def setup_test(self, spec: DataSpec) -> None:
+        """Only the test set, for a model trained elsewhere (`make predict`): the sample
+        submission and the test inputs, prepared as the spec says; no train.csv needed."""
+        self.check_root("test inputs")
+        self.spec, self.task, self.class_names = spec, spec.task, list(spec.class_names)
+        self.read_sample()
+        self.find_test()
+        self.test_set = self.read_test()
+
+    # -- what a sibling implements ------------------------------------------------------------
     def read_inputs(self) -> pd.DataFrame:
+        """Read and check train.csv (via read_labels) and every input; return train.csv."""
         raise NotImplementedError
 
     def build_sets(self) -> DataSpec:
+        """The train/val datasets; returns the spec."""
+        raise NotImplementedError
+
+    def find_test(self) -> None:
+        """Find and check the test inputs of `test_ids` (no decoding yet)."""
         raise NotImplementedError
 
     def read_test(self) -> Dataset:
+        """The test set, in `test_ids` order, prepared like the training inputs."""
         raise NotImplementedError
 
     def spec_fields(self) -> dict:
@@ -220,7 +239,7 @@ class CompetitionDataModule(L.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0  # resumed runs
         sampler = EpochSeeded(len(self.train_set), self.seed, epoch, base)
         return self.loader(self.train_set, self.batch_size, sampler=sampler,
-                           drop_last=len(self.train_set) > self.batch_size)
+                           drop_last=self.drop_last and len(self.train_set) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self.val_set, self.eval_batch_size)
@@ -229,8 +248,15 @@ class CompetitionDataModule(L.LightningDataModule):
         return self.loader(self.test_set, self.eval_batch_size)
 
     def predict_dataloader(self) -> list[DataLoader]:
-        """PREDICT_SETS in order: the test set, then the validation split (the OOF file)."""
-        return [self.predict_test_dataloader(), self.val_dataloader()]
+        """PREDICT_SETS in order: the test set, then the validation split (the OOF file)
+        when there is one (`data.val_fraction=0` has none)."""
+        loaders = [self.predict_test_dataloader()]
+        return loaders + [self.val_dataloader()] if self.has_validation else loaders
+
+    @property
+    def has_validation(self) -> bool:
+        """False with `data.val_fraction=0`: every labelled row trains, nothing validates."""
+        return len(self.val_idx) > 0
 
     @property
     def val_ids(self) -> list[str]:
@@ -247,73 +273,3 @@ class CompetitionDataModule(L.LightningDataModule):
 
 
 PREDICT_SETS = ("test", "val")  # the order of predict_dataloader(): writers look up by name
-
-
-class ImageDataModule(CompetitionDataModule):
-    """An image competition folder: every image decoded once into a cached uint8 tensor.
-
-    Image options: `train_images`/`test_images` (path patterns with `{id}`), `path_col`
-    (a train.csv column of paths), `image_size` (H or [H, W], resize on load), `channels`
-    (1 or 3; None: from the first image), `mean`/`std` (None: from the training split),
-    `cache_dir`/`cache_ram_gb` (podium.images), `sample_transform` (per image, in the loader).
-    """
-
-    def __init__(
-        self,
-        root: str,
-        train_images: str | None = None,
-        test_images: str | None = None,
-        path_col: str | None = None,
-        image_size: int | Sequence[int] | None = None,
-        channels: int | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        cache_dir: str | None = None,
-        cache_ram_gb: float = 8.0,
-        sample_transform: Callable | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(root, **kwargs)
-        self.train_images, self.test_images, self.path_col = train_images, test_images, path_col
-        if isinstance(image_size, int):
-            image_size = (image_size, image_size)
-        self.image_size = tuple(image_size) if image_size is not None else None
-        self.channels, self.fixed_mean, self.fixed_std = channels, mean, std
-        self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.cache_ram_gb = cache_ram_gb
-        self.sample_transform = sample_transform
-        self.train_paths: list[Path] = []
-        self.test_paths: list[Path] = []
-
-    def read_inputs(self) -> pd.DataFrame:
-        """Both CSVs read and checked, every image path found; no decoding yet."""
-        self.check_root("train/, test/")
-        train = self.read_labels([self.path_col] if self.path_col else [])
-        paths = train[self.path_col].tolist() if self.path_col else None
-        self.train_paths = find_images(self.root, self.train_ids, "train", self.train_images,
-                                       paths)
-        self.test_paths = find_images(self.root, self.test_ids, "test", self.test_images, None)
-        return train
-
-    def build_sets(self) -> DataSpec:
-        if self.channels is None:
-            self.channels = first_image_channels(self.train_paths)
-        images = self.decode(self.train_paths, self.image_size)
-        labels = torch.from_numpy(self.labels)
-        self.train_set = TensorRows(images, labels[self.train_idx], self.sample_transform,
-                                    index=self.train_idx)
-        self.val_set = TensorRows(images, labels[self.val_idx], index=self.val_idx)
-        mean, std = channel_stats(images, self.train_idx)
-        return DataSpec(
-            **self.spec_fields(), net_inputs={"in_chans": int(images.shape[1])},
-            mean=tuple(self.fixed_mean or mean), std=tuple(self.fixed_std or std),
-            image_size=tuple(images.shape[2:]),
-        )
-
-    def read_test(self) -> Dataset:
-        return TensorRows(self.decode(self.test_paths, self.spec.image_size))
-
-    def decode(self, paths: Sequence[Path], size: tuple[int, int] | None) -> torch.Tensor:
-        if self.cache_dir is None:
-            return decode_images(paths, self.channels, size)
-        return cached_decode(paths, self.channels, size, self.cache_dir, self.cache_ram_gb)

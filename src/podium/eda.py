@@ -15,7 +15,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from podium.build import CONFIG_DIR
+from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
 EXPLANATION = (

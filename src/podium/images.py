@@ -1,19 +1,24 @@
 """Images from disk to one cached uint8 tensor (N, C, H, W).
 
-Every image is decoded once (threads: PIL releases the GIL), resized on load when
-`data.image_size` is set, and saved as a cache file keyed by every file's path, size and
-mtime and the decode settings, so later runs load it in a blink (memory-mapped when larger
-than `data.cache_ram_gb`).
+Every image is found by id (any-case extension, sub-folders; never outside the competition
+folder), decoded once by `data.decode_workers` threads or forked processes (large JPEGs at
+a reduced scale straight from libjpeg), resized on load when `data.image_size` is set, and
+saved as a cache file keyed by every file's path, size and mtime and the decode settings,
+so later runs load it in a blink (memory-mapped when larger than `data.cache_ram_gb`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing as mp
 import os
+import sys
+import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +32,25 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 def find_images(
-    root: Path, ids: Sequence[str], folder: str, pattern: str | None, paths: Sequence[str] | None
+    root: Path, ids: Sequence[str], folder: str, pattern: str | None,
+    paths: Sequence[str] | None, source: str | None = None,
 ) -> list[Path]:
-    """Image path per id: explicit path column, `pattern` with `{id}`, or `<folder>/<id>.<ext>`."""
+    """Image path per id: explicit `paths` (relative to root; `source` names where they
+    came from), `pattern` with `{id}`, or `<folder>/<id>.<ext>`.
+
+    Extensions match in any case (`IMG_1118.JPG`), ids may hold sub-folders (`a/123` is
+    `<folder>/a/123.<ext>`) or their own extension (`123.jpg`). A path that leaves `root`
+    is an error, so a CSV cannot point podium at files outside the competition folder.
+    """
     if paths is not None:
-        found = [root / p for p in paths]
+        found, source = [root / p for p in paths], source or "the image paths"
     elif pattern is not None:
         found = [root / pattern.format(id=i) for i in ids]
+        source = f"data.{folder}_images='{pattern}'"
     else:
-        directory = root / folder
-        if not directory.is_dir():
-            raise PodiumError(f"{directory} not found: put one image per id there")
-        by_stem = {}
-        for entry in os.scandir(directory):
-            stem, ext = os.path.splitext(entry.name)
-            if ext.lower() in IMAGE_EXTENSIONS:
-                by_stem.setdefault(stem, entry.path)
-        found = [Path(by_stem.get(i, directory / f"{i}.<ext>")) for i in ids]
+        found, source = find_by_id(root / folder, ids), f"the ids of {folder}/"
+    check_inside(root, ids, found, source)
+    found = [p if p.is_file() else other_case(p) for p in found]
     missing = [i for i, p in zip(ids, found, strict=False) if not p.is_file()]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -54,29 +61,118 @@ def find_images(
         )
     return found
 
-def load_image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+def find_by_id(directory: Path, ids: Sequence[str]) -> list[Path]:
+    """`<directory>/<id>.<any image extension>`, each sub-folder listed once."""
+    if not directory.is_dir():
+        raise PodiumError(f"{directory} not found: put one image per id there")
+    listings: dict[str, dict[str, str]] = {}
+    found = []
+    for i in ids:
+        sub, name = os.path.split(i)
+        if sub not in listings:
+            listings[sub] = list_images(directory / sub)
+        found.append(Path(listings[sub].get(name) or directory / f"{i}.<ext>"))
+    return found
+
+def list_images(directory: Path) -> dict[str, str]:
+    """The image files of one folder by file name and by stem (the name wins: an id may
+    carry its extension; of `a.jpg` and `a.png` the first by name is `a`)."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(directory))
+    except OSError:  # no such folder: its ids are reported missing
+        return {}
+    images = [n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+    by_stem = {}
+    for name in images:
+        by_stem.setdefault(os.path.splitext(name)[0], str(directory / name))
+    return {**by_stem, **{name: str(directory / name) for name in images}}
+
+def other_case(path: Path) -> Path:
+    """`path` with its extension upper- or lower-cased when only that one exists."""
+    for suffix in (path.suffix.lower(), path.suffix.upper()):
+        candidate = path.with_suffix(suffix) if suffix else path
+        if candidate.is_file():
+            return candidate
+    return path
+
+def check_inside(root: Path, ids: Sequence[str], paths: Sequence[Path], source: str) -> None:
+    """One line for the first path outside `root` (`../x.png`, `/elsewhere/x.png`);
+    compared as written, so folders symlinked into the competition folder still count
+    as inside."""
+    top = os.path.abspath(root)
+    outside = [(i, p) for i, p in zip(ids, paths, strict=False)
+               if os.path.commonpath([top, os.path.abspath(p)]) != top]
+    if outside:
+        i, p = outside[0]
+        raise PodiumError(
+            f"{source}: image path {p} (id {i}) is outside data.root={root} "
+            f"({len(outside)} path(s)): give paths relative to data.root, inside it"
+        )
+
+def load_image(path: Path, mode: str, size: tuple[int, int] | None, draft: bool = True
+               ) -> np.ndarray:
+    """One image as uint8 (H, W, C), resized to `size` (H, W) when given.
+
+    A JPEG at least twice the target size in both sides is decoded by libjpeg at 1/2, 1/4
+    or 1/8 scale (`Image.draft`: the largest reduction still >= `size`), then resized:
+    most of a large photo's decoding and resizing is skipped, and the pixels stay within
+    about a grey level of a full decode + resize on average (tests/test_decode.py states
+    the tolerance). `draft=False` is the full decode (the reference).
+    """
     with Image.open(path) as image:
+        if draft and size is not None and image.format == "JPEG" and (
+                image.size[0] >= 2 * size[1] and image.size[1] >= 2 * size[0]):
+            image.draft(image.mode, (size[1], size[0]))  # the colour conversion as before
         image = image.convert(mode)
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
+def try_load(path: Path, mode: str, size: tuple[int, int] | None, draft: bool = True
+             ) -> np.ndarray | None:
+    """load_image, or None for a file that is not a readable image (reported together)."""
+    try:
+        return load_image(path, mode, size, draft)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+def decode_workers(workers: int | None) -> int:
+    """`data.decode_workers`, default every core this process may run on."""
+    if workers is not None:
+        return max(1, int(workers))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
 def decode_images(
-    paths: Sequence[Path], channels: int, size: tuple[int, int] | None
+    paths: Sequence[Path], channels: int, size: tuple[int, int] | None,
+    workers: int | None = None, pool: str = "auto", draft: bool = True,
 ) -> torch.Tensor:
-    """Decode every image once (threads: PIL releases the GIL) into uint8 (N, C, H, W)."""
-    mode = "L" if channels == 1 else "RGB"
+    """Decode every image once, `workers` at a time, into uint8 (N, C, H, W).
 
-    def load(path: Path) -> np.ndarray | None:
-        try:
-            return load_image(path, mode, size)
-        except (UnidentifiedImageError, OSError, ValueError):
-            return None
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = list(pool.map(load, paths, chunksize=64))
-    bad = [str(p) for p, a in zip(paths, arrays, strict=False) if a is None]
+    PIL releases the GIL while it decodes, converts and resizes, and holds it for the
+    Python part of every image (open, header, dispatch, ~0.1 ms). `pool="auto"` times the
+    second image: a job under SERIAL_BELOW_S in all runs in this process (forking a process
+    with torch loaded costs ~0.15 s); images slower than THREADS_ABOVE_S (large photos) go
+    to threads, which scale on them and copy nothing; smaller ones (CIFAR-sized) to forked
+    processes, since threads stall on the GIL there (`make bench` measures all three).
+    """
+    if not paths:
+        return torch.zeros(0, channels, *(size or (0, 0)), dtype=torch.uint8)
+    load = partial(try_load, mode="L" if channels == 1 else "RGB", size=size, draft=draft)
+    arrays = [load(paths[0])]  # PIL's plugins load here: the next image is timed alone
+    start = time.perf_counter()
+    arrays += [load(p) for p in paths[1:2]]
+    seconds, rest = time.perf_counter() - start, paths[2:]
+    n = min(decode_workers(workers), len(rest))
+    if n <= 1 or seconds * len(rest) < SERIAL_BELOW_S:
+        arrays += [load(p) for p in rest]
+    else:
+        if pool == "auto":
+            pool = "threads" if seconds > THREADS_ABOVE_S else "processes"
+        with executor(pool, n) as running:
+            chunk = max(1, min(64, len(rest) // (4 * n)))  # fewer round trips, balanced
+            arrays += running.map(load, rest, chunksize=chunk)
+    bad = [str(p) for p, a in zip(paths, arrays, strict=True) if a is None]
     if bad:
         raise PodiumError(
             f"{len(bad)} unreadable image(s): {', '.join(bad[:3])}"
@@ -85,6 +181,19 @@ def decode_images(
     check_same_size({a.shape[:2] for a in arrays})
     stacked = np.stack(arrays)  # (N, H, W, C)
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+SERIAL_BELOW_S = 0.25  # estimated decode time under which no pool is started
+THREADS_ABOVE_S = 0.002  # per image: the GIL-held part (~0.1 ms) is then < 5 %
+
+
+def executor(pool: str, workers: int) -> Executor:
+    """`pool`: "threads", or "processes" forked from this one (the workers import nothing
+    again; threads where forking is unsafe or impossible: not Linux, a daemon process)."""
+    if pool not in ("processes", "threads"):
+        raise ValueError(f"pool={pool!r}: auto | processes | threads")
+    if pool == "processes" and sys.platform == "linux" and not mp.current_process().daemon:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    return ThreadPoolExecutor(max_workers=workers)
 
 def check_same_size(sizes: set[tuple[int, int]]) -> None:
     if len(sizes) > 1:
@@ -95,7 +204,8 @@ def check_same_size(sizes: set[tuple[int, int]]) -> None:
         )
 
 
-CACHE_VERSION = 1  # bump when the decoding changes, so old cache files are not reused
+CACHE_VERSION = 2  # bump when the decoding changes, so old cache files are not reused
+# (2: large JPEGs decoded in draft mode)
 CACHE_CHUNK = 4096  # images decoded at a time while a cache file is written
 
 
@@ -110,7 +220,7 @@ def cache_key(paths: Sequence[Path], settings: str) -> str:
 
 def cached_decode(
     paths: Sequence[Path], channels: int, size: tuple[int, int] | None, cache_dir: Path,
-    ram_limit_gb: float,
+    ram_limit_gb: float, workers: int | None = None,
 ) -> torch.Tensor:
     """decode_images through a cache file `<cache_dir>/images-<key>.npy`.
 
@@ -120,7 +230,7 @@ def cached_decode(
     as batches need them.
     """
     if not paths:
-        return decode_images(paths, channels, size)
+        return decode_images(paths, channels, size, workers)
     file = cache_dir / f"images-{cache_key(paths, f'{channels} {size}')}.npy"
     if not file.exists():
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +238,8 @@ def cached_decode(
         try:
             out = None
             for start in range(0, len(paths), CACHE_CHUNK):
-                block = decode_images(paths[start : start + CACHE_CHUNK], channels, size).numpy()
+                block = decode_images(paths[start : start + CACHE_CHUNK], channels, size,
+                                      workers).numpy()
                 if out is None:
                     out = np.lib.format.open_memmap(aside, mode="w+", dtype=np.uint8,
                                                     shape=(len(paths), *block.shape[1:]))

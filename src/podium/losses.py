@@ -1,6 +1,8 @@
 """Classification losses for imbalanced data.
 
-Every loss takes raw logits ``(N, C)`` and integer targets ``(N,)`` and returns a scalar mean.
+Every loss takes raw logits ``(N, C)`` and integer targets ``(N,)`` and returns a scalar mean;
+every one also takes soft targets ``(N, C)`` (class probabilities per row, what MixUp/CutMix
+give), and then equals its hard-label value on one-hot rows (`soft_targets` below).
 They work in log-space (``log_softmax``) and upcast fp16/bf16 logits to float32 (float64 stays
 float64, so ``gradcheck`` works), because probabilities computed in half precision saturate to
 exactly 0/1 and turn ``log`` and ``pow`` into ``inf``/``NaN``. Per-class constants (weights,
@@ -20,6 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from podium.soft_targets import soft_cross_entropy, soft_focal, soft_targets
 
 CountsLike = Sequence[float] | Tensor
 SCHEMES = ("inverse", "sqrt_inverse", "effective")
@@ -131,6 +135,8 @@ class WeightedCrossEntropy(nn.Module):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check_logits(logits, self.weight.numel(), type(self).__name__)
         x = _upcast(logits)
+        if target.ndim == 2:
+            return soft_cross_entropy(x, soft_targets(target, x), self.weight.to(x.dtype))
         return F.cross_entropy(x, target, weight=self.weight.to(x.dtype))
 
 
@@ -192,6 +198,8 @@ class FocalLoss(nn.Module):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check_logits(logits, self.num_classes, type(self).__name__)
         x = _upcast(logits)
+        if target.ndim == 2:
+            return soft_focal(x, soft_targets(target, x), self.gamma, self.alpha)
         logp_t = F.log_softmax(x, dim=-1).gather(1, target.unsqueeze(1)).squeeze(1)
         loss = -logp_t
         if self.gamma != 0.0:
@@ -224,7 +232,8 @@ class SoftF1Loss(nn.Module):
         x = _upcast(logits)
         logp = F.log_softmax(x, dim=-1)
         probs = logp.exp()
-        onehot = F.one_hot(target, x.shape[1]).to(x.dtype)
+        soft = target.ndim == 2
+        onehot = soft_targets(target, x) if soft else F.one_hot(target, x.shape[1]).to(x.dtype)
         tp = (probs * onehot).sum(0)
         fp = (probs * (1 - onehot)).sum(0)
         fn = ((1 - probs) * onehot).sum(0)
@@ -233,7 +242,8 @@ class SoftF1Loss(nn.Module):
         f1 = 2 * tp / (2 * tp + fp + fn + (1 - present))
         loss = 1 - (f1 * present).sum() / present.sum()
         if self.ce_weight:
-            loss = loss + self.ce_weight * F.nll_loss(logp, target)
+            ce = soft_cross_entropy(x, onehot) if soft else F.nll_loss(logp, target)
+            loss = loss + self.ce_weight * ce
         return loss
 
 
@@ -257,6 +267,8 @@ class BalancedSoftmaxLoss(nn.Module):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check_logits(logits, self.log_prior.numel(), type(self).__name__)
         x = _upcast(logits)
+        if target.ndim == 2:  # torch's CE takes class probabilities as they are
+            target = soft_targets(target, x)
         return F.cross_entropy(x + self.tau * self.log_prior.to(x.dtype), target)
 
 
@@ -312,7 +324,12 @@ class LDAMLoss(nn.Module):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check_logits(logits, self.margins.numel(), type(self).__name__)
         x = _upcast(logits)
+        weight = self.drw_weight.to(x.dtype) if self.drw_active else None
+        if target.ndim == 2:  # each class's margin scaled by its share of the row
+            probs = soft_targets(target, x)
+            adjusted = x - probs * self.margins.to(x.dtype)
+            return soft_cross_entropy(self.s * adjusted, probs, weight)
         margin = self.margins.to(x.dtype)[target].unsqueeze(1)
         adjusted = x - F.one_hot(target, x.shape[1]).to(x.dtype) * margin
-        weight = self.drw_weight.to(x.dtype) if self.drw_active else None
         return F.cross_entropy(self.s * adjusted, target, weight=weight)
+

@@ -14,7 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from podium.build import CONFIG_DIR, build_datamodule, build_module
+from podium.build import build_datamodule, build_module
+from podium.config import CONFIG_DIR
 from podium.errors import one_line_errors
 
 

@@ -7,6 +7,7 @@ indices for `multiclass`/`binary`, predictions (N,) and float targets for `regre
   precision/recall, top-k accuracy and three rankings of the true class among the class
   scores (one relevant label per row, as Kaggle scores MAP@3): `map@k` (1/rank when
   rank <= k, else 0), `mrr` (1/rank), `ndcg@k` (1/log2(rank + 1) when rank <= k).
+- both: `logloss` (Kaggle's clipped log-loss; minimised).
 - binary: the same (two logits, softmax; k is capped at 2) plus AUROC.
 - regression: MAE, MSE, RMSE, R2.
 - multilabel (sigmoid probabilities (N, C), multi-hot targets; a label is predicted when its
@@ -44,7 +45,8 @@ from podium.errors import PodiumError
 TASKS = ("multiclass", "binary", "regression", "multilabel")
 DEFAULT_MONITOR = {"multiclass": "val/f1_macro", "binary": "val/auroc", "regression": "val/mae",
                    "multilabel": "val/f1_micro"}
-MINIMISED = ("loss", "mae", "mse", "rmse")  # every other key is a score: higher is better
+MINIMISED = ("loss", "logloss", "mae", "mse", "rmse")  # every other key is a score
+LOGLOSS_EPS = 1e-15  # Kaggle's clipping of predicted probabilities
 
 
 class TrueClassRank(Metric):
@@ -82,6 +84,29 @@ class TrueClassRank(Metric):
         return (self.total / self.count.clamp_min(1)).float()
 
 
+class LogLoss(Metric):
+    """Kaggle's multi-class log-loss: probabilities clipped to [1e-15, 1 - 1e-15] and each
+    row rescaled to sum to one, then the mean of -log p(true class). Binary (two columns)
+    is the binary log-loss."""
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        probs = probs.to(torch.float64).clamp(LOGLOSS_EPS, 1 - LOGLOSS_EPS)
+        probs = probs / probs.sum(dim=1, keepdim=True)
+        self.total -= probs.gather(1, target.long().view(-1, 1)).log().sum()
+        self.count += target.numel()
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count.clamp_min(1)).float()
+
+
 def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass"
                            ) -> MetricCollection:
     """Accuracy hides a class that is never predicted; the macro averages do not."""
@@ -97,6 +122,7 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
         f"map@{k}": TrueClassRank("map", k),
         "mrr": TrueClassRank("mrr"),
         f"ndcg@{k}": TrueClassRank("ndcg", k),
+        "logloss": LogLoss(),
     }
     if task == "binary":
         # With two softmax outputs, class 1's one-vs-rest AUROC equals class 0's: the macro
@@ -192,16 +218,41 @@ def infer_mode(monitor: str) -> str:
     return "min" if name in MINIMISED or name.endswith("_loss") else "max"
 
 
+# Spellings a competition page uses -> podium's key (the metric's name after `val/`).
+COMPETITION_ALIASES = {"accuracy": "acc", "balanced_accuracy": "balanced_acc",
+                       "macro_f1": "f1_macro", "f1": "f1_macro", "log_loss": "logloss",
+                       "auc": "auroc", "roc_auc": "auroc", "rmse": "rmse"}
+LABEL_METRICS = ("acc", "balanced_acc", "f1_macro", "f1_weighted", "precision_macro",
+                 "recall_macro")  # scored on predicted labels: thresholds and offsets help
+
+
+def competition_key(name: str) -> str:
+    """`accuracy` -> `acc`, `MAP@5` -> `map@5`: the key podium logs as `val/<key>`."""
+    key = str(name).strip().lower()
+    return COMPETITION_ALIASES.get(key, key)
+
+
 def resolve_metric(cfg: DictConfig) -> DictConfig:
-    """Fill `metric.monitor` (null: the task's default) and `metric.mode` (null: inferred
-    from the key) in place, once, before anything reads them (callbacks, scheduler)."""
+    """Fill the metric keys in place, once, before anything reads them (callbacks,
+    scheduler, sweep, submission):
+    - `metric.competition` (null: the task's default): the leaderboard's metric. It drives
+      everything below unless they are set explicitly, plus the OOF score, the
+      post-processing objective and (auto) the submission format;
+    - `metric.k` from a `map@k` competition (else 3);
+    - `metric.monitor` (null: `val/<competition>`), `metric.mode` (null: inferred)."""
     task = cfg.data.get("task", "multiclass") if cfg.get("data") else "multiclass"
     check_task(task)
     with open_dict(cfg):
         if cfg.get("metric") is None:
             cfg.metric = {}
+        if not cfg.metric.get("competition"):
+            cfg.metric.competition = (cfg.metric.get("monitor") or DEFAULT_MONITOR[task]
+                                      ).rsplit("/", 1)[-1]
+        cfg.metric.competition = competition_key(cfg.metric.competition)
+        if cfg.metric.competition.startswith("map@"):
+            cfg.metric.k = int(cfg.metric.competition.split("@")[1])
         if not cfg.metric.get("monitor"):
-            cfg.metric.monitor = DEFAULT_MONITOR[task]
+            cfg.metric.monitor = f"val/{cfg.metric.competition}"
         if not cfg.metric.get("mode"):
             cfg.metric.mode = infer_mode(cfg.metric.monitor)
         if cfg.metric.get("k") is None:

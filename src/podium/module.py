@@ -46,6 +46,9 @@ class CompetitionModule(L.LightningModule):
         tta: deterministic batch transforms (e.g. a horizontal flip); prediction averages
             the probabilities of the original and every transformed view.
         metric_k: k of map@k, ndcg@k, acc_top{k}.
+        mix: (images, labels) -> (images, soft targets (N, C)) after `augment` on training
+            batches (podium.augment.BatchMix: MixUp/CutMix); the loss gets the soft
+            targets, the training metrics the hard labels. May expose `set_epoch`.
 
     Tasks: multiclass | binary (two logits, softmax) | regression (one output, squeezed;
     float targets; prediction is the output itself) | multilabel (one logit per label,
@@ -63,12 +66,13 @@ class CompetitionModule(L.LightningModule):
         augment: Callable[[Tensor], Tensor] | None = None,
         tta: Sequence[Callable[[Tensor], Tensor]] = (),
         metric_k: int = 3,
+        mix: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters({"spec": spec.to_dict(), "channels_last": channels_last,
                                    "metric_k": metric_k}, logger=False)
         self.spec = spec
-        self.augment, self.tta = augment, list(tta)
+        self.augment, self.tta, self.mix = augment, list(tta), mix
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         self.loss = loss
@@ -111,15 +115,19 @@ class CompetitionModule(L.LightningModule):
         return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
 
     def on_train_epoch_start(self) -> None:
-        if hasattr(self.loss, "set_epoch"):  # e.g. deferred re-weighting
-            self.loss.set_epoch(self.current_epoch, self.trainer.max_epochs)
+        for part in (self.loss, self.mix):  # e.g. deferred re-weighting, clean last epochs
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(self.current_epoch, self.trainer.max_epochs)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
         if self.augment is not None:
             images = self.augment(images)
+        soft = None
+        if self.mix is not None:  # MixUp/CutMix: soft targets for the loss only
+            images, soft = self.mix(images, targets)
         logits, scores, targets = self.outputs_and_scores(images, targets)
-        loss = self.loss(logits, targets)
+        loss = self.loss(logits, targets if soft is None else soft)
         self.train_batches.append((scores, targets, loss.detach()))
         if len(self.train_batches) == TRAIN_METRICS_EVERY:
             self.update_train_metrics()

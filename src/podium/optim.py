@@ -86,18 +86,54 @@ def param_groups(net: nn.Module | Iterable[Tensor], no_decay_norm_bias: bool = T
 
 
 def build_optimizer(params: nn.Module | Iterable[Tensor], optimizer: Callable[..., Optimizer],
-                    no_decay_norm_bias: bool = True, backbone_lr_mult: float = 1.0) -> Optimizer:
+                    no_decay_norm_bias: bool = True, backbone_lr_mult: float = 1.0,
+                    layer_decay: float | None = None) -> Optimizer:
     """`optimizer(params=param_groups(...))`, then each group's lr times its `lr_mult`.
 
     Args:
         params: the network (grouped by role, see `param_groups`) or plain parameters.
         optimizer: any torch.optim class as a partial (the `optimizer` group);
             its lr and weight_decay are the defaults every group starts from.
+        layer_decay: layer-wise lr decay (`layer_decay_groups`) instead of `backbone_lr_mult`.
     """
-    opt = optimizer(params=param_groups(params, no_decay_norm_bias, backbone_lr_mult))
+    if layer_decay is not None:
+        if backbone_lr_mult != 1.0:
+            raise PodiumError(f"model.layer_decay={layer_decay} and model.backbone_lr_mult="
+                              f"{backbone_lr_mult}: set one of them (the other to null / 1.0)")
+        groups = layer_decay_groups(params, layer_decay, no_decay_norm_bias)
+    else:
+        groups = param_groups(params, no_decay_norm_bias, backbone_lr_mult)
+    opt = optimizer(params=groups)
     for group in opt.param_groups:
         group["lr"] = group["lr"] * group["lr_mult"]
     return opt
+
+
+def layer_decay_groups(net: nn.Module, layer_decay: float, no_decay_norm_bias: bool = True
+                       ) -> list[dict[str, Any]]:
+    """timm's `param_groups_layer_decay` (BEiT's layer-wise lr decay): the head trains at
+    the optimizer's lr, each layer below it at `layer_decay` times the one above (timm's
+    `group_matcher` says what a layer is), as `lr_mult`. Weight decay as `param_groups`:
+    none for norm weights/biases and `no_weight_decay()` names with `no_decay_norm_bias`,
+    the optimizer's own for everything else."""
+    from timm.optim import param_groups_layer_decay
+
+    if not 0 < layer_decay <= 1:
+        raise PodiumError(f"model.layer_decay={layer_decay} must be in (0, 1] (e.g. 0.75)")
+    if not isinstance(net, nn.Module) or not callable(getattr(net, "group_matcher", None)):
+        raise PodiumError(f"model.layer_decay needs a timm network (its group_matcher() says "
+                          f"what a layer is), not {type(net).__name__}: use model=timm")
+    skip = net.no_weight_decay() if no_decay_norm_bias and hasattr(net, "no_weight_decay") \
+        else ()
+    groups = param_groups_layer_decay(net, weight_decay=1.0, no_weight_decay_list=list(skip),
+                                      weight_decay_exclude_1d=no_decay_norm_bias,
+                                      layer_decay=layer_decay)
+    for k, group in enumerate(groups):
+        group["lr_mult"] = group.pop("lr_scale")
+        group["name"] = f"layer_decay{k}_x{group['lr_mult']:.3g}"
+        if group["weight_decay"]:  # decayed: the optimizer's weight_decay
+            del group["weight_decay"]
+    return groups
 
 
 def _check_warmup(warmup_steps: int, total_steps: int) -> None:

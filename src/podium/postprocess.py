@@ -1,12 +1,17 @@
 """Post-processing learned on out-of-fold predictions, applied to the test predictions.
 
-Both adjustments work on log-probabilities and start from "no change", accepting a
-change only when it raises the OOF macro-F1: the OOF score never goes down.
-- `f1_offsets`: per-class additive offsets found by coordinate search (the decision
-  thresholds macro-F1 wants are rarely those of argmax).
-- `logit_adjust`: subtract `tau * log(prior)` (Menon et al. 2021), `tau` chosen on OOF.
-- `thresholds` (multi-label): one decision threshold per label (or one for all) that
-  maximises the OOF F1 (micro, macro or samples), starting from 0.5.
+Every step is learned on exactly the predictions it is applied to (with test-time
+augmentation when TTA is on), scored by the competition's metric (`metric.competition`),
+starts from "no change" and accepts a change only when it raises the OOF score: the OOF
+score never goes down.
+- `F1Offsets` (`postprocess=f1_offsets`): per-class additive log-probability offsets found
+  by coordinate search (the decision rule a label metric wants is rarely argmax).
+- `LogitAdjust` (`postprocess=logit_adjust`): subtract `tau * log(prior)` (Menon et al.
+  2021), `tau` chosen on OOF.
+- `Thresholds` (`postprocess=thresholds`, multi-label; podium.thresholds): one decision
+  threshold per label (or one for all) maximising the OOF F1 (micro, macro or samples).
+Only label metrics (LABEL_METRICS: accuracy, F1, ...) can gain from them; for a metric on
+probabilities (AUROC, log-loss, MAP@k) they are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -22,12 +27,32 @@ from podium.errors import PodiumError
 Adjust = Callable[[np.ndarray], np.ndarray]
 
 
+def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.bincount(y * n_classes + pred, minlength=n_classes**2).reshape(n_classes, -1)
+
+
+def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """A label metric (podium.metrics.LABEL_METRICS) from the confusion matrix: fast enough
+    to search with, equal to scikit-learn's (zero_division=0)."""
+    cm = confusion(y, pred, n_classes).astype(float)
+    tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
+    f1 = ratio(2 * tp, predicted + actual)
+    scores = {
+        "acc": lambda: tp.sum() / max(cm.sum(), 1),
+        "f1_macro": lambda: f1.mean(),
+        "f1_weighted": lambda: (f1 * actual).sum() / max(actual.sum(), 1),
+        "precision_macro": lambda: ratio(tp, predicted).mean(),
+        "recall_macro": lambda: ratio(tp, actual).mean(),
+        "balanced_acc": lambda: ratio(tp, actual).mean(),
+    }
+    if metric not in scores:
+        raise PodiumError(f"{metric} is not a label metric: use one of {', '.join(scores)}")
+    return float(scores[metric]())
+
+
 def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over all classes from a confusion matrix (fast enough to search with)."""
-    cm = np.bincount(y * n_classes + pred, minlength=n_classes**2).reshape(n_classes, -1)
-    tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1)
-    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)))
+    return label_score("f1_macro", y, pred, n_classes)
 
 
 def read_oof(runs: Sequence[Path], id_col: str, target_col: str) -> pd.DataFrame:
@@ -43,156 +68,74 @@ def read_oof(runs: Sequence[Path], id_col: str, target_col: str) -> pd.DataFrame
 
 
 def f1_offsets(logp: np.ndarray, y: np.ndarray, rounds: int = 3,
-               grid: np.ndarray | None = None) -> np.ndarray:
-    """Per-class offsets maximising macro-F1 of argmax(logp + offsets), one class at a time."""
+               grid: np.ndarray | None = None, metric: str = "f1_macro") -> np.ndarray:
+    """Per-class offsets maximising `metric` of argmax(logp + offsets), one class at a time."""
     n_classes = logp.shape[1]
     grid = np.linspace(-2.0, 2.0, 41) if grid is None else grid
     offsets = np.zeros(n_classes)
-    best = macro_f1(y, logp.argmax(1), n_classes)
+    best = label_score(metric, y, logp.argmax(1), n_classes)
     for _ in range(rounds):
         for c in range(n_classes):
             for delta in grid:
                 trial = offsets.copy()
                 trial[c] = delta
-                score = macro_f1(y, (logp + trial).argmax(1), n_classes)
+                score = label_score(metric, y, (logp + trial).argmax(1), n_classes)
                 if score > best + 1e-12:
                     best, offsets = score, trial
     return offsets
 
 
-def fit_postprocess(cfg, oof: pd.DataFrame, class_names: Sequence[str],
-                    target_col: str, task: str = "multiclass",
-                    monitor: str | None = None) -> tuple[Adjust, dict]:
-    """Learn `cfg.name` on the OOF predictions; return the test adjustment and a report."""
-    if cfg.name == "thresholds" or task == "multilabel":
-        return fit_threshold_postprocess(cfg, oof, class_names, target_col, task, monitor)
+class F1Offsets:
+    """Per-class log-probability offsets (coordinate search over `grid`, `rounds` passes)."""
+
+    name = "f1_offsets"
+
+    def __init__(self, rounds: int = 3) -> None:
+        self.rounds = rounds
+
+    def fit(self, logp: np.ndarray, y: np.ndarray, metric: str,
+            class_names: Sequence[str]) -> tuple[np.ndarray, dict]:
+        shift = f1_offsets(logp, y, self.rounds, metric=metric)
+        return shift, {"offsets": dict(zip(map(str, class_names), shift.tolist(), strict=True))}
+
+
+class LogitAdjust:
+    """Subtract tau * log(OOF class prior), tau in 0..2 (first best: 0 = no change on ties)."""
+
+    name = "logit_adjust"
+
+    def fit(self, logp: np.ndarray, y: np.ndarray, metric: str,
+            class_names: Sequence[str]) -> tuple[np.ndarray, dict]:
+        n_classes = logp.shape[1]
+        log_prior = np.log(np.bincount(y, minlength=n_classes).clip(1) / len(y))
+        taus = np.linspace(0.0, 2.0, 21)
+        scores = [label_score(metric, y, (logp - t * log_prior).argmax(1), n_classes)
+                  for t in taus]
+        tau = float(taus[int(np.argmax(scores))])
+        return -tau * log_prior, {"tau": tau}
+
+
+def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
+                    metric: str = "f1_macro", task: str = "multiclass") -> tuple[Adjust, dict]:
+    """Learn `step` (F1Offsets, LogitAdjust; multi-label: Thresholds) on the OOF predictions
+    for the label metric `metric`; return the test adjustment and a report (OOF score
+    before/after)."""
+    from podium.thresholds import Thresholds, fit_threshold_postprocess
+
+    if isinstance(step, Thresholds) or task == "multilabel":
+        return fit_threshold_postprocess(step, oof, class_names, target_col, task, metric)
     index = {name: i for i, name in enumerate(class_names)}
     y = oof[target_col].map(index).to_numpy()
     logp = np.log(np.clip(oof[list(class_names)].to_numpy(dtype=np.float64), 1e-12, None))
     n_classes = len(class_names)
-    before = macro_f1(y, logp.argmax(1), n_classes)
-    if cfg.name == "f1_offsets":
-        shift = f1_offsets(logp, y, rounds=cfg.get("rounds", 3))
-        report = {"offsets": dict(zip(map(str, class_names), shift.tolist(), strict=True))}
-    elif cfg.name == "logit_adjust":
-        log_prior = np.log(np.bincount(y, minlength=n_classes).clip(1) / len(y))
-        taus = np.linspace(0.0, 2.0, 21)
-        scores = [macro_f1(y, (logp - t * log_prior).argmax(1), n_classes) for t in taus]
-        tau = float(taus[int(np.argmax(scores))])  # first best: tau=0 (no change) on ties
-        shift = -tau * log_prior
-        report = {"tau": tau}
-    else:
-        raise PodiumError(f"postprocess.name={cfg.name}: use f1_offsets or logit_adjust")
-    after = macro_f1(y, (logp + shift).argmax(1), n_classes)
+    before = label_score(metric, y, logp.argmax(1), n_classes)
+    shift, report = step.fit(logp, y, metric, class_names)
+    after = label_score(metric, y, (logp + shift).argmax(1), n_classes)
 
     def adjust(probs: np.ndarray) -> np.ndarray:
         logits = np.log(np.clip(probs, 1e-12, None)) + shift
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
-    return adjust, {"name": cfg.name, "before": before, "after": after, **report}
-
-
-# -- multi-label decision thresholds --------------------------------------------------------
-F1_AVERAGES = ("f1_micro", "f1_macro", "f1_samples")
-GRID = np.round(np.linspace(0.01, 0.99, 99), 2)  # candidate thresholds; holds 0.5
-
-
-def multilabel_f1(y: np.ndarray, pred: np.ndarray, average: str) -> float:
-    """F1 of boolean (N, C) predictions as torchmetrics/scikit-learn compute it: micro,
-    macro (a label without true or predicted positives scores 0) or samples (a row without
-    either scores 1, as podium.metrics.SamplesF1)."""
-    both = (y & pred)
-    if average == "f1_samples":
-        sizes = pred.sum(1) + y.sum(1)
-        return float(np.where(sizes > 0, 2 * both.sum(1) / np.maximum(sizes, 1), 1.0).mean())
-    axis = None if average == "f1_micro" else 0
-    tp, sizes = both.sum(axis), pred.sum(axis) + y.sum(axis)
-    return float(np.mean(np.where(sizes > 0, 2 * tp / np.maximum(sizes, 1), 0.0)))
-
-
-def label_candidates(y: np.ndarray, pred: np.ndarray, probs: np.ndarray, c: int,
-                     grid: np.ndarray, average: str) -> np.ndarray:
-    """The F1 for every threshold of `grid` on label `c`, the other labels' predictions
-    kept: one (N, G) comparison instead of G full evaluations."""
-    candidates = probs[:, c, None] > grid[None, :]
-    y_c = y[:, c, None]
-    if average == "f1_samples":
-        tp = (y & pred).sum(1, keepdims=True) - (y_c & pred[:, c, None]) + (candidates & y_c)
-        sizes = (pred.sum(1) + y.sum(1))[:, None] - pred[:, c, None] + candidates
-        return np.where(sizes > 0, 2 * tp / np.maximum(sizes, 1), 1.0).mean(0)
-    tp_c, sizes_c = (candidates & y_c).sum(0), candidates.sum(0) + y_c.sum()
-    tp, sizes = (y & pred).sum(0), pred.sum(0) + y.sum(0)
-    if average == "f1_micro":
-        total_tp, total = tp.sum() - tp[c] + tp_c, sizes.sum() - sizes[c] + sizes_c
-        return np.where(total > 0, 2 * total_tp / np.maximum(total, 1), 0.0)
-    f1 = np.where(sizes > 0, 2 * tp / np.maximum(sizes, 1), 0.0)
-    f1_c = np.where(sizes_c > 0, 2 * tp_c / np.maximum(sizes_c, 1), 0.0)
-    return (f1.sum() - f1[c] + f1_c) / len(f1)
-
-
-def fit_thresholds(probs: np.ndarray, y: np.ndarray, average: str = "f1_micro",
-                   per_class: bool = True, rounds: int = 3,
-                   grid: np.ndarray = GRID) -> np.ndarray:
-    """Thresholds (C,) maximising the F1 of `probs > thresholds` on (N, C) OOF data.
-
-    Starts at 0.5 everywhere and accepts only a strictly better score: one global
-    threshold searched over `grid`, or coordinate ascent one label at a time (`rounds`
-    passes; macro-F1 is a sum over labels, so one pass finds its best thresholds).
-    """
-    y = y.astype(bool)
-    thresholds = np.full(probs.shape[1], 0.5)
-    best = multilabel_f1(y, probs > thresholds, average)
-    if not per_class:
-        for t in grid:
-            score = multilabel_f1(y, probs > t, average)
-            if score > best + 1e-12:
-                best, thresholds = score, np.full(probs.shape[1], t)
-        return thresholds
-    for _ in range(1 if average == "f1_macro" else rounds):
-        improved = False
-        for c in range(probs.shape[1]):
-            scores = label_candidates(y, probs > thresholds, probs, c, grid, average)
-            if scores.max() > best + 1e-12:
-                best, thresholds[c], improved = float(scores.max()), grid[scores.argmax()], True
-        if not improved:
-            break
-    return thresholds
-
-
-def shift_to_half(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Probabilities moved so that `p > threshold` becomes `p' > 0.5` (a logit shift per
-    label): the submission's fixed 0.5 then applies the learned thresholds, and a label's
-    ranking (AUC, average precision) is unchanged."""
-    p = np.clip(probs, 1e-7, 1 - 1e-7)
-    t = np.clip(thresholds, 1e-7, 1 - 1e-7)
-    shift = np.log(p / (1 - p)) - np.log(t / (1 - t))
-    return 1.0 / (1.0 + np.exp(-shift))
-
-
-def fit_threshold_postprocess(cfg, oof: pd.DataFrame, class_names: Sequence[str],
-                              target_col: str, task: str,
-                              monitor: str | None) -> tuple[Adjust, dict]:
-    """`postprocess=thresholds` on multi-label OOF predictions (its label column holds the
-    space-separated sets); the OOF score after is measured on what the test set gets."""
-    from podium.labels import multi_hot, split_label_set
-
-    if task != "multilabel" or cfg.name != "thresholds":
-        raise PodiumError(f"postprocess={cfg.name} does not fit data.task={task}: use "
-                          + ("postprocess=thresholds" if task == "multilabel"
-                             else "f1_offsets or logit_adjust"))
-    name = (monitor or "").rsplit("/", 1)[-1]
-    average = cfg.get("metric") or (name if name in F1_AVERAGES else "f1_micro")
-    if average not in F1_AVERAGES:
-        raise PodiumError(f"postprocess.metric={average}: use one of {', '.join(F1_AVERAGES)}")
-    sets = [split_label_set(cell) for cell in oof[target_col]]
-    y = multi_hot(sets, [str(c) for c in class_names], Path("oof.csv"), target_col)[0] > 0.5
-    probs = oof[[str(c) for c in class_names]].to_numpy(dtype=np.float64)
-    thresholds = fit_thresholds(probs, y, average, cfg.get("per_class", True))
-    before = multilabel_f1(y, probs > 0.5, average)
-    after = multilabel_f1(y, shift_to_half(probs, thresholds) > 0.5, average)
-    if after < before:  # only a float tie could do this: keep the probabilities as they are
-        thresholds, after = np.full(len(class_names), 0.5), before
-    report = {"name": "thresholds", "metric": average, "before": before, "after": after,
-              "thresholds": dict(zip(map(str, class_names), thresholds.tolist(), strict=True))}
-    return (lambda test: shift_to_half(test, thresholds)), report
+    return adjust, {"name": step.name, "metric": metric, "before": before, "after": after,
+                    **report}

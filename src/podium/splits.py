@@ -1,4 +1,4 @@
-"""Validation splits: a seeded stratified hold-out, or fold `data.fold` of a k-fold.
+"""Validation splits: a seeded stratified hold-out, or fold `data.fold` of a k-fold, or none.
 
 The same seed gives the same folds in every run, so `make cv` is a multirun over
 `data.fold` and every fold's validation ids are out-of-fold exactly once. Multi-label
@@ -26,6 +26,7 @@ def split_indices(
     With `groups` (e.g. a patient id), StratifiedGroupKFold keeps each group in one fold.
     `stratify=False` (regression targets): plain shuffled KFold / GroupKFold / hold-out.
     Multi-hot `labels` (N, C): iterative stratification (`multilabel_split`).
+    `val_fraction=0` (no folds): every row trains, the validation split is empty.
     """
     from sklearn.model_selection import (
         GroupKFold,
@@ -38,8 +39,12 @@ def split_indices(
     if n_folds and (fold is None or not 0 <= fold < n_folds):
         raise PodiumError(f"data.fold={fold} must be in 0..{n_folds - 1} for "
                           f"data.n_folds={n_folds}")
-    if not n_folds and not 0 < val_fraction < 1:
-        raise PodiumError(f"data.val_fraction={val_fraction} must be between 0 and 1")
+    if not n_folds and not 0 <= val_fraction < 1:
+        raise PodiumError(f"data.val_fraction={val_fraction} must be in [0, 1) "
+                          "(0: train on every labelled row, no validation)")
+    index = np.arange(len(labels))
+    if not n_folds and val_fraction == 0:
+        return index, index[:0]
     if labels.ndim == 2:
         return multilabel_split(labels, val_fraction, seed, n_folds, fold, groups)
     if stratify:
@@ -51,7 +56,6 @@ def split_indices(
                 f"class '{name}' has {counts.min()} example(s); a stratified split needs at "
                 f"least {need} (add examples, merge the class, or lower data.n_folds)"
             )
-    index = np.arange(len(labels))
     if n_folds:
         kinds = {(True, False): StratifiedKFold, (True, True): StratifiedGroupKFold,
                  (False, False): KFold, (False, True): GroupKFold}

@@ -1,6 +1,13 @@
 """From class probabilities to a submission file the leaderboard will accept.
 
-Class indices become the competition's original labels; the file gets the sample
+The sample submission decides the shape (`submission.format`, default `auto`):
+- `label`: the argmax class's original label (regression: the prediction itself; binary:
+  the positive class when p >= a learned decision threshold, see podium.postprocess);
+- `probability`: binary, the positive class's probability (AUC, log-loss leaderboards);
+- `class_probabilities`: one column per class, matched by name to the header, in the
+  header's order (multi-class log-loss leaderboards);
+- `top_k`: the `metric.k` best labels, best first, space-separated (MAP@k leaderboards).
+`auto` reads the header and `metric.monitor` (see `choose_format`). The file gets the sample
 submission's header and row order; it is validated before it is written, written to a
 temporary file and renamed (no partial file on any failure), and never replaces an
 existing file.
@@ -9,6 +16,7 @@ existing file.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +24,65 @@ import pandas as pd
 
 from podium.errors import PodiumError
 from podium.io import write_atomic
+
+FORMATS = ("auto", "label", "probability", "class_probabilities", "top_k")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How predictions become the submission's columns, and why (printed by the run)."""
+
+    format: str = "label"
+    why: str = "submission.format=label"
+    k: int = 3
+    threshold: float | None = None  # binary labels: positive when p >= threshold
+
+
+def label_columns(sample: pd.DataFrame, id_col: str) -> list[str]:
+    return [c for c in sample.columns if c != id_col]
+
+
+def choose_format(requested: str, sample: pd.DataFrame, id_col: str,
+                  class_names: Sequence[str], task: str, monitor: str | None = None,
+                  k: int = 3, threshold: float | None = None) -> Shape:
+    """The submission's shape: `requested`, or (`auto`) what the sample submission's header
+    and the monitored metric ask for:
+    header = id + every class name -> class_probabilities; binary scored by `auroc` or
+    `logloss` -> probability; a `map@k` monitor -> top_k; otherwise label."""
+    if requested not in FORMATS:
+        raise PodiumError(f"submission.format={requested} is unknown: use one of "
+                          f"{', '.join(FORMATS)}")
+    if task == "multilabel":  # label sets, or one column per label (0/1 or probability)
+        layout = multilabel_layout(sample, class_names, id_col)
+        return Shape("label_sets", f"multi-label, the sample submission asks for {layout}", k)
+    columns, names = label_columns(sample, id_col), [str(c) for c in class_names]
+    metric = (monitor or "").rsplit("/", 1)[-1]
+    if len(columns) > 1 or requested == "class_probabilities":
+        if sorted(columns) != sorted(names) or task == "regression":
+            raise PodiumError(
+                f"sample submission columns {columns} do not match the model's classes "
+                f"{names}: a class-probability submission needs '{id_col}' plus one column "
+                f"per class (or one label column for the other formats)")
+        return Shape("class_probabilities", "the sample submission has one column per class"
+                     if requested == "auto" else "submission.format=class_probabilities", k)
+    if not columns:
+        raise PodiumError(f"sample submission has only the column '{id_col}': it needs a "
+                          f"prediction column")
+    if requested == "auto":
+        if task == "binary" and metric in ("auroc", "logloss"):
+            requested, why = "probability", f"binary task scored by {monitor}"
+        elif task != "regression" and metric.startswith("map@"):
+            requested, why = "top_k", f"{monitor} scores the {k} best labels"
+        else:
+            requested, why = "label", f"one label column, {monitor or 'no metric'} scores labels"
+    else:
+        why = f"submission.format={requested}"
+    if requested == "probability" and task != "binary":
+        raise PodiumError(f"submission.format=probability needs data.task=binary (this run "
+                          f"is {task}); use class_probabilities or label")
+    if requested == "top_k" and task == "regression":
+        raise PodiumError("submission.format=top_k needs classes; regression writes label")
+    return Shape(requested, why, k, threshold if task == "binary" else None)
 
 
 def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
@@ -26,11 +93,27 @@ def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str
     return frame
 
 
+def predicted_values(probs: np.ndarray, class_names: Sequence[str], task: str,
+                     shape: Shape) -> np.ndarray:
+    """One value per row for a one-column submission."""
+    names = np.asarray([str(c) for c in class_names], dtype=object)
+    if task == "regression":
+        return probs.reshape(len(probs), -1)[:, 0]
+    if shape.format == "probability":
+        return probs[:, 1]  # the positive class: the second of the two sorted labels
+    if shape.format == "top_k":
+        best = np.argsort(-probs, axis=1, kind="stable")[:, : shape.k]
+        return np.array([" ".join(row) for row in names[best]], dtype=object)
+    if shape.threshold is not None:
+        return names[(probs[:, 1] >= shape.threshold).astype(int)]
+    return names[probs.argmax(axis=1)]
+
+
 def make_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.ndarray,
-                    class_names: Sequence[str], id_col: str,
-                    task: str = "multiclass") -> pd.DataFrame:
-    """Argmax -> original label (regression: the prediction itself), in the sample
-    submission's columns and row order."""
+                    class_names: Sequence[str], id_col: str, task: str = "multiclass",
+                    shape: Shape | None = None) -> pd.DataFrame:
+    """The predictions in the sample submission's columns and row order."""
+    shape = shape or choose_format("label", sample, id_col, class_names, task)
     if task == "multilabel":
         return multilabel_submission(sample, ids, probs, class_names, id_col)
     if list(sample[id_col]) != list(ids):
@@ -38,25 +121,23 @@ def make_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.ndarray,
             f"predicted ids do not follow the sample submission's {id_col} column; "
             f"predict with the same data.root the model was trained on"
         )
-    label_cols = [c for c in sample.columns if c != id_col]
-    if len(label_cols) != 1:
-        raise PodiumError(
-            f"sample submission has columns {list(sample.columns)}: expected '{id_col}' "
-            f"and one label column"
-        )
     submission = sample.copy()
-    if task == "regression":
-        submission[label_cols[0]] = probs.reshape(len(probs), -1)[:, 0]
-    else:
-        submission[label_cols[0]] = np.asarray(class_names, dtype=object)[probs.argmax(axis=1)]
+    if shape.format == "class_probabilities":
+        index = {str(c): i for i, c in enumerate(class_names)}
+        for column in label_columns(sample, id_col):
+            submission[column] = probs[:, index[column]]
+        return submission
+    submission[label_columns(sample, id_col)[0]] = predicted_values(probs, class_names, task,
+                                                                    shape)
     return submission
 
 
 def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
                         class_names: Sequence[str], id_col: str,
-                        task: str = "multiclass") -> None:
-    """What the leaderboard checks: header, ids and their order, known labels (regression:
-    finite numbers), no gaps."""
+                        task: str = "multiclass", shape: Shape | None = None) -> None:
+    """What the leaderboard checks: header, ids and their order, no gaps, and per format:
+    known labels, k distinct known labels, probabilities in [0, 1] (regression: finite)."""
+    shape = shape or Shape()
     if task == "multilabel":
         return validate_multilabel_submission(submission, sample, class_names, id_col)
     if list(submission.columns) != list(sample.columns):
@@ -71,20 +152,30 @@ def validate_submission(submission: pd.DataFrame, sample: pd.DataFrame,
             f"submission ids differ from the sample submission's ({len(submission)} vs "
             f"{len(sample)} rows, or another order)"
         )
-    label_col = [c for c in sample.columns if c != id_col][0]
-    labels = submission[label_col]
-    if labels.isna().any():
-        raise PodiumError(f"submission has empty {label_col} values")
-    if task == "regression":
-        values = pd.to_numeric(labels, errors="coerce")
-        if not np.isfinite(values.to_numpy(dtype=float)).all():
-            raise PodiumError(f"submission has non-numeric or infinite {label_col} values")
+    columns = label_columns(sample, id_col)
+    values = submission[columns]
+    if values.isna().any().any():
+        raise PodiumError(f"submission has empty {columns[0]} values")
+    if task == "regression" or shape.format in ("probability", "class_probabilities"):
+        numbers = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(numbers).all():
+            raise PodiumError(f"submission has non-numeric or infinite {columns[0]} values")
+        if task != "regression" and ((numbers < 0) | (numbers > 1)).any():
+            raise PodiumError(f"submission has probabilities outside [0, 1] in {columns}")
         return
-    unknown = set(labels.astype(str)) - {str(c) for c in class_names}
+    known = {str(c) for c in class_names}
+    labels = values[columns[0]].astype(str)
+    tokens = labels.str.split(" ") if shape.format == "top_k" else labels.map(lambda v: [v])
+    unknown = {t for row in tokens for t in row} - known
     if unknown:
         raise PodiumError(
             f"submission has labels not seen in training: {sorted(unknown)[:5]}"
         )
+    wanted = min(shape.k, len(known)) if shape.format == "top_k" else 1
+    bad = tokens[tokens.map(lambda row: len(set(row)) != wanted)]
+    if len(bad):
+        raise PodiumError(f"submission row {bad.index[0]} has {bad.iloc[0]}: expected "
+                          f"{wanted} distinct label(s)")
 
 
 # -- multi-label: label sets, or one column per label -------------------------------------------
@@ -169,14 +260,15 @@ def validate_multilabel_submission(submission: pd.DataFrame, sample: pd.DataFram
 
 def write_submission(out_dir: Path, sample: pd.DataFrame, ids: Sequence[str],
                      probs: np.ndarray, class_names: Sequence[str], id_col: str,
-                     task: str = "multiclass") -> Path:
+                     task: str = "multiclass", shape: Shape | None = None) -> Path:
     """Write `test_probs.csv` and the validated `submission.csv`; return the latter's path.
 
     Regression: `probs` is the prediction (N, 1); `test_probs.csv` holds it as its column."""
     if not np.isfinite(probs).all():
         raise PodiumError("predicted probabilities contain NaN/inf: the model diverged")
-    submission = make_submission(sample, ids, probs, class_names, id_col, task)
-    validate_submission(submission, sample, class_names, id_col, task)
+    shape = shape or choose_format("label", sample, id_col, class_names, task)
+    submission = make_submission(sample, ids, probs, class_names, id_col, task, shape)
+    validate_submission(submission, sample, class_names, id_col, task, shape)
     out_dir = Path(out_dir)
     write_atomic(out_dir / "test_probs.csv",
                  probs_frame(ids, probs, class_names, id_col).to_csv(index=False))

@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from podium.build import CONFIG_DIR
+from podium.config import CONFIG_DIR
 from podium.errors import one_line_errors
 
 
@@ -23,15 +23,15 @@ def submit(cfg: DictConfig) -> dict:
     summary written to metrics.json."""
     from hydra.utils import instantiate
 
-    from podium.ensemble import expand_runs, latest_run, run_config, write_ensemble
+    from podium.ensemble import gather_members, latest_run, submit_members
     from podium.io import write_json
 
     given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
-    runs = expand_runs(given)
-    configs = [run_config(run, cfg.paths) for run in runs]
+    members = gather_members(given, cfg.paths, cfg.weights)
     tta = [instantiate(t) for t in cfg.get("tta") or []]
     output_dir = Path(cfg.paths.output_dir)
-    summary = write_ensemble(runs, configs, output_dir, cfg.weights, tta, cfg.get("postprocess"))
+    summary = submit_members(members, output_dir, cfg.submission.format,
+                             instantiate(cfg.get("postprocess")), tta, cfg.force)
     write_json(output_dir / "metrics.json", summary)
     return summary
 

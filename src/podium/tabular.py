@@ -33,27 +33,38 @@ def numeric_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     return found
 
 
-def feature_transformer(numeric: Sequence[str], categorical: Sequence[str]):
-    """scikit-learn ColumnTransformer: impute + standardise numbers, one-hot the rest."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    return ColumnTransformer([
-        ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-         list(numeric)),
-        ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-         list(categorical)),
-    ])
+def as_numbers(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values.replace("", np.nan), errors="coerce")
 
 
-def as_model_input(frame: pd.DataFrame, numeric: Sequence[str]) -> pd.DataFrame:
-    """Numbers as floats (empty -> NaN, imputed), everything else as text categories."""
-    frame = frame.copy()
+def fit_features(frame: pd.DataFrame, numeric: Sequence[str],
+                 categorical: Sequence[str]) -> dict:
+    """The encoders' fitted values as plain numbers and strings (they travel in the DataSpec,
+    so a checkpoint read with weights_only=True can encode a new test table): per numeric
+    column [median, mean, std] of the median-imputed values (what scikit-learn's
+    SimpleImputer + StandardScaler learn), per categorical column its sorted categories
+    (OneHotEncoder's)."""
+    stats = {}
     for column in numeric:
-        frame[column] = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
-    return frame
+        values = as_numbers(frame[column])
+        median = float(values.median()) if values.notna().any() else 0.0
+        filled = values.fillna(median)
+        std = float(filled.std(ddof=0))
+        stats[column] = [median, float(filled.mean()), std if std > 0 else 1.0]
+    categories = {c: sorted(set(frame[c].astype(str))) for c in categorical}
+    return {"columns": list(frame.columns), "numeric": stats, "categorical": categories}
+
+
+def encode_features(frame: pd.DataFrame, features: dict) -> np.ndarray:
+    """float32 (N, F): standardised numbers, then one-hot categories (unknown -> zeros)."""
+    blocks = [((as_numbers(frame[c]).fillna(median) - mean) / std).to_numpy()[:, None]
+              for c, (median, mean, std) in features["numeric"].items()]
+    for column, categories in features["categorical"].items():
+        values = frame[column].astype(str).to_numpy()[:, None]
+        blocks.append(values == np.asarray(categories, dtype=object)[None, :])
+    if not blocks:
+        return np.zeros((len(frame), 0), dtype=np.float32)
+    return np.concatenate([b.astype(np.float32) for b in blocks], axis=1)
 
 
 class TabularDataModule(CompetitionDataModule):
@@ -71,8 +82,6 @@ class TabularDataModule(CompetitionDataModule):
         self.feature_cols = list(feature_cols) if feature_cols else None
         self.drop_cols, self.categorical_cols = list(drop_cols), categorical_cols
         self.features: list[str] = []
-        self.numeric: list[str] = []
-        self.transformer = None
         self.train_frame = self.test_frame = pd.DataFrame()
 
     def read_inputs(self) -> pd.DataFrame:
@@ -89,17 +98,24 @@ class TabularDataModule(CompetitionDataModule):
         return train
 
     def build_sets(self) -> DataSpec:
+        """Encoders fitted on the training split only: the validation score is what the
+        test set will see."""
         numeric = numeric_columns(self.train_frame, self.features)
         categorical = (list(self.categorical_cols) if self.categorical_cols is not None
                        else [c for c in self.features if c not in numeric])
-        self.numeric = [c for c in numeric if c not in categorical]
-        self.transformer = feature_transformer(self.numeric, categorical)
-        self.transformer.fit(as_model_input(self.train_frame.iloc[self.train_idx], self.numeric))
-        x = self.transform(self.train_frame)
+        numeric = [c for c in numeric if c not in categorical]
+        features = fit_features(self.train_frame.iloc[self.train_idx], numeric, categorical)
+        x = torch.from_numpy(encode_features(self.train_frame, features))
         labels = torch.from_numpy(self.labels)
         self.train_set = TensorRows(x[self.train_idx], labels[self.train_idx])
         self.val_set = TensorRows(x[self.val_idx], labels[self.val_idx])
-        return DataSpec(**self.spec_fields(), net_inputs={"in_features": int(x.shape[1])})
+        return DataSpec(**self.spec_fields(), net_inputs={"in_features": int(x.shape[1])},
+                        features=features)
+
+    def find_test(self) -> None:
+        """A model trained elsewhere (make predict): its feature columns, from the spec."""
+        self.features = list(self.spec.features["columns"])
+        self.test_frame = self.read_test_frame()
 
     def read_test_frame(self) -> pd.DataFrame:
         """test.csv's feature rows in the sample submission's order."""
@@ -113,8 +129,4 @@ class TabularDataModule(CompetitionDataModule):
         return test.loc[self.test_ids, self.features].reset_index(drop=True)
 
     def read_test(self) -> Dataset:
-        return TensorRows(self.transform(self.test_frame))
-
-    def transform(self, frame: pd.DataFrame) -> torch.Tensor:
-        values = self.transformer.transform(as_model_input(frame, self.numeric))
-        return torch.from_numpy(np.asarray(values, dtype=np.float32))
+        return TensorRows(torch.from_numpy(encode_features(self.test_frame, self.spec.features)))

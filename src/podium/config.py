@@ -1,0 +1,164 @@
+"""The composed config: where it lives, how a run prints it, and the checks on its values.
+
+`CONFIG_DIR` is the checkout's conf/ (make install: editable) or the copy inside the wheel
+(an exported bundle). A run prints the keys that differ from conf/train.yaml's defaults
+(`print_config=full`: the whole tree) and saves the tree as config_tree.txt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from podium.errors import PodiumError
+
+# conf/ of the checkout (make install: editable), else the copy inside the wheel (a bundle)
+_SOURCE_CONF = Path(__file__).resolve().parents[2] / "conf"
+CONFIG_DIR = str(_SOURCE_CONF if _SOURCE_CONF.is_dir()
+                 else Path(__file__).resolve().parent / "conf")
+
+
+CONFIG_ORDER = ("data", "model", "loss", "optimizer", "scheduler", "sampler", "augment",
+                "trainer")
+
+def print_config(cfg: DictConfig, save_to: Path | None = None, full: bool = False) -> None:
+    """Print the keys that differ from conf/train.yaml's defaults, one line each (`full`:
+    the whole tree); with `save_to`, the whole tree is written there as plain text."""
+    from rich.console import Console
+
+    tree = config_tree(cfg)
+    if full:
+        Console().print(tree)
+    else:
+        default = default_config()
+        changed = changed_keys(cfg, default)
+        choices = " ".join(changed_choices(cfg, default))
+        where = f"; the whole tree: {save_to}" if save_to is not None else ""
+        print(f"config: {choices + '; ' if choices else ''}{len(changed)} key(s) differ from "
+              f"conf/train.yaml{where}")
+        for line in changed:
+            print(f"  {line}")
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        with open(save_to, "w") as file:
+            Console(file=file, width=120, color_system=None).print(tree)
+
+def config_tree(cfg: DictConfig):
+    """The composed config as a rich tree: groups in CONFIG_ORDER, then the rest; hydra's
+    own settings left out."""
+    from omegaconf import OmegaConf
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    fields = [f for f in CONFIG_ORDER if f in cfg] + [f for f in cfg if f not in CONFIG_ORDER]
+    for field in fields:
+        if field == "hydra":
+            continue
+        value = cfg[field]
+        try:
+            text = OmegaConf.to_yaml(value, resolve=True) if OmegaConf.is_config(value) \
+                else str(value)
+        except Exception:  # an interpolation that only resolves inside a Hydra run
+            text = OmegaConf.to_yaml(value) if OmegaConf.is_config(value) else str(value)
+        tree.add(field, style="bold").add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
+    return tree
+
+def default_config() -> DictConfig:
+    """conf/train.yaml composed without overrides (experiment=baseline), metric resolved:
+    what a run's config is compared with. Inside a Hydra run its own search path is used."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from podium.metrics import resolve_metric
+
+    if GlobalHydra.instance().is_initialized():
+        default = compose("train", return_hydra_config=True)
+    else:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            default = compose("train", return_hydra_config=True)
+    return resolve_metric(default)
+
+def changed_choices(cfg: DictConfig, default: DictConfig) -> list[str]:
+    """`group=option` for every config group whose option differs from the default's (the
+    run's choices: its `hydra` node when composed with it, else the running job's)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    mine = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    if mine is None and HydraConfig.initialized():
+        mine = HydraConfig.get().runtime.choices
+    before = OmegaConf.select(default, "hydra.runtime.choices", default=None) or {}
+    return [f"{group}={option}" for group, option in (mine or {}).items()
+            if not group.startswith("hydra") and before.get(group) != option]
+
+def changed_keys(cfg: DictConfig, default: DictConfig | None = None) -> list[str]:
+    """`key=value  (default: old)` for every leaf whose (unresolved) value differs from the
+    default config: the command-line overrides, the experiment's and the chosen groups'
+    changes. Keys the run does not have (a replaced group's) are left out; lists are one
+    value; values are shown resolved where they can be."""
+    from omegaconf import OmegaConf
+
+    default = default_config() if default is None else default
+    before = flat(OmegaConf.to_container(default, resolve=False))
+    lines = []
+    for key, raw in flat(OmegaConf.to_container(cfg, resolve=False)).items():
+        if key.startswith("hydra.") or (key in before and before[key] == raw):
+            continue
+        if key not in before and raw in (None, [], {}):
+            continue  # a new group's unset option
+        line = f"{key}={shown(cfg, key, raw)}"
+        if key in before:
+            line += f"  (default: {shown(default, key, before[key])})"
+        lines.append(line)
+    return lines
+
+def shown(cfg: DictConfig, key: str, raw: Any) -> str:
+    """`key`'s value as written on a command line, resolved when it can be (`${hydra:...}`
+    is shown as written: it resolves against the running job's Hydra settings only)."""
+    import json
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(raw, str) and "${hydra:" in raw:
+        return raw
+    try:
+        value = OmegaConf.select(cfg, key)
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) \
+            else value
+    except (OmegaConfBaseException, ValueError):
+        value = raw
+    return value if isinstance(value, str) else json.dumps(value)
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and empty dicts stay one value."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+NUMERIC_KEYS = {  # key -> type; a wrong type here fails deep inside torch otherwise
+    "seed": int, "trainer.max_epochs": int, "trainer.max_steps": int,
+    "trainer.accumulate_grad_batches": int, "trainer.log_every_n_steps": int,
+    "trainer.check_val_every_n_epoch": int, "trainer.gradient_clip_val": float,
+    "data.batch_size": int, "data.num_workers": int, "data.val_fraction": float,
+    "optimizer.lr": float, "optimizer.weight_decay": float,
+}
+
+def check_types(cfg: DictConfig) -> None:
+    """One line naming the key, instead of a TypeError from deep inside a library."""
+    from omegaconf import OmegaConf
+
+    for key, kind in NUMERIC_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        ok = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+        if value is not None and (not ok or isinstance(value, bool)):
+            what = "an integer" if kind is int else "a number"
+            raise PodiumError(f"{key}={value!r} must be {what} "
+                              f"(e.g. {key}={1 if kind is int else 0.001})")

@@ -1,0 +1,114 @@
+"""`python -m podium.export runs=[dir,...]`: one folder a notebook without internet predicts from.
+
+The bundle (`logs/export/<time>/`):
+  bundle.json            members and their weights, class names, podium's version
+  members/<i>/           one per member (a run, or a fold of a cross-validation folder):
+    .hydra/config.yaml   its composed config
+    checkpoints/best.ckpt  weights + DataSpec (classes, input statistics, tabular encoders)
+                         only: no optimizer state, readable with weights_only=True
+    oof.csv              its out-of-fold predictions (for postprocess=...), when it has them
+  podium-<version>-py3-none-any.whl, requirements.txt (the installed versions, pinned)
+In the notebook: `pip install --no-index --find-links <bundle> podium` (add `--no-deps`
+where the notebook's image already has torch, Lightning, Hydra, ...), then
+`python -m podium.predict export=<bundle> data.root=<test competition>`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from podium.config import CONFIG_DIR
+from podium.errors import PodiumError, one_line_errors
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pinned_requirements() -> str:
+    """podium's dependencies at the versions installed here, one `name==version` a line."""
+    import re
+
+    lines = []
+    for requirement in metadata.requires("podium") or []:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+        try:
+            lines.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
+def build_wheel(out: Path) -> Path:
+    """A wheel of this checkout of podium (its conf/ inside), built without internet."""
+    if not (REPO / "pyproject.toml").is_file():
+        raise PodiumError("make export builds podium's wheel from a checkout of podium; "
+                          "this one is installed without its sources (set wheel=false)")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                           "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PodiumError(f"pip wheel failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return next(out.glob("podium-*.whl"))
+
+
+def slim_checkpoint(source: Path, target: Path) -> dict:
+    """Only what prediction needs: the weights and the hyperparameters (with the spec);
+    returns the spec."""
+    import torch
+
+    from podium.ensemble import load_checkpoint
+
+    checkpoint = load_checkpoint(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": checkpoint["state_dict"],
+                "hyper_parameters": checkpoint["hyper_parameters"]}, target)
+    return checkpoint["hyper_parameters"]["spec"]
+
+
+def export(cfg: DictConfig) -> Path:
+    """Write the bundle into the run folder; returns its path."""
+    from podium.ensemble import gather_members, latest_run
+    from podium.io import write_atomic, write_json
+
+    given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
+    members = gather_members(given, cfg.paths, cfg.weights)
+    out = Path(cfg.paths.output_dir)
+    names = []
+    for i, member in enumerate(members):
+        folder = out / "members" / str(i)
+        spec = slim_checkpoint(member.run / "checkpoints" / "best.ckpt",
+                               folder / "checkpoints" / "best.ckpt")
+        (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(member.run / ".hydra" / "config.yaml", folder / ".hydra" / "config.yaml")
+        if (member.run / "oof.csv").is_file():
+            shutil.copy2(member.run / "oof.csv", folder / "oof.csv")
+        names.append(f"members/{i}")
+    write_atomic(out / "requirements.txt", pinned_requirements(), replace=True)
+    if cfg.wheel:
+        build_wheel(out)
+    write_json(out / "bundle.json", {
+        "members": names, "weights": [m.weight for m in members], "classes": spec["class_names"],
+        "sources": [str(m.run) for m in members], "podium": metadata.version("podium"),
+    })
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    out = export(cfg)
+    print(f"bundle: {out}")
+    print(f"offline: pip install --no-index --find-links {out} podium")
+    print(f"         python -m podium.predict export={out} data.root=<test competition>")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""An image competition folder as a LightningDataModule (a sibling of the tabular one).
+
+Every image is decoded once into one cached uint8 tensor (podium.images); augmentation and
+normalisation run on the device inside the model (per-image transforms in the loader remain
+possible: `sample_transform`). Class folders (`train/<class>/`, no train.csv) are read by
+podium.layouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from podium.datamodule import CompetitionDataModule, TensorRows
+from podium.images import (
+    cached_decode,
+    channel_stats,
+    decode_images,
+    find_images,
+    first_image_channels,
+)
+from podium.layouts import class_folders, paths_from_test_csv
+from podium.spec import DataSpec
+
+
+class ImageDataModule(CompetitionDataModule):
+    """An image competition folder: every image decoded once into a cached uint8 tensor.
+
+    Image options: `train_images`/`test_images` (path patterns with `{id}`), `path_col`
+    (a train.csv column of paths), `test_csv` (a CSV with the test images' `path_col`),
+    `image_size` (H or [H, W], resize on load), `channels` (1 or 3; None: from the first
+    image), `mean`/`std` (None: from the training split), `cache_dir`/`cache_ram_gb`/
+    `decode_workers` (podium.images), `sample_transform` (per image, in the loader).
+    Without train.csv, class folders `train/<class>/` are read instead (podium.layouts).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_images: str | None = None,
+        test_images: str | None = None,
+        path_col: str | None = None,
+        test_csv: str | None = None,
+        image_size: int | Sequence[int] | None = None,
+        channels: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        cache_dir: str | None = None,
+        cache_ram_gb: float = 8.0,
+        decode_workers: int | None = None,
+        sample_transform: Callable | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(root, **kwargs)
+        self.train_images, self.test_images, self.path_col = train_images, test_images, path_col
+        self.test_csv = test_csv
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = tuple(image_size) if image_size is not None else None
+        self.channels, self.fixed_mean, self.fixed_std = channels, mean, std
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.cache_ram_gb, self.decode_workers = cache_ram_gb, decode_workers
+        self.sample_transform = sample_transform
+        self.train_paths: list[Path] = []
+        self.test_paths: list[Path] = []
+
+    def read_inputs(self) -> pd.DataFrame:
+        """The labels (train.csv, or class folders) and the sample submission read and
+        checked, every image path found; no decoding yet."""
+        self.check_root("train/, test/")
+        layout = class_folders(self.root, self.train_csv, self.id_col, self.target_col)
+        if layout is None:
+            train = self.read_labels([self.path_col] if self.path_col else [])
+            paths = train[self.path_col].tolist() if self.path_col else None
+        else:  # no train.csv, train/<class>/ folders: podium.layouts
+            layout.check_unused(group_col=self.group_col, path_col=self.path_col)
+            sample = layout.sample_submission(self.root / self.sample_submission_path)
+            train, paths = self.read_labels(layout=layout, sample=sample), layout.paths
+        column = f" column '{self.path_col}'"
+        self.train_paths = find_images(self.root, self.train_ids, "train", self.train_images,
+                                       paths, f"{self.root / self.train_csv}{column}")
+        self.find_test()
+        return train
+
+    def find_test(self) -> None:
+        test_paths = None if self.test_csv is None else paths_from_test_csv(
+            self.root / self.test_csv, self.id_col, self.path_col, self.test_ids,
+            self.sample_submission_path)
+        self.test_paths = find_images(self.root, self.test_ids, "test", self.test_images,
+                                      test_paths,
+                                      f"{self.root / str(self.test_csv)} column '{self.path_col}'")
+
+    def build_sets(self) -> DataSpec:
+        if self.channels is None:
+            self.channels = first_image_channels(self.train_paths)
+        images = self.decode(self.train_paths, self.image_size)
+        labels = torch.from_numpy(self.labels)
+        self.train_set = TensorRows(images, labels[self.train_idx], self.sample_transform,
+                                    index=self.train_idx)
+        self.val_set = TensorRows(images, labels[self.val_idx], index=self.val_idx)
+        mean, std = channel_stats(images, self.train_idx)
+        return DataSpec(
+            **self.spec_fields(), net_inputs={"in_chans": int(images.shape[1])},
+            mean=tuple(self.fixed_mean or mean), std=tuple(self.fixed_std or std),
+            image_size=tuple(images.shape[2:]),
+        )
+
+    def read_test(self) -> Dataset:
+        """Decoded with the training images' channels and size."""
+        self.channels = self.spec.net_inputs["in_chans"]
+        return TensorRows(self.decode(self.test_paths, self.spec.image_size))
+
+    def decode(self, paths: Sequence[Path], size: tuple[int, int] | None) -> torch.Tensor:
+        if self.cache_dir is None:
+            return decode_images(paths, self.channels, size, self.decode_workers)
+        return cached_decode(paths, self.channels, size, self.cache_dir, self.cache_ram_gb,
+                             self.decode_workers)

@@ -1,0 +1,132 @@
+"""`python -m podium.refit run=<run or cv folder>`: retrain a run on every labelled row.
+
+A validation split (or k-fold) chooses the recipe and how long to train it; the submission
+is then best trained on all the labels. Refit takes the run's exact config
+(`.hydra/config.yaml`), sets `data.val_fraction=0` (no validation: best.ckpt is the last
+epoch, no oof.csv) and trains it for the epoch count the run found best: `best_epoch + 1`
+from its metrics.json, or for a cross-validation folder the mean over its folds, rounded.
+`epochs=N` overrides that. Writes a new run folder `logs/refit/<experiment>/<time>/` with
+checkpoints, `test_probs.csv`, `submission.csv` and the config it trained
+(`.hydra/config.yaml`, so `make submit RUN=<refit folder>` averages it like any run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from podium.config import CONFIG_DIR
+from podium.errors import PodiumError, one_line_errors
+
+log = logging.getLogger(__name__)
+
+
+def best_epochs(runs: list[Path]) -> int:
+    """Epochs to refit: the mean over the runs (folds) of `best_epoch + 1`, rounded."""
+    counts = []
+    for run in runs:
+        path = run / "metrics.json"
+        best = json.loads(path.read_text()).get("best_epoch") if path.is_file() else None
+        if best is None:
+            raise PodiumError(f"{path} has no best_epoch (the run did not finish, or predates "
+                              "it): pass epochs=N to refit for N epochs")
+        counts.append(int(best) + 1)
+    return max(1, int(sum(counts) / len(counts) + 0.5))  # half up, not to even
+
+
+def refit_config(run_cfg: DictConfig, epochs: int, experiment: str) -> DictConfig:
+    """The run's config on every labelled row for `epochs` epochs, written as a new run."""
+    with open_dict(run_cfg):
+        run_cfg.data.val_fraction = 0
+        run_cfg.data.n_folds = None
+        run_cfg.data.fold = None
+        run_cfg.trainer.max_epochs = epochs
+        run_cfg.ckpt_path = None
+        run_cfg.task_name = "refit"
+        run_cfg.run_name = experiment
+    return run_cfg
+
+
+def refit(cfg: DictConfig) -> dict:
+    """Retrain the run (or cv folder) `cfg.run` on all labelled data; returns metrics.json."""
+    import lightning as L
+
+    from podium.build import (
+        best_checkpoint,
+        build_datamodule,
+        build_module,
+        build_trainer,
+        check_types,
+    )
+    from podium.callbacks import SubmissionWriter
+    from podium.demo import leaderboard
+    from podium.ensemble import expand_runs, run_config
+    from podium.io import write_atomic, write_json
+    from podium.metrics import resolve_metric
+
+    runs = expand_runs([Path(cfg.run)])
+    epochs = cfg.epochs or best_epochs(runs)
+    train_cfg = refit_config(run_config(runs[0], cfg.paths), epochs, experiment_of(cfg.run))
+    check_types(train_cfg)
+    resolve_metric(train_cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    write_atomic(output_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(train_cfg),
+                 replace=True)
+
+    L.seed_everything(train_cfg.seed, workers=True)
+    datamodule = build_datamodule(train_cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(train_cfg, datamodule.spec)
+    trainer = build_trainer(train_cfg)
+    trainer.fit(module, datamodule=datamodule)
+    ckpt = best_checkpoint(trainer)  # the last epoch: nothing is validated
+    trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt, return_predictions=False)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if k.startswith("train/")}
+    writer = next((c for c in trainer.callbacks if isinstance(c, SubmissionWriter)), None)
+    if writer is not None and writer.path is not None:
+        metrics.update(leaderboard(writer.path, datamodule.answers, datamodule.id_col,
+                                   datamodule.task))
+    summary = {**metrics, "refit_of": [str(r) for r in runs], "epochs": trainer.current_epoch,
+               "best_epoch": trainer.current_epoch - 1, "train_rows": len(datamodule.train_idx),
+               "best_checkpoint": ckpt, "validation": False,
+               "submission": str(writer.path) if writer and writer.path else None}
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", summary)
+    return summary
+
+
+def experiment_of(run: str) -> str:
+    """The experiment a run (or a cv folder's first fold) was trained with: the refit
+    folder's name, `logs/refit/<experiment>/<time>/`."""
+    folder = Path(run)
+    hydra_files = [folder / ".hydra" / "hydra.yaml", *sorted(folder.glob("*/.hydra/hydra.yaml"))]
+    for path in hydra_files:
+        if path.is_file():
+            choice = OmegaConf.load(path).hydra.runtime.choices.get("experiment")
+            return str(choice or "run")
+    return "run"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="refit")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    summary = refit(cfg)
+    print(f"run folder: {cfg.paths.output_dir}")
+    print(f"refit on {summary['train_rows']} labelled rows for {summary['epochs']} epochs "
+          "(no validation split: no oof.csv)")
+    if "leaderboard/f1_macro" in summary:
+        print(f"demo leaderboard macro-F1: {summary['leaderboard/f1_macro']:.4f}")
+    if summary["submission"]:
+        print(f"submission: {summary['submission']}")
+
+
+if __name__ == "__main__":
+    OmegaConf.register_new_resolver("podium_experiment_of", experiment_of, replace=True)
+    main()

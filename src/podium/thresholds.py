@@ -1,0 +1,149 @@
+"""Decision thresholds learned on validation / out-of-fold predictions.
+
+- `best_threshold`: a binary task scored on labels (accuracy, F1, ...) cuts p(positive) where
+  the competition's metric is best, not at 0.5.
+- `Thresholds` (`postprocess=thresholds`): multi-label, one threshold per label (or one for
+  all) maximising the OOF F1 (micro, macro or samples), starting from 0.5 and accepting
+  only a strictly better score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podium.errors import PodiumError
+from podium.postprocess import label_score
+
+Adjust = Callable[[np.ndarray], np.ndarray]
+
+
+def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str) -> dict:
+    """The decision threshold on p(positive) that maximises the label metric `metric` on
+    (validation or OOF) predictions; 0.5 unless another threshold is strictly better."""
+    candidates = np.unique(p1)  # every distinct split of the rows
+    before = label_score(metric, y, (p1 >= 0.5).astype(int), 2)
+    best, threshold = before, 0.5
+    for t in candidates:
+        score = label_score(metric, y, (p1 >= t).astype(int), 2)
+        if score > best + 1e-12:
+            best, threshold = score, float(t)
+    return {"threshold": threshold, "metric": metric, "before": before, "after": best}
+
+
+class Thresholds:
+    """Multi-label decision thresholds (`per_class`, else one global); `metric`: the F1 to
+    maximise (f1_micro | f1_macro | f1_samples; None: metric.competition when an F1)."""
+
+    name = "thresholds"
+
+    def __init__(self, per_class: bool = True, metric: str | None = None) -> None:
+        self.per_class, self.metric = per_class, metric
+
+
+# -- multi-label decision thresholds --------------------------------------------------------
+F1_AVERAGES = ("f1_micro", "f1_macro", "f1_samples")
+GRID = np.round(np.linspace(0.01, 0.99, 99), 2)  # candidate thresholds; holds 0.5
+
+
+def multilabel_f1(y: np.ndarray, pred: np.ndarray, average: str) -> float:
+    """F1 of boolean (N, C) predictions as torchmetrics/scikit-learn compute it: micro,
+    macro (a label without true or predicted positives scores 0) or samples (a row without
+    either scores 1, as podium.metrics.SamplesF1)."""
+    both = (y & pred)
+    if average == "f1_samples":
+        sizes = pred.sum(1) + y.sum(1)
+        return float(np.where(sizes > 0, 2 * both.sum(1) / np.maximum(sizes, 1), 1.0).mean())
+    axis = None if average == "f1_micro" else 0
+    tp, sizes = both.sum(axis), pred.sum(axis) + y.sum(axis)
+    return float(np.mean(np.where(sizes > 0, 2 * tp / np.maximum(sizes, 1), 0.0)))
+
+
+def label_candidates(y: np.ndarray, pred: np.ndarray, probs: np.ndarray, c: int,
+                     grid: np.ndarray, average: str) -> np.ndarray:
+    """The F1 for every threshold of `grid` on label `c`, the other labels' predictions
+    kept: one (N, G) comparison instead of G full evaluations."""
+    candidates = probs[:, c, None] > grid[None, :]
+    y_c = y[:, c, None]
+    if average == "f1_samples":
+        tp = (y & pred).sum(1, keepdims=True) - (y_c & pred[:, c, None]) + (candidates & y_c)
+        sizes = (pred.sum(1) + y.sum(1))[:, None] - pred[:, c, None] + candidates
+        return np.where(sizes > 0, 2 * tp / np.maximum(sizes, 1), 1.0).mean(0)
+    tp_c, sizes_c = (candidates & y_c).sum(0), candidates.sum(0) + y_c.sum()
+    tp, sizes = (y & pred).sum(0), pred.sum(0) + y.sum(0)
+    if average == "f1_micro":
+        total_tp, total = tp.sum() - tp[c] + tp_c, sizes.sum() - sizes[c] + sizes_c
+        return np.where(total > 0, 2 * total_tp / np.maximum(total, 1), 0.0)
+    f1 = np.where(sizes > 0, 2 * tp / np.maximum(sizes, 1), 0.0)
+    f1_c = np.where(sizes_c > 0, 2 * tp_c / np.maximum(sizes_c, 1), 0.0)
+    return (f1.sum() - f1[c] + f1_c) / len(f1)
+
+
+def fit_thresholds(probs: np.ndarray, y: np.ndarray, average: str = "f1_micro",
+                   per_class: bool = True, rounds: int = 3,
+                   grid: np.ndarray = GRID) -> np.ndarray:
+    """Thresholds (C,) maximising the F1 of `probs > thresholds` on (N, C) OOF data.
+
+    Starts at 0.5 everywhere and accepts only a strictly better score: one global
+    threshold searched over `grid`, or coordinate ascent one label at a time (`rounds`
+    passes; macro-F1 is a sum over labels, so one pass finds its best thresholds).
+    """
+    y = y.astype(bool)
+    thresholds = np.full(probs.shape[1], 0.5)
+    best = multilabel_f1(y, probs > thresholds, average)
+    if not per_class:
+        for t in grid:
+            score = multilabel_f1(y, probs > t, average)
+            if score > best + 1e-12:
+                best, thresholds = score, np.full(probs.shape[1], t)
+        return thresholds
+    for _ in range(1 if average == "f1_macro" else rounds):
+        improved = False
+        for c in range(probs.shape[1]):
+            scores = label_candidates(y, probs > thresholds, probs, c, grid, average)
+            if scores.max() > best + 1e-12:
+                best, thresholds[c], improved = float(scores.max()), grid[scores.argmax()], True
+        if not improved:
+            break
+    return thresholds
+
+
+def shift_to_half(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Probabilities moved so that `p > threshold` becomes `p' > 0.5` (a logit shift per
+    label): the submission's fixed 0.5 then applies the learned thresholds, and a label's
+    ranking (AUC, average precision) is unchanged."""
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    t = np.clip(thresholds, 1e-7, 1 - 1e-7)
+    shift = np.log(p / (1 - p)) - np.log(t / (1 - t))
+    return 1.0 / (1.0 + np.exp(-shift))
+
+
+def fit_threshold_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str],
+                              target_col: str, task: str,
+                              monitor: str | None) -> tuple[Adjust, dict]:
+    """`postprocess=thresholds` on multi-label OOF predictions (its label column holds the
+    space-separated sets); the OOF score after is measured on what the test set gets."""
+    from podium.labels import multi_hot, split_label_set
+
+    if task != "multilabel" or not isinstance(step, Thresholds):
+        raise PodiumError(f"postprocess={step.name} does not fit data.task={task}: use "
+                          + ("postprocess=thresholds" if task == "multilabel"
+                             else "f1_offsets or logit_adjust"))
+    name = (monitor or "").rsplit("/", 1)[-1]
+    average = step.metric or (name if name in F1_AVERAGES else "f1_micro")
+    if average not in F1_AVERAGES:
+        raise PodiumError(f"postprocess.metric={average}: use one of {', '.join(F1_AVERAGES)}")
+    sets = [split_label_set(cell) for cell in oof[target_col]]
+    y = multi_hot(sets, [str(c) for c in class_names], Path("oof.csv"), target_col)[0] > 0.5
+    probs = oof[[str(c) for c in class_names]].to_numpy(dtype=np.float64)
+    thresholds = fit_thresholds(probs, y, average, step.per_class)
+    before = multilabel_f1(y, probs > 0.5, average)
+    after = multilabel_f1(y, shift_to_half(probs, thresholds) > 0.5, average)
+    if after < before:  # only a float tie could do this: keep the probabilities as they are
+        thresholds, after = np.full(len(class_names), 0.5), before
+    report = {"name": "thresholds", "metric": average, "before": before, "after": after,
+              "thresholds": dict(zip(map(str, class_names), thresholds.tolist(), strict=True))}
+    return (lambda test: shift_to_half(test, thresholds)), report

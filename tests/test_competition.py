@@ -1,0 +1,123 @@
+"""metric.competition drives every choice; a binary label file gets a learned threshold."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as sk
+
+from conftest import make_cfg
+from podium.postprocess import label_score
+from podium.thresholds import best_threshold
+
+SKLEARN = {
+    "acc": sk.accuracy_score,
+    "balanced_acc": sk.balanced_accuracy_score,
+    "f1_macro": lambda y, p: sk.f1_score(y, p, average="macro", labels=range(4),
+                                         zero_division=0),
+    "f1_weighted": lambda y, p: sk.f1_score(y, p, average="weighted", labels=range(4),
+                                            zero_division=0),
+    "precision_macro": lambda y, p: sk.precision_score(y, p, average="macro", labels=range(4),
+                                                       zero_division=0),
+    "recall_macro": lambda y, p: sk.recall_score(y, p, average="macro", labels=range(4),
+                                                 zero_division=0),
+}
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000))
+def test_label_scores_equal_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, 60)
+    y[:4] = range(4)  # every class present (balanced accuracy is undefined otherwise)
+    pred = rng.integers(0, 4, 60)
+    for name, reference in SKLEARN.items():
+        assert label_score(name, y, pred, 4) == pytest.approx(reference(y, pred)), name
+
+
+def test_threshold_learned_on_a_skewed_validation_set_beats_one_half():
+    """A model whose positives all score below 0.5: accuracy wants a lower cut."""
+    p1 = np.array([0.05, 0.10, 0.12, 0.15, 0.20, 0.22, 0.30, 0.33, 0.38, 0.42, 0.44, 0.47])
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    report = best_threshold(p1, y, "acc")
+    assert report["before"] == pytest.approx(0.5)  # at 0.5 every row is predicted 0
+    assert report["threshold"] == pytest.approx(0.30) and report["after"] == pytest.approx(1.0)
+    assert sk.accuracy_score(y, p1 >= report["threshold"]) == pytest.approx(report["after"])
+    # nothing better than 0.5 -> 0.5 stays
+    assert best_threshold(np.array([0.2, 0.8]), np.array([0, 1]), "acc")["threshold"] == 0.5
+
+
+def test_competition_sets_monitor_mode_checkpoint_and_sweep_objective(tmp_path):
+    from podium.sweep import resolved_metric
+
+    cfg = make_cfg(tmp_path, ["metric.competition=accuracy", "callbacks=early_stopping"])
+    assert (cfg.metric.competition, cfg.metric.monitor, cfg.metric.mode) == \
+        ("acc", "val/acc", "max")
+    assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
+    assert cfg.callbacks.early_stopping.monitor == "val/acc"
+    assert cfg.callbacks.submission_writer.competition == "acc"
+    assert resolved_metric(cfg).monitor == "val/acc"  # what the sweep optimises
+    cfg = make_cfg(tmp_path, ["metric.competition=MAP@5"])
+    assert (cfg.metric.monitor, cfg.metric.k) == ("val/map@5", 5)
+    cfg = make_cfg(tmp_path, ["metric.competition=log_loss"])
+    assert (cfg.metric.monitor, cfg.metric.mode) == ("val/logloss", "min")
+    cfg = make_cfg(tmp_path, ["metric.monitor=val/mrr"])  # an explicit monitor still wins
+    assert (cfg.metric.competition, cfg.metric.monitor) == ("mrr", "val/mrr")
+
+
+def test_competition_picks_the_oof_score_of_a_cv_folder(tmp_path, demo_root):
+    """The same folds gathered under two competitions report two OOF scores."""
+    from conftest import ROOT, run_cli
+    from podium.cv import gather_folds
+
+    logs = tmp_path / "logs"
+    run_cli("podium.train", "-m", "task_name=cv", "sweep_name=c", "data.n_folds=2",
+            "data.fold=0,1", "trainer.max_epochs=2", "model.net.depth=8",
+            "metric.competition=accuracy", f"data.root={demo_root}",
+            f"data.demo_root={demo_root}", f"paths.log_dir={logs}", "print_config=false")
+    [cv_dir] = list((logs / "cv" / "c").iterdir())
+    summary = json.loads((cv_dir / "metrics.json").read_text())
+    assert summary["oof_score"] == pytest.approx(summary["oof/acc"])
+    oof = pd.read_csv(cv_dir / "oof.csv", dtype=str)
+    classes = list(oof.columns[3:])
+    predicted = np.array(classes)[oof[classes].astype(float).to_numpy().argmax(1)]
+    assert summary["oof_score"] == pytest.approx(sk.accuracy_score(oof.label, predicted))
+
+    again = tmp_path / "again"
+    shutil.copytree(cv_dir, again)
+    cfg = make_cfg(tmp_path, ["metric.competition=balanced_accuracy", f"data.root={demo_root}",
+                              "data.n_folds=2"])
+    cfg.paths.root_dir = str(ROOT)
+    result = gather_folds(again, cfg)
+    assert result["oof_score"] == pytest.approx(
+        sk.balanced_accuracy_score(oof.label, predicted))
+
+
+def test_binary_run_scored_on_accuracy_submits_labels_cut_at_the_learned_threshold(tmp_path):
+    from podium.demo import build_tabular_demo
+    from podium.train import train
+
+    root = build_tabular_demo(tmp_path / "demo_binary", "binary")
+    cfg = make_cfg(tmp_path, ["data=demo_binary", f"data.root={root}",
+                              f"data.demo_root={root}", "metric.competition=accuracy",
+                              "trainer.max_epochs=2"])
+    train(cfg)
+    run = tmp_path / "run"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["monitor"] == "val/acc" and saved["competition"] == "acc"
+    threshold = saved["threshold"]
+    assert threshold["after"] >= threshold["before"]
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+    y = (oof.target == "malignant").astype(int)
+    assert sk.accuracy_score(y, oof.malignant >= threshold["threshold"]) == \
+        pytest.approx(threshold["after"])
+    probs = pd.read_csv(run / "test_probs.csv", dtype={"id": str})
+    submission = pd.read_csv(run / "submission.csv", dtype={"id": str})
+    expected = np.where(probs.malignant >= threshold["threshold"], "malignant", "benign")
+    assert list(submission.target) == list(expected)
