@@ -335,7 +335,7 @@ def test_a_multiclass_loss_on_multilabel_data_is_one_line_and_writes_nothing(tmp
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: loss podium.losses.FocalLoss does not fit data.task=multilabel: use "
-        "loss=bce|focal_bce|asymmetric|soft_f1_multilabel")
+        "loss=bce, focal_bce, asymmetric or soft_f1_multilabel")
     assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.ckpt"))
 
 

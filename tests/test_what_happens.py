@@ -91,6 +91,38 @@ def test_bad_data_row(row, demo_root, tmp_path):
     assert_says(setup_error(root), row)
 
 
+def test_multilabel_rows(demo_root, tmp_path):
+    """The multi-label rows: an all-empty target column, a single-label loss or sampler, a
+    sample submission with a column that is no label."""
+    import numpy as np
+
+    from conftest import make_cfg
+    from podium.build import build_datamodule, check_loss_task
+    from podium.submission import write_submission
+
+    row = ("multi-label data (`data.task=multilabel`) whose target column holds no label at "
+           "all (an empty cell alone is fine: no label)")
+    root = copy_demo(demo_root, tmp_path)
+    edit_csv(root, lambda f: f.assign(label=""))
+    assert_says(setup_error(root, task="multilabel"), row)
+    for row, overrides, check in [
+        ("a single-label loss on multi-label data", ["loss=focal"], check_loss_task),
+        ("a class-balanced sampler on multi-label data", ["sampler=balanced"], build_datamodule),
+    ]:
+        cfg = make_cfg(tmp_path, ["data=demo_multilabel", *overrides])
+        with pytest.raises(PodiumError) as err:
+            check(cfg)
+        assert_says(f"error: {err.value}", row)
+    sample = pd.DataFrame({"id": ["1"], "cloudy": [0], "haze": [0], "snow": [0]})
+    out = tmp_path / "out"
+    with pytest.raises(PodiumError) as err:
+        write_submission(out, sample, ["1"], np.full((1, 3), 0.7), ["cloudy", "haze", "rain"],
+                         "id", "multilabel")
+    assert_says(f"error: {err.value}", "the sample submission names a label the model does "
+                "not know (multi-label, one column per label)")
+    assert not out.exists()
+
+
 def test_missing_root_row(tmp_path):
     root = tmp_path / "nowhere"
     assert_says(setup_error(root), "`data.root` is not a folder")

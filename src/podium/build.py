@@ -54,7 +54,8 @@ def check_loss_task(cfg: DictConfig) -> None:
     if multilabel != str(cfg.loss.get("_target_")).startswith("podium.multilabel_losses."):
         raise PodiumError(
             f"loss {cfg.loss.get('_target_')} does not fit data.task={cfg.data.get('task')}: "
-            + (f"use loss={'|'.join(MULTILABEL_LOSSES)}" if multilabel
+            + (f"use loss={', '.join(MULTILABEL_LOSSES[:-1])} or {MULTILABEL_LOSSES[-1]}"
+               if multilabel
                else "it is for data.task=multilabel; use e.g. loss=ce")
         )
     if multilabel:
@@ -71,8 +72,9 @@ def check_sampler_task(cfg: DictConfig) -> None:
     """A class-balanced sampler reads one class per image: on multi-label data, say so."""
     target = str((cfg.get("sampler") or {}).get("_target_"))
     if cfg.data.get("task") == "multilabel" and target.endswith("ClassBalancedSampler"):
-        raise PodiumError("sampler=balanced|sqrt draw one class per image, but data.task="
-                          "multilabel gives images several labels: use sampler=rarest_label")
+        raise PodiumError("sampler=balanced and sampler=sqrt draw one class per image, but "
+                          "data.task=multilabel gives images several labels: use "
+                          "sampler=rarest_label")
 
 
 def build_module(cfg: DictConfig, spec, pretrained: bool = True):

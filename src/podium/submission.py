@@ -187,7 +187,7 @@ def multilabel_layout(sample: pd.DataFrame, class_names: Sequence[str], id_col: 
     "probability" (a probability column per label), read from the sample submission."""
     columns = [c for c in sample.columns if c != id_col]
     names = [str(c) for c in class_names]
-    if sorted(columns) == sorted(names) and (len(names) > 1 or columns == names):
+    if sorted(columns) == sorted(names):
         values = sample[columns].astype(str).apply(lambda col: col.str.strip())
         return "binary" if values.isin(["0", "1"]).all().all() else "probability"
     if len(columns) == 1 and columns[0] not in names:
