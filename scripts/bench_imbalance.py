@@ -11,7 +11,7 @@ benchmarks/imbalance.json by (row, depth, epochs), so rows can be (re)run one at
 and benchmarks/imbalance.md is written from all of them.
 
     python scripts/bench_imbalance.py [--epochs 15] [--rows plain_loop,longtail]
-        [--depths 8,20] [--set key=value ...]
+        [--depths 8,20] [--set key=value ...] [--tag " (tau 1)"]
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--rows", default=DEFAULT_ROWS,
                         help=f"plain_loop and/or experiments: {','.join(EXPERIMENTS)}")
     parser.add_argument("--set", nargs="*", default=[], help="extra podium overrides")
+    parser.add_argument("--tag", default="", help="appended to the rows' names, e.g. ' tau=1'")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "imbalance.md")
     args = parser.parse_args()
     if not (args.data / "train.csv").exists():
@@ -134,9 +135,9 @@ def main() -> None:
         for row in args.rows.split(","):
             result = (plain_row(depth, args) if row == "plain_loop"
                       else podium_row(row, depth, args, log_dir))
-            result = {"row": row, "depth": depth, "epochs": args.epochs, **result}
+            result = {"row": row + args.tag, "depth": depth, "epochs": args.epochs, **result}
             print(json.dumps(result), flush=True)
-            key = (row, depth, args.epochs)
+            key = (result["row"], depth, args.epochs)
             results = [r for r in results if (r["row"], r["depth"], r["epochs"]) != key]
             results.append(result)
             RESULTS.write_text(json.dumps(results, indent=1) + "\n")
