@@ -3,7 +3,7 @@
 - `build_optimizer`: splits the network's parameters into groups (`param_groups`), then
   calls the torch optimizer of the `optimizer` group (a partial).
 - `warmup_cosine`, `one_cycle`: torch's own LinearLR + CosineAnnealingLR and OneCycleLR,
-  sized in optimizer steps. ClassifierModule passes `total_steps` from
+  sized in optimizer steps. CompetitionModule passes `total_steps` from
   `trainer.estimated_stepping_batches`, so the schedule stays right under gradient
   accumulation, `limit_train_batches`, `max_steps` and several GPUs.
 - `check_plateau_monitor`: a ReduceLROnPlateau watching a key nobody logs is a one-line error.
