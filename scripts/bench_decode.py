@@ -7,15 +7,20 @@ upscaled to a shorter side of 1536-3000 px (4:3, 3:4 or square), plus sensor-lik
 no scaled decode can skip), saved as quality-90 `IMG_nnnn.JPG`. Then, for each target
 `data.image_size`, interleaved `--repeats` times so all see the same machine speed:
 
-  before         the previous decoder: full decode + resize, a pool of min(8, cores) threads
-  draft_serial   JPEG draft decode (podium.images.load_image), one image at a time
-  draft_threads  draft decode, a pool of `--workers` threads (default: every core)
-  draft_procs    draft decode, `--workers` forked processes
-  podium         podium's default: draft decode, pool="auto" (threads for such photos)
+  before         the previous decoder, as it was: Pillow's full decode + BILINEAR resize,
+                 a pool of min(8, cores) threads (Pillow releases the GIL: both cores work)
+  before_serial  the same in one thread (one image at a time)
+  draft_serial   podium.images.load_image (JPEG draft decode, torchvision's resize), one
+                 image at a time
+  draft_threads  the same, a pool of `--workers` threads (default: every core)
+  draft_procs    the same, `--workers` forked processes
+  podium         podium's default: pool="auto" (threads for such photos)
 
 It reports images/s (median over repeats), each variant's speed-up over `before` (median of
 the per-repeat ratios), CPU seconds per image, and how far the draft pixels are from the
-full decode + resize (mean and max absolute difference in grey levels); then the same
+full decode + resize (mean and max absolute difference in grey levels), and the floor:
+libjpeg's decode at 1/8 scale alone, one image at a time (the entropy decoding every
+scaled decode still does, plus an eighth of the rest); then the same
 pools on the 12,406 CIFAR-10-LT training JPEGs (32 px), where a pool of threads stalls on
 the GIL. Prints JSON.
 
@@ -33,11 +38,12 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,13 +93,31 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def variants(workers: int) -> dict[str, dict]:
+def before_load(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as the previous decoder read it."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        return np.asarray(image if size is None else image.resize(size[::-1], Image.BILINEAR))
+
+
+def before(paths: list[Path], channels: int, size: tuple[int, int] | None,
+           workers: int = min(8, os.cpu_count() or 1)) -> torch.Tensor:
+    """The previous decoder: full decodes + Pillow resizes in min(8, cores) threads."""
+    assert channels == 3
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        arrays = list(pool.map(partial(before_load, size=size), paths))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def variants(workers: int) -> dict:
+    """name -> decode(paths, channels, size)."""
     return {
-        "before": {"workers": min(8, os.cpu_count() or 1), "pool": "threads", "draft": False},
-        "draft_serial": {"workers": 1},
-        "draft_threads": {"workers": workers, "pool": "threads"},
-        "draft_procs": {"workers": workers, "pool": "processes"},
-        "podium": {"workers": workers},  # pool="auto": threads for these photos
+        "before": before,
+        "before_serial": partial(before, workers=1),
+        "draft_serial": partial(decode_images, workers=1),
+        "draft_threads": partial(decode_images, workers=workers, pool="threads"),
+        "draft_procs": partial(decode_images, workers=workers, pool="processes"),
+        "podium": partial(decode_images, workers=workers),  # pool="auto": threads for photos
     }
 
 
@@ -103,9 +127,9 @@ def bench_size(paths: list[Path], size: int, workers: int, repeats: int) -> dict
     ratios: dict[str, list[float]] = {}
     outputs = {}
     for _ in range(repeats):
-        for name, kwargs in variants(workers).items():
+        for name, decode in variants(workers).items():
             start_cpu, start = cpu_seconds(), time.perf_counter()
-            outputs[name] = decode_images(paths, 3, (size, size), **kwargs)
+            outputs[name] = decode(paths, 3, (size, size))
             wall = time.perf_counter() - start
             rates.setdefault(name, []).append(len(paths) / wall)
             cpu.setdefault(name, []).append((cpu_seconds() - start_cpu) / len(paths))
@@ -124,19 +148,32 @@ def bench_size(paths: list[Path], size: int, workers: int, repeats: int) -> dict
     }
 
 
+def one_eighth_ms(paths: list[Path], repeats: int) -> float:
+    """libjpeg's decode at 1/8 scale, ms per photo (median of repeats, one at a time)."""
+    def decode(path: Path) -> None:
+        with Image.open(path) as image:
+            image.draft("RGB", (image.size[0] // 8, image.size[1] // 8))
+            image.load()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for path in paths:
+            decode(path)
+        times.append((time.perf_counter() - start) / len(paths))
+    return round(1000 * statistics.median(times), 1)
+
+
 def bench_small(workers: int, repeats: int, limit: int = 12406) -> dict:
     """Small images, where PIL's Python part (held GIL) is most of each image's time: the
     CIFAR-10-LT training JPEGs (32 px) at their size, each pool against one process."""
     paths = sorted(CIFAR.iterdir())[:limit]
-    pools = {"before": {"workers": min(8, os.cpu_count() or 1), "pool": "threads"},
-             "serial": {"workers": 1}, "threads": {"workers": workers, "pool": "threads"},
-             "processes": {"workers": workers, "pool": "processes"},
-             "podium": {"workers": workers}}  # pool="auto": processes for 32 px images
+    pools = dict(zip(["before", "before_serial", "serial", "threads", "processes", "podium"],
+                     variants(workers).values(), strict=True))  # podium: processes here
     rates: dict[str, list[float]] = {}
     for _ in range(repeats):
-        for name, kwargs in pools.items():
+        for name, decode in pools.items():
             start = time.perf_counter()
-            decode_images(paths, 3, None, **kwargs)
+            decode(paths, 3, None)
             rates.setdefault(name, []).append(len(paths) / (time.perf_counter() - start))
     return {"images": len(paths), "img_s": {n: round(statistics.median(r)) for n, r in
                                             rates.items()}}
@@ -155,7 +192,7 @@ def run(images: int, sizes: list[int], noise: int, workers: int | None, repeats:
             "shorter_side_px": [min(sides), max(sides)], "noise": noise,
             "bits_per_pixel": round(bits_per_pixel(paths), 2), "built_s": round(built_s, 1),
             "cores": len(os.sched_getaffinity(0)), "workers": workers, "repeats": repeats,
-            "results": results,
+            "libjpeg_one_eighth_ms": one_eighth_ms(paths, repeats), "results": results,
             "cifar10_lt_32px": bench_small(workers, repeats) if CIFAR.is_dir() else None,
         }
 
