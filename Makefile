@@ -80,7 +80,7 @@ lint: ## ruff
 	$(PY) -m ruff check src tests scripts
 
 demo-data: ## build data/demo from scikit-learn's digits (done automatically on first use)
-	$(PY) -m podium.demo
+	$(PY) -m podium.data.demo
 
 clean: ## remove caches (never logs/ or data/)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

@@ -58,7 +58,7 @@ def compose(root: Path, args: argparse.Namespace, extra: list[str] = ()):
         cfg.paths.output_dir = str(out)
         cfg.hydra.runtime.output_dir = str(out)
     HydraConfig.instance().set_config(cfg)
-    from podium.metrics import resolve_metric
+    from podium.model.metrics import resolve_metric
 
     return resolve_metric(cfg)
 
@@ -206,7 +206,7 @@ import sys; sys.argv = ["podium.train", "data.root=%s", "paths.log_dir=%s",
 from hydra.core.hydra_config import HydraConfig
 def first_step(cfg):
     t = time.perf_counter(); marks["config"] = t - t0 - marks["imports"]
-    from podium.metrics import resolve_metric; resolve_metric(cfg)
+    from podium.model.metrics import resolve_metric; resolve_metric(cfg)
     dm = T.build_datamodule(cfg); dm.prepare_data(); dm.setup("fit")
     marks["data_cache"] = time.perf_counter() - t; t = time.perf_counter()
     module = T.build_module(cfg, dm.spec)

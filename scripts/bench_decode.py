@@ -10,7 +10,7 @@ no scaled decode can skip), saved as quality-90 `IMG_nnnn.JPG`. Then, for each t
   before         the previous decoder, as it was: Pillow's full decode + BILINEAR resize,
                  a pool of min(8, cores) threads (Pillow releases the GIL: both cores work)
   before_serial  the same in one thread (one image at a time)
-  draft_serial   podium.images.load_image (JPEG draft decode, torchvision's resize), one
+  draft_serial   podium.data.decode.load_image (JPEG draft decode, torchvision's resize), one
                  image at a time
   draft_threads  the same, a pool of `--workers` threads (default: every core)
   draft_procs    the same, `--workers` forked processes
@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-lt" / "train"
 SHORT_SIDE = (1536, 3000)  # px: >= 4x every target size benchmarked (<= 384)
 
-from podium.images import decode_images, decode_workers  # noqa: E402
+from podium.data.decode import decode_images, decode_workers  # noqa: E402
 
 
 def make_photo(index: int, source: Path | None, out: Path, noise: int, seed: int) -> int:

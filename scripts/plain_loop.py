@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from podium.augment import RandomFlip, RandomShift
-from podium.image_data import ImageDataModule
-from podium.models import CifarResNet
+from podium.model.augment import RandomFlip, RandomShift
+from podium.data.image import ImageDataModule
+from podium.model.nets import CifarResNet
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10-lt"

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from podium.model.metrics import infer_mode
+
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
           "experiment=", "hparams_search=", "sweep.")
 COLUMNS = ["data_root", "monitor", "rank", "run_name", "experiment", "overrides", "best",
@@ -46,12 +48,6 @@ def read_yaml(path: Path):
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def infer_mode(monitor: str) -> str:
-    """As podium.metrics.infer_mode: min for losses and errors, max for scores."""
-    name = monitor.rsplit("/", 1)[-1]
-    return "min" if name in ("loss", "mae", "mse", "rmse") or name.endswith("_loss") else "max"
 
 
 def without_hydra_resolver(value):
@@ -105,7 +101,8 @@ def run_row(run: Path) -> dict | None:
     hydra = (read_yaml(run / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
     overrides = read_yaml(run / ".hydra" / "overrides.yaml") or []
     monitor = metrics.get("monitor") or (config.get("metric") or {}).get("monitor") or ""
-    mode = (config.get("metric") or {}).get("mode") or infer_mode(monitor or "val/f1_macro")
+    # the direction the run itself used (metrics.json; older runs: inferred as podium does)
+    mode = metrics.get("mode") or infer_mode(monitor or "val/f1_macro")
     start = (run / ".hydra" / "config.yaml").stat().st_mtime
     end = (run / "metrics.json") if (run / "metrics.json").is_file() else failed
     choices = hydra.get("runtime", {}).get("choices", {})

@@ -29,7 +29,7 @@ needs_cifar = pytest.mark.skipif(not (CIFAR / "train.csv").exists(),
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """One demo competition folder for the whole session (built like `make demo-data`)."""
-    from podium.demo import build_demo
+    from podium.data.demo import build_demo
 
     return build_demo(tmp_path_factory.mktemp("data") / "demo")
 
@@ -46,7 +46,7 @@ def make_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "trai
         cfg.hydra.runtime.output_dir = str(tmp_path / "run")
     HydraConfig.instance().set_config(cfg)
     if "metric" in cfg:  # as the entry points do, once, before anything reads it
-        from podium.metrics import resolve_metric
+        from podium.model.metrics import resolve_metric
 
         resolve_metric(cfg)
     return cfg

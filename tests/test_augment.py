@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from conftest import image_spec
-from podium.augment import RandomFlip, RandomShift
+from podium.model.augment import RandomFlip, RandomShift
 
 
 def test_random_shift_is_a_padded_crop():
@@ -55,8 +55,8 @@ def test_the_module_augments_training_batches_only():
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from podium.models import CifarResNet
-    from podium.module import CompetitionModule
+    from podium.model.nets import CifarResNet
+    from podium.model.module import CompetitionModule
 
     seen = []
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from podium.errors import PodiumError
-from podium.image_data import ImageDataModule
-from podium.submission import write_submission
+from podium.data.image import ImageDataModule
+from podium.submission.formats import write_submission
 
 CLASSES = ["a", "b", "c"]
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from sklearn import metrics as sk
 
 from conftest import make_cfg
-from podium.postprocess import label_score
-from podium.thresholds import best_threshold
+from podium.submission.postprocess import label_score
+from podium.submission.thresholds import best_threshold
 
 SKLEARN = {
     "acc": sk.accuracy_score,
@@ -54,14 +54,13 @@ def test_threshold_learned_on_a_skewed_validation_set_beats_one_half():
 
 
 def test_competition_sets_monitor_mode_checkpoint_and_sweep_objective(tmp_path):
-    from podium.sweep import resolved_metric
+    from podium.sweep.sweeper import resolved_metric
 
     cfg = make_cfg(tmp_path, ["metric.competition=accuracy", "callbacks=early_stopping"])
     assert (cfg.metric.competition, cfg.metric.monitor, cfg.metric.mode) == \
         ("acc", "val/acc", "max")
     assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
     assert cfg.callbacks.early_stopping.monitor == "val/acc"
-    assert cfg.callbacks.submission_writer.competition == "acc"
     assert resolved_metric(cfg).monitor == "val/acc"  # what the sweep optimises
     cfg = make_cfg(tmp_path, ["metric.competition=MAP@5"])
     assert (cfg.metric.monitor, cfg.metric.k) == ("val/map@5", 5)
@@ -95,12 +94,12 @@ def test_competition_picks_the_oof_score_of_a_cv_folder(tmp_path, demo_root):
                               "data.n_folds=2"])
     cfg.paths.root_dir = str(ROOT)
     result = gather_folds(again, cfg)
-    assert result["oof_score"] == pytest.approx(
+    assert result.oof_score == pytest.approx(
         sk.balanced_accuracy_score(oof.label, predicted))
 
 
 def test_binary_run_scored_on_accuracy_submits_labels_cut_at_the_learned_threshold(tmp_path):
-    from podium.demo import build_tabular_demo
+    from podium.data.demo import build_tabular_demo
     from podium.train import train
 
     root = build_tabular_demo(tmp_path / "demo_binary", "binary")

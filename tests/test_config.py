@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from conftest import CONF, make_cfg
 from podium.build import build_loss, build_optimizer_factory, build_trainer
-from podium.metrics import resolve_metric
+from podium.model.metrics import resolve_metric
 from podium.train import quiet_known_noise
 
 REGRESSION_LOSSES = {"mse", "l1", "huber"}

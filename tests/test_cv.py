@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
 from conftest import ROOT, run_cli
-from podium.postprocess import LogitAdjust, f1_offsets, fit_postprocess, macro_f1
 from podium.spec import DataSpec
+from podium.submission.oof import label_score
+from podium.submission.postprocess import LogitAdjust, f1_offsets, fit_postprocess
 
 FOLDS = 3
 
@@ -65,7 +66,7 @@ def test_cv_submission_is_the_mean_of_the_folds(cv_dir, demo_root):
 
 def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
     from podium.build import build_datamodule, build_module
-    from podium.ensemble import run_config
+    from podium.submission.members import run_config
 
     run_cli("podium.submit", f"runs=[{cv_dir}]", "tta=hflip", "force=true",
             f"paths.log_dir={tmp_path}", f"paths.root_dir={ROOT}")
@@ -92,39 +93,41 @@ def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
 def test_a_tta_view_that_hurts_is_refused_on_oof(cv_dir, tmp_path):
     """A view that scrambles the batch (each image gets another image's prediction) lowers
     the OOF score: it is left out, with the before/after in the summary, unless forced."""
-    from podium.ensemble import gather_members, submit_members
-    from podium.postprocess import F1Offsets
+    from podium.submission.ensemble import submit_members
+    from podium.submission.members import gather_members
+    from podium.submission.postprocess import F1Offsets
 
     members = gather_members([cv_dir], json_paths())
     scramble = [lambda images: images.flip(0)]
     refused = submit_members(members, tmp_path / "a", tta=scramble, postprocess=F1Offsets(1))
-    assert refused["tta"]["used"] is False
-    assert refused["tta"]["after"] < refused["tta"]["before"]
-    assert any("tta lowers the OOF f1_macro" in w for w in refused["warnings"])
+    assert refused.tta["used"] is False
+    assert refused.tta["after"] < refused.tta["before"]
+    assert any("tta lowers the OOF f1_macro" in w for w in refused.warnings)
     plain = read_probs(cv_dir / "test_probs.csv").iloc[:, 1:].to_numpy()
     # what was written is the plain ensemble (post-processed as learned on the plain OOF)
     no_tta = submit_members(members, tmp_path / "b", postprocess=F1Offsets(1))
     assert (tmp_path / "a" / "submission.csv").read_bytes() == \
         (tmp_path / "b" / "submission.csv").read_bytes()
-    assert refused["postprocess"]["before"] == no_tta["postprocess"]["before"]
-    assert refused["oof"]["oof/f1_macro"] == pytest.approx(refused["tta"]["before"])
+    assert refused.postprocess["before"] == no_tta.postprocess["before"]
+    assert refused.oof["oof/f1_macro"] == pytest.approx(refused.tta["before"])
     forced = submit_members(members, tmp_path / "c", tta=scramble, force=True)
-    assert forced["tta"]["used"] is True
+    assert forced.tta["used"] is True
     assert not np.allclose(read_probs(tmp_path / "c" / "test_probs.csv").iloc[:, 1:], plain)
 
 
 def test_postprocess_is_learned_on_the_oof_it_is_applied_with(cv_dir, tmp_path):
     """With TTA on, the offsets are learned on OOF predictions made with the same views:
     their 'before' score is the TTA OOF score, not the plain one."""
-    from podium.ensemble import gather_members, submit_members
-    from podium.postprocess import F1Offsets
+    from podium.submission.ensemble import submit_members
+    from podium.submission.members import gather_members
+    from podium.submission.postprocess import F1Offsets
 
     members = gather_members([cv_dir], json_paths())
     mirror = [lambda images: images.flip(-1)]
     summary = submit_members(members, tmp_path, tta=mirror, force=True,
                              postprocess=F1Offsets(1))
-    assert summary["postprocess"]["before"] == pytest.approx(summary["tta"]["after"])
-    assert summary["postprocess"]["after"] >= summary["postprocess"]["before"]
+    assert summary.postprocess["before"] == pytest.approx(summary.tta["after"])
+    assert summary.postprocess["after"] >= summary.postprocess["before"]
 
 
 def json_paths():
@@ -149,8 +152,8 @@ def test_f1_offsets_never_lower_the_oof_score(seed, n_classes):
     y = rng.integers(0, n_classes, 60)
     logp = np.log(rng.dirichlet(np.ones(n_classes), 60))
     offsets = f1_offsets(logp, y, rounds=1, grid=np.linspace(-1, 1, 9))
-    assert macro_f1(y, (logp + offsets).argmax(1), n_classes) >= macro_f1(
-        y, logp.argmax(1), n_classes)
+    assert label_score("f1_macro", y, (logp + offsets).argmax(1), n_classes) >= \
+        label_score("f1_macro", y, logp.argmax(1), n_classes)
 
 
 @settings(max_examples=25, deadline=None)
@@ -159,7 +162,7 @@ def test_macro_f1_equals_scikit_learn(seed):
     rng = np.random.default_rng(seed)
     y, pred = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
     expected = f1_score(y, pred, average="macro", labels=range(4), zero_division=0)
-    assert macro_f1(y, pred, 4) == pytest.approx(expected)
+    assert label_score("f1_macro", y, pred, 4) == pytest.approx(expected)
 
 
 def test_logit_adjust_learns_tau_on_oof():
@@ -181,7 +184,7 @@ def test_logit_adjust_learns_tau_on_oof():
 
 
 def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
-    from podium.ensemble import average_probs
+    from podium.submission.ensemble import average_probs
     from podium.errors import PodiumError
 
     a = pd.DataFrame({"id": ["1", "2"], "cat": [0.9, 0.2], "dog": [0.1, 0.8]})

@@ -10,8 +10,8 @@ from PIL import Image
 
 from conftest import CIFAR, needs_cifar
 from podium.errors import PodiumError
-from podium.image_data import ImageDataModule
-from podium.labels import sort_labels
+from podium.data.image import ImageDataModule
+from podium.data.labels import sort_labels
 
 
 @needs_cifar
@@ -146,7 +146,7 @@ def test_decoded_images_are_cached_and_a_changed_image_is_decoded_again(tmp_path
     assert all(torch.equal(a, b) for a, b in zip(served, expected, strict=True))
 
     # a second run loads the file instead of decoding (the decoder is not called)
-    import podium.images as images
+    import podium.data.decode as images
 
     calls = []
     original = images.decode_images
@@ -168,7 +168,7 @@ def test_decoded_images_are_cached_and_a_changed_image_is_decoded_again(tmp_path
 
 
 def test_a_failed_cache_write_leaves_no_file(tmp_path, monkeypatch):
-    import podium.images as images
+    import podium.data.decode as images
 
     root, cache = tmp_path / "comp", tmp_path / "cache"
     ids = noisy_folder(root)

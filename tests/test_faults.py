@@ -33,7 +33,7 @@ RUNNER = r"""
 import os, signal, sys
 kill = os.environ.get("PODIUM_TEST_KILL", "")
 if kill.startswith("step:"):
-    import podium.module as module
+    import podium.model.module as module
     training_step, at = module.CompetitionModule.training_step, int(kill.split(":")[1])
     def dying_step(self, batch, batch_idx):
         if self.global_step == at:
@@ -189,7 +189,7 @@ def test_last_checkpoint_is_the_latest_epoch_when_the_metric_stops_improving(tmp
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from podium.checkpoints import RunCheckpoint
+    from podium.callbacks.checkpoints import RunCheckpoint
 
     class Flat(L.LightningModule):  # the monitored score never improves after epoch 0
         def __init__(self):

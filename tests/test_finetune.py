@@ -15,8 +15,8 @@ from tiny_fit import fit, one_thread  # noqa: F401
 from conftest import image_spec, make_cfg
 from podium.build import build_module, build_optimizer_factory
 from podium.errors import PodiumError
-from podium.models import CifarResNet
-from podium.optim import build_optimizer
+from podium.model.nets import CifarResNet
+from podium.model.optim import build_optimizer
 
 TIMM = ["model=timm", "model.net.model_name=test_resnet", "model.channels_last=false"]
 
@@ -102,7 +102,7 @@ def test_frozen_backbone_stays_put_then_trains_after_unfreezing(optimizer, tmp_p
 
 
 def test_freezing_needs_a_head():
-    from podium.callbacks import FreezeBackbone
+    from podium.callbacks.finetune import FreezeBackbone
 
     with pytest.raises(PodiumError, match="needs a classifier head"):
         FreezeBackbone.backbone(torch.nn.Sequential(torch.nn.Linear(2, 2)))
@@ -150,5 +150,5 @@ def test_finetune_run_from_a_weights_file_writes_a_submission(weights_file, tmp_
                               "callbacks=finetune", "callbacks.freeze_backbone.epochs=1",
                               "trainer.max_epochs=2", f"data.root={demo_root}",
                               f"data.demo_root={demo_root}"])
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     assert metrics["val/f1_macro"] > 0 and (tmp_path / "run" / "submission.csv").is_file()

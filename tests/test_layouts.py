@@ -18,7 +18,7 @@ from test_what_happens import assert_says
 
 from conftest import make_cfg
 from podium.errors import PodiumError
-from podium.image_data import ImageDataModule
+from podium.data.image import ImageDataModule
 
 
 def image(path: Path, value: int = 7, size=(6, 6), mode="RGB") -> Path:
@@ -69,7 +69,7 @@ def pets(tmp_path) -> Path:
 # -- class folders ------------------------------------------------------------------------
 def test_class_folders_read_as_labels_sorted_by_id(pets, caplog):
     dm = ImageDataModule(root=str(pets), val_fraction=0.5)
-    with caplog.at_level(logging.WARNING, logger="podium.layouts"):
+    with caplog.at_level(logging.WARNING, logger="podium.data.layouts"):
         dm.setup("predict")
     assert dm.train_ids == ["IMG_0001", "IMG_0002", "IMG_0003", "IMG_0004"]
     assert [dm.class_names[k] for k in dm.labels] == ["cat", "dog", "cat", "dog"]
@@ -113,9 +113,9 @@ def test_a_read_only_folder_keeps_the_sample_submission_in_memory(pets, monkeypa
     def refuse(path, text, replace=False):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("podium.layouts.write_atomic", refuse)
+    monkeypatch.setattr("podium.data.layouts.write_atomic", refuse)
     dm = ImageDataModule(root=str(pets), val_fraction=0.5)
-    with caplog.at_level(logging.WARNING, logger="podium.layouts"):
+    with caplog.at_level(logging.WARNING, logger="podium.data.layouts"):
         dm.setup("predict")
     assert list(dm.sample.id) == ["t1", "t2"] and len(dm.test_set) == 2
     assert not (pets / "sample_submission.csv").exists()
@@ -159,7 +159,7 @@ def test_class_folders_train_end_to_end_to_the_csv_layouts_score(demo_root, tmp_
     for name, root in (("csv", csv_root), ("folders", folders)):
         cfg = make_cfg(tmp_path / name, [f"data.root={root}", "trainer.max_epochs=2", "seed=5",
                                          "data.decode_workers=2"])
-        scores.append(train(cfg)["leaderboard/f1_macro"])
+        scores.append(train(cfg).metrics["leaderboard/f1_macro"])
         run = Path(cfg.paths.output_dir)
         assert json.loads((run / "metrics.json").read_text())["leaderboard/f1_macro"] == scores[-1]
         probs.append(pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id"))

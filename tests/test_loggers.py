@@ -129,7 +129,7 @@ def hand_made_metrics(path: Path) -> Path:
 
 
 def test_learning_curves_draw_loss_monitor_and_lr(tmp_path):
-    from podium.curves import plot_learning_curves
+    from podium.callbacks.curves import plot_learning_curves
 
     out = tmp_path / "report" / "learning_curves.png"
     fig = plot_learning_curves(hand_made_metrics(tmp_path / "metrics.csv"), out, "val/f1_macro")
@@ -148,7 +148,7 @@ def test_learning_curves_draw_loss_monitor_and_lr(tmp_path):
 def test_learning_curves_callback_needs_a_csv_logger_and_rank_zero(tmp_path, caplog):
     from lightning.pytorch.loggers import CSVLogger
 
-    from podium.callbacks import LearningCurves
+    from podium.callbacks.curves import LearningCurves
 
     csv = CSVLogger(tmp_path, name="csv", version="")
     assert csv.experiment is not None  # created as in fit (clears an existing metrics.csv)

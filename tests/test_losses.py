@@ -19,7 +19,7 @@ from hypothesis.extra.numpy import arrays
 from omegaconf import OmegaConf
 from torch import nn
 
-from podium.losses import (
+from podium.losses.multiclass import (
     BalancedSoftmaxLoss,
     FocalLoss,
     LDAMLoss,

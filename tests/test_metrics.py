@@ -10,7 +10,7 @@ import torch
 from sklearn import metrics as sk
 
 from conftest import image_spec, make_cfg
-from podium.metrics import TrueClassRank, infer_mode, resolve_metric, task_metrics
+from podium.model.metrics import TrueClassRank, infer_mode, resolve_metric, task_metrics
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +129,10 @@ def test_epoch_training_metrics_equal_the_whole_epoch_by_hand(monkeypatch):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    import podium.module
-    from podium.module import CompetitionModule
+    import podium.model.module
+    from podium.model.module import CompetitionModule
 
-    monkeypatch.setattr(podium.module, "TRAIN_METRICS_EVERY", 2)  # flushes mid-epoch and at its end
+    monkeypatch.setattr(podium.model.module, "TRAIN_METRICS_EVERY", 2)  # flushes mid-epoch and at its end
     torch.manual_seed(0)
     images = torch.randint(0, 256, (33, 1, 4, 4), dtype=torch.uint8)
     labels = torch.randint(0, 3, (33,))

@@ -13,9 +13,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF, image_spec, make_cfg
-from podium.augment import BatchMix
+from podium.model.augment import BatchMix
 from podium.build import MULTILABEL_LOSSES
-from podium.losses import (
+from podium.losses.multiclass import (
     BalancedSoftmaxLoss,
     FocalLoss,
     LDAMLoss,
@@ -211,8 +211,8 @@ def test_switch_prob_picks_cutmix_or_mixup():
 
 # -- the module ----------------------------------------------------------------------------
 def test_loss_gets_soft_targets_and_training_metrics_the_hard_labels():
-    from podium.models import CifarResNet
-    from podium.module import CompetitionModule
+    from podium.model.nets import CifarResNet
+    from podium.model.module import CompetitionModule
 
     seen = []
 
@@ -258,5 +258,5 @@ def test_mix_options_train_on_the_demo(option, tmp_path, demo_root):
                               f"data.root={demo_root}", f"data.demo_root={demo_root}"])
     if option != "both":  # the order of group and subgroup overrides does not matter
         assert cfg.augment.mix.cutmix_alpha == (1.0 if option == "cutmix" else 0.0)
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     assert np.isfinite(metrics["val/loss"])

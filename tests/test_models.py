@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from podium.models import CifarResNet
+from podium.model.nets import CifarResNet
 
 
 @pytest.mark.parametrize(("depth", "blocks"), [(8, 3), (20, 9), (32, 15)])

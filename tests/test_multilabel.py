@@ -18,14 +18,14 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from conftest import CONF, ROOT, make_cfg, run_cli
-from podium.demo import build_multilabel_demo
+from podium.data.demo import build_multilabel_demo
 from podium.errors import PodiumError
-from podium.labels import encode_target, encode_target_columns
-from podium.metrics import resolve_metric, task_metrics
-from podium.samplers import RarestLabelSampler
-from podium.splits import split_indices
-from podium.submission import make_submission, validate_submission, write_submission
-from podium.thresholds import fit_thresholds, multilabel_f1, shift_to_half
+from podium.data.labels import encode_target, encode_target_columns
+from podium.model.metrics import resolve_metric, task_metrics
+from podium.data.samplers import RarestLabelSampler
+from podium.data.splits import split_indices
+from podium.submission.formats import make_submission, validate_submission, write_submission
+from podium.submission.thresholds import fit_thresholds, multilabel_f1, shift_to_half
 from podium.train import train
 
 TINY = ["model.net.depth=8", "model.net.width=4", "++trainer.enable_progress_bar=false",
@@ -284,7 +284,7 @@ def test_demo_folder(ml_root):
 def test_demo_end_to_end(tmp_path, ml_root):
     cfg = make_cfg(tmp_path, ["data=demo_multilabel", f"data.root={ml_root}",
                               f"data.demo_root={ml_root}", "trainer.max_epochs=3", *TINY])
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     run = tmp_path / "run"
     assert {"val/f1_micro", "val/f1_macro", "val/f1_samples", "val/map", "val/hamming_loss",
             "val/subset_acc"} <= set(metrics)
@@ -334,7 +334,7 @@ def test_a_multiclass_loss_on_multilabel_data_is_one_line_and_writes_nothing(tmp
                    f"paths.log_dir={tmp_path}", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: loss podium.losses.FocalLoss does not fit data.task=multilabel: use "
+        "error: loss podium.losses.multiclass.FocalLoss does not fit data.task=multilabel: use "
         "loss=bce, focal_bce, asymmetric or soft_f1_multilabel")
     assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.ckpt"))
 

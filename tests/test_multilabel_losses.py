@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
-from podium.multilabel_losses import (
+from podium.losses.multilabel import (
     AsymmetricLoss,
     FocalBCE,
     MultilabelBCE,

@@ -18,9 +18,9 @@ from torch import nn
 from conftest import image_spec, make_cfg, run_cli, run_dirs
 from podium.build import best_checkpoint, build_module
 from podium.errors import PodiumError
-from podium.models import CifarResNet
-from podium.module import CompetitionModule
-from podium.optim import build_optimizer, param_groups
+from podium.model.nets import CifarResNet
+from podium.model.module import CompetitionModule
+from podium.model.optim import build_optimizer, param_groups
 
 
 # -- parameter groups ------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def one_optimizer_step(images, labels, batch_size: int, accumulate: int) -> nn.M
 
 
 def test_batch_8_times_accumulate_4_equals_batch_32(demo_root):
-    from podium.image_data import ImageDataModule
+    from podium.data.image import ImageDataModule
 
     data = ImageDataModule(root=demo_root, demo_root=demo_root)
     data.prepare_data()

@@ -11,8 +11,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-import podium.augment as A
-from podium.augment import BatchPolicy, RandomErasing, RandomResizedCrop, draw_boxes
+import podium.model.augment as A
+from podium.model.augment import BatchPolicy, RandomErasing, RandomResizedCrop, draw_boxes
 
 
 def images(n=16, size=32, channels=3, seed=0):

@@ -15,7 +15,7 @@ import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
 from conftest import ROOT, make_cfg, run_cli
-from podium.demo import build_tabular_demo
+from podium.data.demo import build_tabular_demo
 
 TINY = ["model.net.depth=8", "trainer.max_epochs=3", "seed=3"]
 
@@ -98,7 +98,7 @@ def test_predict_from_an_exported_bundle_in_process(image_run, tmp_path):
                                                     f"data.root={folder}"], "predict"))
     finally:
         shutil.move(tmp_path / "moved", run)
-    got = pd.read_csv(summary["submission"], dtype=str)
+    got = pd.read_csv(summary.submission, dtype=str)
     assert got.label.tolist() == [original[mapping[i]] for i in got.id]
 
 
@@ -208,7 +208,7 @@ def test_tabular_runs_predict_again_and_find_a_learning_rate(binary_run, tmp_pat
 
 # -- bad input: one line, nothing written -----------------------------------------------------
 def test_a_checkpoint_that_runs_code_on_load_is_refused(tmp_path):
-    from podium.ensemble import load_checkpoint
+    from podium.submission.members import load_checkpoint
     from podium.errors import PodiumError
 
     marker = tmp_path / "was_run"

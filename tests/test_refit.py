@@ -12,9 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import make_cfg, run_cli, run_dirs
-from podium.datamodule import TensorRows
+from podium.data.base import TensorRows
 from podium.errors import PodiumError
-from podium.splits import split_indices
+from podium.data.splits import split_indices
 
 DEMO_ARGS = ["model.net.depth=8", "model.net.width=4", "print_config=false"]
 
@@ -45,7 +45,7 @@ def test_val_fraction_zero_trains_on_every_id_once_per_epoch(tmp_path, demo_root
     monkeypatch.setattr(TensorRows, "__getitems__", spy)
     cfg = make_cfg(tmp_path, ["data.val_fraction=0", "data.drop_last=false",
                               "trainer.max_epochs=2", *DEMO_ARGS, *demo(demo_root)])
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     n = len(pd.read_csv(demo_root / "train.csv"))
     batches_per_epoch = -(-n // cfg.data.batch_size)
     assert len(served) == 2 * batches_per_epoch

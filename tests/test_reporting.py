@@ -112,7 +112,7 @@ def test_print_config_lists_overrides_experiment_and_groups(tmp_path, capsys):
     head, *lines = capsys.readouterr().out.splitlines()
     assert head.startswith("config: experiment=focal loss=focal; 6 key(s) differ")
     assert lines == [
-        "  loss._target_=podium.losses.FocalLoss  (default: torch.nn.CrossEntropyLoss)",
+        "  loss._target_=podium.losses.multiclass.FocalLoss  (default: torch.nn.CrossEntropyLoss)",
         "  loss.gamma=2.0",  # loss.alpha: null, a new key left unset, is not listed
         "  optimizer.lr=0.01  (default: 0.003)",
         f"  paths.root_dir={ROOT}  (default: .)",  # make_cfg's own changes
@@ -159,7 +159,7 @@ def test_quiet_known_noise_drops_only_the_known_lines():
 
 
 def test_epoch_lines_setting():
-    from podium.epoch_lines import EpochLines, wants_lines
+    from podium.callbacks.epoch_lines import EpochLines, wants_lines
     from podium.errors import PodiumError
 
     assert wants_lines(True) and wants_lines("true") and not wants_lines(False)
@@ -170,15 +170,15 @@ def test_epoch_lines_setting():
 
 
 def test_learning_curves_mark_the_best_checkpoint_epoch(tmp_path, monkeypatch):
-    import podium.curves
-    from podium.callbacks import LearningCurves
-    from podium.checkpoints import checkpoint_epoch
+    import podium.callbacks.curves
+    from podium.callbacks.curves import LearningCurves
+    from podium.callbacks.checkpoints import checkpoint_epoch
 
     rows = [{"epoch": e, "step": e, "val/loss": 1 - e / 10, "val/f1_macro": f1,
              "train/loss_epoch": 2 - e / 10} for e, f1 in enumerate([0.2, 0.6, 0.4])]
     csv = tmp_path / "metrics.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
-    fig = podium.curves.plot_learning_curves(csv, tmp_path / "curves.png", "val/f1_macro",
+    fig = podium.callbacks.curves.plot_learning_curves(csv, tmp_path / "curves.png", "val/f1_macro",
                                              best_epoch=1)
     for ax in fig.axes[:2]:
         (line,) = [x for x in ax.get_lines() if x.get_label() == "best.ckpt (epoch 1)"]
@@ -189,7 +189,7 @@ def test_learning_curves_mark_the_best_checkpoint_epoch(tmp_path, monkeypatch):
     torch.save({"epoch": 7, "state_dict": {"w": torch.zeros(3)}}, ckpt)
     assert checkpoint_epoch(ckpt) == 7 and checkpoint_epoch(None) is None
     drawn = {}
-    monkeypatch.setattr(podium.curves, "plot_learning_curves",
+    monkeypatch.setattr(podium.callbacks.curves, "plot_learning_curves",
                         lambda metrics, path, monitor, best_epoch: drawn.update(epoch=best_epoch))
     logger = SimpleNamespace(save=lambda: None, log_dir=str(tmp_path))
     monkeypatch.setattr("lightning.pytorch.loggers.CSVLogger", SimpleNamespace)

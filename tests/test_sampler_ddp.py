@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from podium.samplers import ClassBalancedSampler
+from podium.data.samplers import ClassBalancedSampler
 
 LABELS = torch.tensor([0] * 30 + [1] * 6 + [2] * 4)  # 40 samples, imbalanced
 SEED, EPOCHS = 7, 2

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
 
-from podium.samplers import ClassBalancedSampler
+from podium.data.samplers import ClassBalancedSampler
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 COUNTS = [1000, 100, 10]

@@ -86,7 +86,7 @@ def test_plateau_reduces_after_patience_epochs_without_improvement(tmp_path, dem
 
 
 def test_plateau_watches_metric_monitor_by_default(tmp_path):
-    from podium.metrics import resolve_metric
+    from podium.model.metrics import resolve_metric
 
     cfg = resolve_metric(make_cfg(tmp_path, ["scheduler=plateau"]))
     assert cfg.scheduler.monitor == "val/f1_macro" and cfg.scheduler.scheduler.mode == "max"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from podium.errors import PodiumError
-from podium.submission import make_submission, validate_submission, write_submission
+from podium.submission.formats import make_submission, validate_submission, write_submission
 
 CLASSES = ["cat", "dog", "emu"]
 SAMPLE = pd.DataFrame({"id": ["3", "1", "2"], "label": ["cat", "cat", "cat"]})
@@ -53,7 +53,7 @@ def test_failure_leaves_no_file(tmp_path, bad):
 
 
 # -- formats, each against a file written by hand ----------------------------------------------
-from podium.submission import choose_format  # noqa: E402
+from podium.submission.formats import choose_format  # noqa: E402
 
 
 def test_class_probabilities_follow_a_shuffled_header():

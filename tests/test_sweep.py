@@ -26,7 +26,7 @@ def study_trials(journal: Path, name: str) -> list:
     """The study's trials, read from its journal file ([] before the sweep created it)."""
     import optuna
 
-    from podium.study import open_storage
+    from podium.sweep.study import open_storage
 
     if not journal.exists():
         return []
@@ -40,7 +40,7 @@ def study_trials(journal: Path, name: str) -> list:
 def kill_after(cmd: list[str], journal: Path, study: str, finished: int,
                timeout: int = 300) -> None:
     """Start `cmd`, and SIGKILL its process group once `finished` trials have ended."""
-    from podium.study import ended
+    from podium.sweep.study import ended
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -79,7 +79,7 @@ def train_command(stdout: str) -> list[str]:
 def test_search_space_syntax_becomes_optuna_distributions():
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from podium.search_space import search_space
+    from podium.sweep.search_space import search_space
 
     params = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))",
               "loss.gamma": "interval(0.5, 4.0)", "model.net.depth": "int(interval(1, 8))",
@@ -102,7 +102,7 @@ def test_storages_and_pruners_from_their_config_values(tmp_path):
     import optuna
 
     from podium.errors import PodiumError
-    from podium.study import make_pruner, open_storage
+    from podium.sweep.study import make_pruner, open_storage
 
     journal = open_storage(str(tmp_path / "a" / "s.journal"))  # a path: a journal file
     rdb = open_storage(f"sqlite:///{tmp_path}/b/s.db")            # a URL: a database
@@ -127,7 +127,7 @@ CLAIMER = """
 import json, sys, time
 from pathlib import Path
 import optuna
-from podium.study import claim_trial, open_storage
+from podium.sweep.study import claim_trial, open_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 journal, n_studies, n_trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 go = Path(sys.argv[4])
@@ -151,7 +151,7 @@ def test_processes_racing_for_trials_stop_at_exactly_the_budget(tmp_path):
     each study ends with exactly n_trials counting trials, each claimed by one process."""
     import optuna
 
-    from podium.study import counts, open_storage
+    from podium.sweep.study import counts, open_storage
 
     journal, go, n_studies, n_trials = tmp_path / "race.journal", tmp_path / "go", 5, 8
     for i in range(n_studies):
@@ -265,7 +265,7 @@ def test_two_workers_share_one_study_each_trial_once(tmp_path, demo_root):
     proc = run_cli("podium.train", "-m", "hparams_search=lr_wd", "sweep_name=demo",
                    "hydra.sweeper.n_trials=5", "hydra.sweeper.workers=2", "debug=fdr",
                    f"data.root={demo_root}", f"paths.log_dir={logs}")
-    from podium.study import counts
+    from podium.sweep.study import counts
 
     trials = study_trials(logs / "sweep" / "demo" / "optuna.journal", "lr_wd")
     counted = [t for t in trials if counts(t)]

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from conftest import make_cfg, run_cli
-from podium.demo import build_tabular_demo
+from podium.data.demo import build_tabular_demo
 from podium.errors import PodiumError
 from podium.train import train
 
@@ -25,7 +25,7 @@ def demos(tmp_path_factory):
 def run_demo(tmp_path, root, kind: str, *overrides: str) -> dict:
     cfg = make_cfg(tmp_path, [f"data=demo_{kind}", "debug=limit", f"data.root={root}",
                               f"data.demo_root={root}", *overrides])
-    return train(cfg)
+    return train(cfg).metrics
 
 
 def test_demo_folders_look_like_a_competition(demos):
@@ -136,7 +136,7 @@ def test_tabular_encoding_equals_scikit_learns_column_transformer():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from podium.tabular import encode_features, fit_features
+    from podium.data.tabular import encode_features, fit_features
 
     rng = np.random.default_rng(0)
     train = pd.DataFrame({"a": rng.normal(5, 2, 40).round(3).astype(str),

@@ -26,7 +26,7 @@ def data_overrides(root) -> list[str]:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_fast_dev_run_of_every_experiment(experiment, tmp_path, demo_root):
     cfg = make_cfg(tmp_path, [f"experiment={experiment}", "debug=fdr", *data_overrides(demo_root)])
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     assert np.isfinite(metrics["val/loss"])
     # fast_dev_run predicts one batch only: a partial submission must not be written.
     assert not (tmp_path / "run" / "submission.csv").exists()
@@ -83,7 +83,7 @@ def test_submit_averages_two_runs(two_runs, demo_root, tmp_path):
     logs, runs, _ = two_runs
     proc = run_cli("podium.submit", f"runs=[{runs[0]},{runs[1]}]", f"paths.log_dir={tmp_path}")
     [out_dir] = run_dirs(tmp_path, "submit")
-    assert f"averaged 2 run(s) into {out_dir / 'submission.csv'}" in proc.stdout
+    assert f"submission: {out_dir / 'submission.csv'}" in proc.stdout
 
     p1, p2 = (pd.read_csv(r / "test_probs.csv", dtype={"id": str}) for r in runs)
     mean = (p1.iloc[:, 1:].to_numpy() + p2.iloc[:, 1:].to_numpy()) / 2

@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import ROOT, run_cli
 from podium.errors import PodiumError
-from podium.image_data import ImageDataModule
+from podium.data.image import ImageDataModule
 
 
 def readme_rows() -> dict[str, str]:
@@ -98,7 +98,7 @@ def test_multilabel_rows(demo_root, tmp_path):
 
     from conftest import make_cfg
     from podium.build import build_datamodule, check_loss_task
-    from podium.submission import write_submission
+    from podium.submission.formats import write_submission
 
     row = ("multi-label data (`data.task=multilabel`) whose target column holds no label at "
            "all (an empty cell alone is fine: no label)")
@@ -167,7 +167,7 @@ def test_cli_rows(row, demo_root, tmp_path):
 
 def test_killed_run_row(tmp_path):
     """The resume half of the row (the SIGKILLs themselves: tests/test_faults.py, slow)."""
-    from podium.checkpoints import RunCheckpoint
+    from podium.callbacks.checkpoints import RunCheckpoint
 
     assert "resumes into a new folder (best checkpoint carried over)" in ROWS[
         "the run is killed (SIGKILL, power loss)"]

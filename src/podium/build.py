@@ -2,8 +2,9 @@
 need several groups at once (loss vs task, sampler vs task, no validation split).
 
 Every entry point (train, submit, predict, eda, lr_find) builds through here, so none of
-them imports another. Builders take an already resolved config (`resolve_metric` runs
-once, in the entry point) and have no process-wide side effects.
+them imports another; `build_run` is the whole sequence a fit needs, written once. Builders
+take an already resolved config (`resolve_metric` runs once, in the entry point) and have
+no process-wide side effects other than the seed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,34 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from omegaconf import DictConfig
 
 from podium.errors import PodiumError
 
 log = logging.getLogger(__name__)
+
+
+class Run(NamedTuple):
+    """What a fit needs: the data (read, split and checked), the model, the Trainer."""
+
+    datamodule: Any
+    module: Any
+    trainer: Any
+
+
+def build_run(cfg: DictConfig, **trainer_kwargs: Any) -> Run:
+    """seed -> datamodule (every input read and checked before any training) -> DataSpec
+    -> module -> trainer: the sequence train, refit, lr-find, the bench and the tests share."""
+    import lightning as L
+
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule.spec)
+    return Run(datamodule, module, build_trainer(cfg, **trainer_kwargs))
 
 
 def build_datamodule(cfg: DictConfig):
@@ -51,7 +73,7 @@ MULTILABEL_LOSSES = ("bce", "focal_bce", "asymmetric", "soft_f1_multilabel")  # 
 def check_loss_task(cfg: DictConfig) -> None:
     """A classification loss on float targets (or the reverse) trains silently wrong."""
     multilabel = cfg.data.get("task", "multiclass") == "multilabel"
-    if multilabel != str(cfg.loss.get("_target_")).startswith("podium.multilabel_losses."):
+    if multilabel != str(cfg.loss.get("_target_")).startswith("podium.losses.multilabel."):
         raise PodiumError(
             f"loss {cfg.loss.get('_target_')} does not fit data.task={cfg.data.get('task')}: "
             + (f"use loss={', '.join(MULTILABEL_LOSSES[:-1])} or {MULTILABEL_LOSSES[-1]}"
@@ -86,7 +108,7 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     """
     from hydra.utils import instantiate
 
-    from podium.module import CompetitionModule
+    from podium.model.module import CompetitionModule
 
     net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
                       **pretrained_weights(cfg, pretrained))
@@ -156,7 +178,7 @@ def build_optimizer_factory(cfg: DictConfig):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from podium.optim import build_optimizer
+    from podium.model.optim import build_optimizer
 
     torch_cfg = OmegaConf.to_container(cfg.optimizer)
     no_decay = torch_cfg.pop("no_decay_norm_bias", False)
@@ -172,7 +194,7 @@ def build_trainer(cfg: DictConfig, **kwargs: Any):
     checkpoint callback watches nothing: `best.ckpt` is the last epoch."""
     from hydra.utils import instantiate
 
-    from podium.callbacks import MonitorCheck
+    from podium.callbacks.guards import MonitorCheck
 
     callbacks = [MonitorCheck(cfg.metric.monitor)]  # first: before ModelCheckpoint's error
     if no_validation(cfg):

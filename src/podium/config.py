@@ -72,7 +72,7 @@ def default_config() -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from podium.metrics import resolve_metric
+    from podium.model.metrics import resolve_metric
 
     if GlobalHydra.instance().is_initialized():
         default = compose("train", return_hydra_config=True)

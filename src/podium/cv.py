@@ -10,65 +10,72 @@ A failed fold is reported and left out; the others are kept.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from podium import run
 from podium.errors import PodiumError
+
+if TYPE_CHECKING:
+    from podium.submission.ensemble import Summary
 
 log = logging.getLogger(__name__)
 
 
-def gather_folds(cv_dir: Path, cfg: DictConfig) -> dict[str, Any]:
-    """Write the cross-validation folder's oof.csv, metrics.json and submission."""
+def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
+    """The folds as one ensemble on the one road: the cross-validation folder's oof.csv
+    (every training id once), test_probs.csv, submission and metrics.json."""
     from hydra.utils import instantiate
 
-    from podium.ensemble import gather_members, print_summary, submit_members
-    from podium.io import write_atomic, write_json
-    from podium.metrics import resolve_metric
-    from podium.oof import oof_scores
+    from podium.io import write_json
+    from podium.model.metrics import resolve_metric
+    from podium.submission.ensemble import submit_members
+    from podium.submission.members import gather_members
 
     jobs = sorted((p for p in cv_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
     failed = [p for p in jobs if (p / "failed.txt").is_file()]
-    folds = [p for p in jobs if (p / "oof.csv").is_file() and (p / "test_probs.csv").is_file()]
+    folds = [p for p in jobs if (p / run.OOF).is_file() and (p / run.TEST_PROBS).is_file()]
     for job in failed:
         print(f"fold in {job} failed: {(job / 'failed.txt').read_text().strip()}")
     if not folds:
         raise PodiumError(f"no fold in {cv_dir} finished: see the folds' train.log")
-
-    data = cfg.data
-    oof = pd.concat([pd.read_csv(f / "oof.csv", dtype={data.id_col: str, data.target_col: str})
-                     for f in folds], ignore_index=True)
-    repeated = oof[data.id_col][oof[data.id_col].duplicated()]
-    if len(repeated):
-        raise PodiumError(f"id {repeated.iloc[0]} is in two folds' oof.csv: folds overlap")
-    class_names = list(oof.columns[3:])
+    check_disjoint(folds, cfg.data.id_col)
     resolve_metric(cfg)
-    metrics = oof_scores(oof, class_names, data.target_col, data.get("task", "multiclass"),
-                         cfg.metric.k)
-    write_atomic(cv_dir / "oof.csv", oof.to_csv(index=False))
-
-    members = gather_members([cv_dir], cfg.paths)
-    members = [m for m in members if m.run in folds]  # failed folds left out
-    fmt = (cfg.get("submission") or {}).get("format", "auto")
-    summary = submit_members(members, cv_dir, fmt, instantiate(cfg.get("postprocess")))
-    print_summary(summary)
-    summary.update(metrics, folds=len(folds), failed=[str(f) for f in failed],
-                   oof_score=metrics.get(f"oof/{cfg.metric.competition}"))
-    write_json(cv_dir / "metrics.json", summary)
+    members = [m for m in gather_members([cv_dir], cfg.paths) if m.run in folds]
+    for member in members:  # scored by this gathering's competition metric
+        member.cfg.metric = cfg.metric
+    summary = submit_members(members, cv_dir, (cfg.get("submission") or {}).get("format", "auto"),
+                             instantiate(cfg.get("postprocess")))
+    write_json(cv_dir / run.METRICS, {**summary.to_dict(), **summary.oof, "folds": len(folds),
+                                      "failed": [str(f) for f in failed]})
+    for line in summary.lines():
+        print(line)
     print(f"cross-validation: {len(folds)} fold(s) in {cv_dir}")
-    for key, value in sorted(metrics.items()):
+    for key, value in sorted(summary.oof.items()):
         print(f"  {key}: {value:.4f}")
-    if summary["oof_score"] is not None:
-        print(f"OOF {cfg.metric.competition} (metric.competition): {summary['oof_score']:.4f}")
     return summary
 
 
+def check_disjoint(folds: list[Path], id_col: str) -> None:
+    """Each training id is validated by one fold only."""
+    seen: dict[str, Path] = {}
+    for fold in folds:
+        ids = pd.read_csv(fold / run.OOF, usecols=[id_col], dtype=str, keep_default_na=False)
+        for value in ids[id_col]:
+            if value in seen:
+                raise PodiumError(f"id {value} is in the oof.csv of {seen[value]} and of "
+                                  f"{fold}: folds overlap")
+            seen[value] = fold
+
+
 class GatherFolds(Callback):
-    """Hydra callback: after a multirun over `data.fold`, gather the folds (else do nothing)."""
+    """Hydra callback: after a multirun over `data.fold`, gather the folds (else do nothing).
+    A failed gathering ends the command with exit status 2 and its one-line error."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not config.get("data") or not config.data.get("n_folds"):
@@ -76,4 +83,5 @@ class GatherFolds(Callback):
         try:
             gather_folds(Path(config.hydra.sweep.dir), config)
         except PodiumError as err:
-            print(f"error: {err}")
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from err

@@ -34,7 +34,7 @@ def baseline_scores(labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarr
     import torch
     from sklearn.dummy import DummyClassifier
 
-    from podium.metrics import classification_metrics
+    from podium.model.metrics import classification_metrics
 
     scores = {}
     features = np.zeros((len(labels), 1))

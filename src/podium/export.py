@@ -24,6 +24,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from podium import run
 from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
@@ -64,7 +65,7 @@ def slim_checkpoint(source: Path, target: Path) -> dict:
     returns the spec."""
     import torch
 
-    from podium.ensemble import load_checkpoint
+    from podium.submission.members import load_checkpoint
 
     checkpoint = load_checkpoint(source)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,8 +76,8 @@ def slim_checkpoint(source: Path, target: Path) -> dict:
 
 def export(cfg: DictConfig) -> Path:
     """Write the bundle into the run folder; returns its path."""
-    from podium.ensemble import gather_members, latest_run
     from podium.io import write_atomic, write_json
+    from podium.submission.members import gather_members, latest_run
 
     given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
     members = gather_members(given, cfg.paths, cfg.weights)
@@ -84,12 +85,11 @@ def export(cfg: DictConfig) -> Path:
     names = []
     for i, member in enumerate(members):
         folder = out / "members" / str(i)
-        spec = slim_checkpoint(member.run / "checkpoints" / "best.ckpt",
-                               folder / "checkpoints" / "best.ckpt")
-        (folder / ".hydra").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(member.run / ".hydra" / "config.yaml", folder / ".hydra" / "config.yaml")
-        if (member.run / "oof.csv").is_file():
-            shutil.copy2(member.run / "oof.csv", folder / "oof.csv")
+        spec = slim_checkpoint(member.run / run.BEST_CHECKPOINT, folder / run.BEST_CHECKPOINT)
+        (folder / run.CONFIG).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(member.run / run.CONFIG, folder / run.CONFIG)
+        if (member.run / run.OOF).is_file():
+            shutil.copy2(member.run / run.OOF, folder / run.OOF)
         names.append(f"members/{i}")
     write_atomic(out / "requirements.txt", pinned_requirements(), replace=True)
     if cfg.wheel:

@@ -14,31 +14,25 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from podium.build import build_datamodule, build_module
+from podium.build import build_run
 from podium.config import CONFIG_DIR
 from podium.errors import one_line_errors
 
 
 def find_lr(cfg: DictConfig) -> float | None:
     """Run the range test; returns the suggested lr (None when too few steps ran)."""
-    import lightning as L
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    from hydra.utils import instantiate
     from lightning.pytorch.tuner import Tuner
 
-    from podium.metrics import resolve_metric
+    from podium.model.metrics import resolve_metric
 
     resolve_metric(cfg)
-    L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.scheduler = None  # the finder replaces it anyway; no warm-up length checks
-    datamodule = build_datamodule(cfg)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg, datamodule.spec)
-    trainer = instantiate(cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False)
+        cfg.callbacks, cfg.logger = {}, {}  # nothing written but the plot
+    datamodule, module, trainer = build_run(cfg, enable_checkpointing=False)
     finder = Tuner(trainer).lr_find(module, datamodule=datamodule, update_attr=False,
                                     **cfg.lr_find)
     output_dir = Path(cfg.paths.output_dir)

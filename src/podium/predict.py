@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from podium import run
 from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
+
+if TYPE_CHECKING:
+    from podium.submission.ensemble import Summary
 
 
 def bundle_folders(export: Path) -> tuple[list[Path], list[float]]:
@@ -30,28 +35,14 @@ def bundle_folders(export: Path) -> tuple[list[Path], list[float]]:
     return [Path(export) / m for m in bundle["members"]], bundle["weights"]
 
 
-def test_data(member_cfg: DictConfig, data: DictConfig) -> DictConfig:
-    """The member's data config pointed at the new folder (non-null `data.*` keys win;
-    interpolations such as `${data.root}` resolve against the new values)."""
-    cfg = member_cfg.copy()
-    for key, value in data.items():
-        if value is not None:
-            OmegaConf.update(cfg, f"data.{key}", value, force_add=True)
-    return cfg.data
-
-
-def predict(cfg: DictConfig) -> dict:
-    """Every member predicts the new folder's test set; returns the ensemble's summary."""
+def predict(cfg: DictConfig) -> Summary:
+    """Every member predicts the new folder's test set through its own preprocessing; the
+    one road writes the ensemble. Returns its summary (also in metrics.json)."""
     from hydra.utils import instantiate
 
-    from podium.ensemble import (
-        gather_members,
-        load_member,
-        member_oof,
-        predict_test,
-        write_ensemble,
-    )
     from podium.io import write_json
+    from podium.submission.ensemble import write_ensemble
+    from podium.submission.members import gather_members, new_folder_predictions
 
     if cfg.export:
         folders, weights = bundle_folders(Path(cfg.export))
@@ -61,32 +52,23 @@ def predict(cfg: DictConfig) -> dict:
         raise PodiumError("nothing to predict with: give runs=[<run folder>,...] "
                           "(make predict RUN=...) or export=<bundle folder>")
     members = gather_members(folders, cfg.paths, weights)
-    _, spec = load_member(members[0], [])
-    datamodule = instantiate(test_data(members[0].cfg, cfg.data))
-    datamodule.setup_test(spec)
-    tta = [instantiate(t) for t in cfg.get("tta") or []]
-    warnings = []
-    if tta and not cfg.force:  # no validation images here to prove it on
-        warnings.append("tta left out: it cannot be checked on a new folder (check it with "
-                        "make submit ... tta=..., then force=true)")
-        tta = []
-    frames = [predict_test(m, datamodule, tta) for m in members]
-    oofs = [member_oof(m) for m in members]
+    tta = list(cfg.get("tta") or [])
+    predictions, sample = [], None
+    for member in members:
+        plain, with_tta, sample = new_folder_predictions(member, cfg.data, tta)
+        predictions.append((plain, with_tta))
     output_dir = Path(cfg.paths.output_dir)
-    summary = write_ensemble(members, output_dir, datamodule.sample, frames, oofs,
-                             cfg.submission.format, instantiate(cfg.get("postprocess")))
-    summary["warnings"] = warnings + summary.get("warnings", [])
-    summary["data_root"] = str(datamodule.root)
-    write_json(output_dir / "metrics.json", summary)
+    summary = write_ensemble(members, output_dir, sample, predictions, cfg.submission.format,
+                             instantiate(cfg.get("postprocess")), cfg.force)
+    write_json(output_dir / run.METRICS, {**summary.to_dict(), "data_root": str(cfg.data.root)})
     return summary
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    from podium.ensemble import print_summary
-
-    print_summary(predict(cfg))
+    for line in predict(cfg).lines():
+        print(line)
 
 
 if __name__ == "__main__":

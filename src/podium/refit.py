@@ -12,13 +12,13 @@ checkpoints, `test_probs.csv`, `submission.csv` and the config it trained
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from podium import run
 from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
@@ -28,12 +28,11 @@ log = logging.getLogger(__name__)
 def best_epochs(runs: list[Path]) -> int:
     """Epochs to refit: the mean over the runs (folds) of `best_epoch + 1`, rounded."""
     counts = []
-    for run in runs:
-        path = run / "metrics.json"
-        best = json.loads(path.read_text()).get("best_epoch") if path.is_file() else None
+    for folder in runs:
+        best = run.read_metrics(folder).get("best_epoch")
         if best is None:
-            raise PodiumError(f"{path} has no best_epoch (the run did not finish, or predates "
-                              "it): pass epochs=N to refit for N epochs")
+            raise PodiumError(f"{folder / run.METRICS} has no best_epoch (the run did not "
+                              "finish, or predates it): pass epochs=N to refit for N epochs")
         counts.append(int(best) + 1)
     return max(1, int(sum(counts) / len(counts) + 0.5))  # half up, not to even
 
@@ -48,53 +47,26 @@ def refit_config(run_cfg: DictConfig, epochs: int, experiment: str) -> DictConfi
         run_cfg.ckpt_path = None
         run_cfg.task_name = "refit"
         run_cfg.run_name = experiment
+        run_cfg.print_config = False
     return run_cfg
 
 
 def refit(cfg: DictConfig) -> dict:
-    """Retrain the run (or cv folder) `cfg.run` on all labelled data; returns metrics.json."""
-    import lightning as L
-
-    from podium.build import best_checkpoint, build_datamodule, build_module, build_trainer
-    from podium.callbacks import SubmissionWriter
-    from podium.config import check_types
-    from podium.demo import leaderboard
-    from podium.ensemble import expand_runs, run_config
+    """Retrain the run (or cv folder) `cfg.run` on all labelled data with `train`; returns
+    its metrics.json."""
     from podium.io import write_atomic, write_json
-    from podium.metrics import resolve_metric
+    from podium.submission.members import expand_runs, run_config
+    from podium.train import train
 
     runs = expand_runs([Path(cfg.run)])
     epochs = cfg.epochs or best_epochs(runs)
     train_cfg = refit_config(run_config(runs[0], cfg.paths), epochs, experiment_of(cfg.run))
-    check_types(train_cfg)
-    resolve_metric(train_cfg)
     output_dir = Path(cfg.paths.output_dir)
-    write_atomic(output_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(train_cfg),
-                 replace=True)
-
-    L.seed_everything(train_cfg.seed, workers=True)
-    datamodule = build_datamodule(train_cfg)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(train_cfg, datamodule.spec)
-    trainer = build_trainer(train_cfg)
-    trainer.fit(module, datamodule=datamodule)
-    ckpt = best_checkpoint(trainer)  # the last epoch: nothing is validated
-    trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt, return_predictions=False)
-
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-               if k.startswith("train/")}
-    writer = next((c for c in trainer.callbacks if isinstance(c, SubmissionWriter)), None)
-    if writer is not None and writer.path is not None:
-        metrics.update(leaderboard(writer.path, datamodule.answers, datamodule.id_col,
-                                   datamodule.task))
-    summary = {**metrics, "refit_of": [str(r) for r in runs], "epochs": trainer.current_epoch,
-               "best_epoch": trainer.current_epoch - 1, "train_rows": len(datamodule.train_idx),
-               "best_checkpoint": ckpt, "validation": False,
-               "submission": str(writer.path) if writer and writer.path else None}
-    if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", summary)
-    return summary
+    write_atomic(output_dir / run.CONFIG, OmegaConf.to_yaml(train_cfg), replace=True)
+    outcome = train(train_cfg)
+    summary = {**run.read_metrics(output_dir), "refit_of": [str(r) for r in runs]}
+    write_json(output_dir / run.METRICS, summary)
+    return {**summary, "lines": outcome.summary.lines()[1:] if outcome.summary else []}
 
 
 def experiment_of(run: str) -> str:
@@ -116,10 +88,8 @@ def main(cfg: DictConfig) -> None:
     print(f"run folder: {cfg.paths.output_dir}")
     print(f"refit on {summary['train_rows']} labelled rows for {summary['epochs']} epochs "
           "(no validation split: no oof.csv)")
-    if "leaderboard/f1_macro" in summary:
-        print(f"demo leaderboard macro-F1: {summary['leaderboard/f1_macro']:.4f}")
-    if summary["submission"]:
-        print(f"submission: {summary['submission']}")
+    for line in summary["lines"]:  # the format, the leaderboard (demos), the file
+        print(line)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from podium.errors import PodiumError
+
+TASKS = ("multiclass", "binary", "regression", "multilabel")
+
+
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise PodiumError(f"data.task={task} is unknown: use one of {', '.join(TASKS)}")
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -37,7 +46,7 @@ class DataSpec:
     image_size: tuple[int, int] | None = None
     id_col: str = "id"
     target_col: str = "label"
-    features: dict[str, Any] = field(default_factory=dict)  # tabular encoders (podium.tabular)
+    features: dict[str, Any] = field(default_factory=dict)  # tabular encoders (podium.data.tabular)
     train_rows: int = 0
 
     @property

@@ -1,7 +1,7 @@
 """`python -m podium.train [overrides]`: the whole competition loop, top to bottom.
 
-config -> data spec -> module -> trainer (callbacks write the files) -> fit -> validate and
-predict the test set with the best checkpoint -> metrics.json.
+config -> data spec -> module -> trainer -> fit -> validate and predict with the best
+checkpoint (test_probs.csv, oof.csv) -> the one road to the submission -> metrics.json.
 """
 
 from __future__ import annotations
@@ -9,28 +9,42 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
+from podium import run
 from podium.config import CONFIG_DIR, check_types, print_config
 from podium.errors import PodiumError, one_line_errors
+from podium.io import write_json
+
+if TYPE_CHECKING:
+    from podium.submission.ensemble import Summary
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then validate and predict with the best checkpoint; returns the metrics."""
-    import lightning as L
+@dataclass
+class Outcome:
+    """A training run's result: its validation metrics (with the leaderboard score where
+    the competition has an answer key) and what the one road wrote (None off rank zero, or
+    when only part of the data was predicted)."""
+
+    metrics: dict[str, float]
+    summary: Summary | None
+
+
+def train(cfg: DictConfig) -> Outcome:
+    """Fit; validate and predict with the best checkpoint; the run, an ensemble of one,
+    writes its submission on the one road (podium.submission.ensemble)."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    from podium.build import best_checkpoint, build_datamodule, build_module, build_trainer
-    from podium.callbacks import SubmissionWriter
-    from podium.checkpoints import checkpoint_epoch
-    from podium.demo import leaderboard
-    from podium.io import write_json
-    from podium.metrics import resolve_metric
+    from podium.build import best_checkpoint, build_run
+    from podium.callbacks.checkpoints import checkpoint_epoch
+    from podium.model.metrics import resolve_metric
 
     check_types(cfg)
     quiet_known_noise(cfg)
@@ -38,12 +52,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # true | full | false
         print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt",
                      full=cfg.print_config == "full")
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
-    datamodule.prepare_data()
-    datamodule.setup("fit")  # reads and checks everything before any training
-    module = build_module(cfg, datamodule.spec)
-    trainer = build_trainer(cfg)
+    datamodule, module, trainer = build_run(cfg)
+    announce_format(cfg, datamodule)  # a sample that fits no format stops before training
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     ckpt = best_checkpoint(trainer)
@@ -53,59 +63,72 @@ def train(cfg: DictConfig) -> dict[str, float]:
     else:  # data.val_fraction=0: the last epoch's training metrics, nothing validated
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     metrics = {k: float(v) for k, v in metrics.items()}
-    tta = None
-    if module.tta and trainer.world_size == 1:  # proven on the validation split first
-        from podium.oof import validation_tta_check
-
-        tta = validation_tta_check(module, datamodule, cfg.metric.competition, cfg.metric.k,
-                                   cfg.get("force", False))
+    # test_probs.csv and oof.csv (with tta views: *_tta.csv too, from the same pass)
     trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt, return_predictions=False)
-
-    writer = next((c for c in trainer.callbacks if isinstance(c, SubmissionWriter)), None)
-    extra = {"tta": tta} if tta else {}
-    if writer is not None and writer.path is not None:  # the file this run wrote
-        metrics.update(leaderboard(writer.path, datamodule.answers, datamodule.id_col,
-                                   datamodule.task))
-        extra.update({"threshold": writer.threshold} if writer.threshold else {})
+    if not trainer.is_global_zero:
+        return Outcome(metrics, None)
     output_dir = Path(cfg.paths.output_dir)
-    if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", {
-            **metrics, **extra, "monitor": cfg.metric.monitor,
-            "competition": cfg.metric.competition, "best_checkpoint": ckpt,
-            "best_epoch": checkpoint_epoch(ckpt), "epochs": trainer.current_epoch,
-            "validation": datamodule.has_validation,
-        })
-    return metrics
+    summary = submit_run(cfg, datamodule)
+    if summary is not None:
+        metrics.update(summary.leaderboard)
+    write_json(output_dir / run.METRICS, {
+        **metrics, **(summary.to_dict() if summary else {}), "monitor": cfg.metric.monitor,
+        "mode": cfg.metric.mode, "competition": cfg.metric.competition,
+        "best_checkpoint": ckpt, "best_epoch": checkpoint_epoch(ckpt),
+        "epochs": trainer.current_epoch, "validation": datamodule.has_validation,
+        "train_rows": len(datamodule.train_idx),
+    })
+    return Outcome(metrics, summary)
 
 
-def report(output_dir: Path, metrics: dict[str, float], monitor: str) -> None:
+def announce_format(cfg: DictConfig, datamodule) -> None:
+    """The submission's shape, decided from the sample submission and printed when the run
+    starts (the one road decides it again, the same way, at the end)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from podium.submission.formats import choose_format
+
+    if datamodule.sample is None:
+        return
+    shape = choose_format(cfg.submission.format, datamodule.sample, datamodule.id_col,
+                          datamodule.class_names, datamodule.task,
+                          f"val/{cfg.metric.competition}", cfg.metric.k)
+    if rank_zero_only.rank == 0:
+        print(f"submission format: {shape.format} ({shape.why})", flush=True)
+
+
+def submit_run(cfg: DictConfig, datamodule) -> Summary | None:
+    """The run as an ensemble of one: its own predictions, its tta views proven on its
+    validation split, its post-processing and threshold learned there."""
+    from hydra.utils import instantiate
+
+    from podium.submission.ensemble import write_ensemble
+    from podium.submission.members import Member, own_predictions
+
+    output_dir = Path(cfg.paths.output_dir)
+    if not (output_dir / run.TEST_PROBS).is_file():
+        log.warning("no %s (only part of the data was predicted): no submission written",
+                    run.TEST_PROBS)
+        return None
+    member = Member(output_dir, cfg, 1.0)
+    tta = list(cfg.get("tta") or [])
+    return write_ensemble([member], output_dir, datamodule.sample,
+                          [own_predictions(member, tta)], cfg.submission.format,
+                          instantiate(cfg.get("postprocess")), cfg.get("force", False),
+                          datamodule.answers)
+
+
+def report(output_dir: Path, outcome: Outcome, monitor: str) -> None:
     """The lines a competitor looks for at the end of a run."""
-    from podium.demo import leaderboard_lines
-
     print(f"run folder: {output_dir}")
-    if monitor in metrics:
-        print(f"best {monitor}: {metrics[monitor]:.4f}")
+    if monitor in outcome.metrics:
+        print(f"best {monitor}: {outcome.metrics[monitor]:.4f}")
     else:
         print("no validation split (data.val_fraction=0): best.ckpt is the last epoch, "
               "no oof.csv")
-    for line in leaderboard_lines(metrics):
-        print(line)
-
-
-def report_checks(output_dir: Path) -> None:
-    """The checks a run made before writing its submission (TTA, decision threshold)."""
-    import json
-
-    path = output_dir / "metrics.json"
-    saved = json.loads(path.read_text()) if path.is_file() else {}
-    for step in ("tta", "threshold"):
-        report = saved.get(step)
-        if report:
-            at = f" at {report['threshold']:.4f}" if step == "threshold" else ""
-            print(f"{step}{at}: validation {report['metric']} {report['before']:.4f} -> "
-                  f"{report['after']:.4f}")
-            if report.get("warning"):
-                print(f"warning: {report['warning']}")
+    if outcome.summary is not None:
+        for line in outcome.summary.lines()[1:]:  # [0]: the run itself, weight 1
+            print(line)
 
 
 class KnownNoise(logging.Filter):
@@ -146,12 +169,12 @@ def main(cfg: DictConfig) -> float | None:
     from lightning.pytorch.utilities import rank_zero_only
 
     from podium.build import no_validation
-    from podium.metrics import never_logged
+    from podium.model.metrics import never_logged
 
-    metrics = train(cfg)
+    outcome = train(cfg)
+    metrics = outcome.metrics
     if rank_zero_only.rank == 0:
-        report_checks(Path(cfg.paths.output_dir))
-        report(Path(cfg.paths.output_dir), metrics, cfg.metric.monitor)
+        report(Path(cfg.paths.output_dir), outcome, cfg.metric.monitor)
     if no_validation(cfg):
         return None
     if cfg.metric.monitor not in metrics:

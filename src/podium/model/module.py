@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from podium.metrics import task_metrics
-from podium.optim import check_plateau_monitor, total_training_steps
+from podium.model.metrics import task_metrics
+from podium.model.optim import check_plateau_monitor, total_training_steps
 from podium.spec import DataSpec
 
 TRAIN_METRICS = ("acc", "f1_macro", "mae")
@@ -36,18 +36,18 @@ class CompetitionModule(L.LightningModule):
             checkpoint (as plain types) so a run folder alone can predict.
         loss: logits, targets -> scalar; may expose `set_epoch(epoch, max_epochs)`.
         optimizer: factory `params -> Optimizer`, called with the network (a Hydra
-            `_partial_` of podium.optim.build_optimizer, which groups its parameters).
+            `_partial_` of podium.model.optim.build_optimizer, which groups its parameters).
         scheduler: None, or Lightning's lr-scheduler dict whose `scheduler` is a factory
             `optimizer -> LRScheduler`, plus `interval`, `frequency`, `monitor`. A factory
             taking `total_steps` gets the run's optimizer steps from the Trainer.
         channels_last: NHWC memory format; faster convolutions on CPU and tensor cores.
         augment: batch transform applied to each training batch on the device, before
-            normalisation (uint8 images in, uint8 out; e.g. podium.augment.RandomShift).
+            normalisation (uint8 images in, uint8 out; e.g. podium.model.augment.RandomShift).
         tta: deterministic batch transforms (e.g. a horizontal flip); prediction averages
             the probabilities of the original and every transformed view.
         metric_k: k of map@k, ndcg@k, acc_top{k}.
         mix: (images, labels) -> (images, soft targets (N, C)) after `augment` on training
-            batches (podium.augment.BatchMix: MixUp/CutMix); the loss gets the soft
+            batches (podium.model.augment.BatchMix: MixUp/CutMix); the loss gets the soft
             targets, the training metrics the hard labels. May expose `set_epoch`.
 
     Tasks: multiclass | binary (two logits, softmax) | regression (one output, squeezed;
@@ -89,7 +89,7 @@ class CompetitionModule(L.LightningModule):
         # On (augmented) training batches two metrics tell over- from under-fitting; the
         # whole collection every step would cost ~10% of a small model's step time.
         train_keys = [k for k in TRAIN_METRICS if k in metrics] or list(metrics)
-        self.train_metrics = MetricCollection(  # no merged states (see podium.metrics)
+        self.train_metrics = MetricCollection(  # no merged states (see podium.model.metrics)
             {k: metrics[k] for k in train_keys}, compute_groups=False).clone(prefix="train/")
         self.train_loss = MeanMetric()  # train/loss_epoch, weighted by batch size
         self.train_batches: list[tuple[Tensor, Tensor, Tensor]] = []
@@ -146,12 +146,19 @@ class CompetitionModule(L.LightningModule):
 
     def predict_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int,
                      dataloader_idx: int = 0) -> Tensor:
-        """Class probabilities (float32), averaged over `tta` views: what ensembles average."""
+        """Class probabilities (float32): what ensembles average. With `tta` views, both
+        the plain prediction and the mean over every view, (N, 2, C), from one pass over the
+        data, so that the views are proven against the plain prediction without a second."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        views = [images, *(transform(images) for transform in self.tta)]
-        if self.regression:  # the prediction itself (N, 1): test_probs.csv's one column
-            return torch.stack([self(v).float() for v in views]).mean(dim=0)
-        return torch.stack([self.probabilities(self(v).float()) for v in views]).mean(dim=0)
+        views = [self.prediction(images)] + [self.prediction(t(images)) for t in self.tta]
+        if len(views) == 1:
+            return views[0]
+        return torch.stack([views[0], torch.stack(views).mean(dim=0)], dim=1)
+
+    def prediction(self, images: Tensor) -> Tensor:
+        """Probabilities; regression: the output itself (N, 1), test_probs.csv's column."""
+        outputs = self(images).float()
+        return outputs if self.regression else self.probabilities(outputs)
 
     def update_train_metrics(self) -> None:
         """Update the training metrics with the buffered batches at once: an update costs

@@ -41,8 +41,8 @@ from torchmetrics.classification import (
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from podium.errors import PodiumError
+from podium.spec import check_task
 
-TASKS = ("multiclass", "binary", "regression", "multilabel")
 DEFAULT_MONITOR = {"multiclass": "val/f1_macro", "binary": "val/auroc", "regression": "val/mae",
                    "multilabel": "val/f1_micro"}
 MINIMISED = ("loss", "logloss", "mae", "mse", "rmse")  # every other key is a score
@@ -205,11 +205,6 @@ def never_logged(key: str, logged, setting: str = "metric.monitor") -> str:
     """The one message for a monitored key nobody logs (checkpoint, plateau, sweep)."""
     return (f"{setting}={key} was never logged; logged keys: "
             f"{', '.join(sorted(logged)) or 'none'}; set {setting} to one of them")
-
-
-def check_task(task: str) -> None:
-    if task not in TASKS:
-        raise PodiumError(f"data.task={task} is unknown: use one of {', '.join(TASKS)}")
 
 
 def infer_mode(monitor: str) -> str:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from podium.data.decode import IMAGE_EXTENSIONS
+from podium.data.labels import sort_labels
 from podium.errors import PodiumError
-from podium.images import IMAGE_EXTENSIONS
 from podium.io import read_csv, write_atomic
-from podium.labels import sort_labels
 
 log = logging.getLogger(__name__)
 

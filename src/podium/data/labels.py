@@ -48,7 +48,7 @@ def encode_target(values: Sequence[str], task: str, path: Path,
     """Targets as class indices + sorted class names, or (regression) float32 values with
     `["prediction"]` as the one "class" (test_probs.csv/oof.csv column of the output), or
     (multilabel) label sets split on `sep` as a float32 multi-hot array."""
-    from podium.metrics import check_task
+    from podium.spec import check_task
 
     check_task(task)
     if task == "multilabel":

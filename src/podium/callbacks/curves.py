@@ -8,9 +8,15 @@ the best checkpoint.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import lightning as L
 import pandas as pd
+
+from podium.callbacks.checkpoints import checkpoint_epoch
+
+log = logging.getLogger(__name__)
 
 
 def per_epoch(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -78,3 +84,36 @@ def plot_learning_curves(metrics_csv: Path, output: Path, monitor: str | None = 
     fig.savefig(output, dpi=90)
     plt.close(fig)
     return fig
+
+
+class LearningCurves(L.Callback):
+    """At the end of fit, `report/learning_curves.png` from the CSV logger's metrics.csv:
+    loss, the monitored metric and the learning rate, with best.ckpt's epoch marked (rank
+    zero; needs `logger` to hold a CSVLogger, otherwise it says so in the log and draws
+    nothing)."""
+
+    def __init__(self, output_dir: str, monitor: str | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.monitor = monitor
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.loggers import CSVLogger
+
+        if not trainer.is_global_zero:
+            return
+        csv = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+        if csv is None:
+            log.info("no CSV logger (logger=csv or many): no learning curves drawn")
+            return
+        csv.save()  # flush what is still buffered
+        metrics = Path(csv.log_dir) / "metrics.csv"
+        if not metrics.is_file():
+            log.info("%s was not written: no learning curves drawn", metrics)
+            return
+        checkpoint = getattr(trainer, "checkpoint_callback", None)
+        monitor = self.monitor or getattr(checkpoint, "monitor", None)
+        path = self.output_dir / "report" / "learning_curves.png"
+        plot_learning_curves(metrics, path, monitor,
+                             best_epoch=checkpoint_epoch(getattr(checkpoint, "best_model_path",
+                                                                 None)))
+        log.info("learning curves written to %s", path)

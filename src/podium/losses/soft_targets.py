@@ -1,7 +1,7 @@
 """Soft targets (N, C): the class probabilities MixUp/CutMix give each training row.
 
-The losses in podium.losses call these for a 2-D target; each one reduces to its hard-label
-formula on one-hot rows, so mixing changes the targets, never the loss's scale.
+The losses in podium.losses.multiclass call these for a 2-D target; each one reduces to its
+hard-label formula on one-hot rows, so mixing changes the targets, never the loss's scale.
 """
 
 from __future__ import annotations

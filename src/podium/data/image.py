@@ -1,9 +1,9 @@
 """An image competition folder as a LightningDataModule (a sibling of the tabular one).
 
-Every image is decoded once into one cached uint8 tensor (podium.images); augmentation and
+Every image is decoded once into one cached uint8 tensor (podium.data.decode); augmentation and
 normalisation run on the device inside the model (per-image transforms in the loader remain
 possible: `sample_transform`). Class folders (`train/<class>/`, no train.csv) are read by
-podium.layouts.
+podium.data.layouts.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from podium.datamodule import CompetitionDataModule, TensorRows
-from podium.images import (
+from podium.data.base import CompetitionDataModule, TensorRows
+from podium.data.decode import (
     cached_decode,
     channel_stats,
     decode_images,
     find_images,
     first_image_channels,
 )
-from podium.layouts import class_folders, paths_from_test_csv
+from podium.data.layouts import class_folders, paths_from_test_csv
 from podium.spec import DataSpec
 
 
@@ -34,8 +34,8 @@ class ImageDataModule(CompetitionDataModule):
     (a train.csv column of paths), `test_csv` (a CSV with the test images' `path_col`),
     `image_size` (H or [H, W], resize on load), `channels` (1 or 3; None: from the first
     image), `mean`/`std` (None: from the training split), `cache_dir`/`cache_ram_gb`/
-    `decode_workers` (podium.images), `sample_transform` (per image, in the loader).
-    Without train.csv, class folders `train/<class>/` are read instead (podium.layouts).
+    `decode_workers` (podium.data.decode), `sample_transform` (per image, in the loader).
+    Without train.csv, class folders `train/<class>/` are read instead (podium.data.layouts).
     """
 
     def __init__(
@@ -76,7 +76,7 @@ class ImageDataModule(CompetitionDataModule):
         if layout is None:
             train = self.read_labels([self.path_col] if self.path_col else [])
             paths = train[self.path_col].tolist() if self.path_col else None
-        else:  # no train.csv, train/<class>/ folders: podium.layouts
+        else:  # no train.csv, train/<class>/ folders: podium.data.layouts
             layout.check_unused(group_col=self.group_col, path_col=self.path_col)
             sample = layout.sample_submission(self.root / self.sample_submission_path)
             train, paths = self.read_labels(layout=layout, sample=sample), layout.paths

@@ -2,7 +2,7 @@
 
 The sample submission decides the shape (`submission.format`, default `auto`):
 - `label`: the argmax class's original label (regression: the prediction itself; binary:
-  the positive class when p >= a learned decision threshold, see podium.postprocess);
+  the positive class when p >= a learned decision threshold, see podium.submission.postprocess);
 - `probability`: binary, the positive class's probability (AUC, log-loss leaderboards);
 - `class_probabilities`: one column per class, matched by name to the header, in the
   header's order (multi-class log-loss leaderboards);
@@ -24,6 +24,7 @@ import pandas as pd
 
 from podium.errors import PodiumError
 from podium.io import write_atomic
+from podium.run import SUBMISSION
 
 FORMATS = ("auto", "label", "probability", "class_probabilities", "top_k")
 
@@ -83,14 +84,6 @@ def choose_format(requested: str, sample: pd.DataFrame, id_col: str,
     if requested == "top_k" and task == "regression":
         raise PodiumError("submission.format=top_k needs classes; regression writes label")
     return Shape(requested, why, k, threshold if task == "binary" else None)
-
-
-def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
-                id_col: str) -> pd.DataFrame:
-    """id + one probability column per class: the file ensembles average."""
-    frame = pd.DataFrame(probs, columns=[str(c) for c in class_names])
-    frame.insert(0, id_col, list(ids))
-    return frame
 
 
 def predicted_values(probs: np.ndarray, class_names: Sequence[str], task: str,
@@ -208,7 +201,7 @@ def multilabel_submission(sample: pd.DataFrame, ids: Sequence[str], probs: np.nd
     """Label sets (probability > THRESHOLD) in the sample submission's shape: one column of
     space-separated labels in class order (an empty set: an empty cell), or one column per
     label holding 0/1 (when the sample's hold only 0/1) or the probability."""
-    from podium.labels import join_label_set
+    from podium.data.labels import join_label_set
 
     if list(sample[id_col]) != list(ids):
         raise PodiumError(
@@ -233,7 +226,7 @@ def validate_multilabel_submission(submission: pd.DataFrame, sample: pd.DataFram
                                    class_names: Sequence[str], id_col: str) -> None:
     """Header and ids as the sample's; label sets of known labels, or per-label columns
     of 0/1 or probabilities in [0, 1]."""
-    from podium.labels import split_label_set
+    from podium.data.labels import split_label_set
 
     if list(submission.columns) != list(sample.columns):
         raise PodiumError(f"submission header {list(submission.columns)} differs from the "
@@ -261,15 +254,11 @@ def validate_multilabel_submission(submission: pd.DataFrame, sample: pd.DataFram
 def write_submission(out_dir: Path, sample: pd.DataFrame, ids: Sequence[str],
                      probs: np.ndarray, class_names: Sequence[str], id_col: str,
                      task: str = "multiclass", shape: Shape | None = None) -> Path:
-    """Write `test_probs.csv` and the validated `submission.csv`; return the latter's path.
-
-    Regression: `probs` is the prediction (N, 1); `test_probs.csv` holds it as its column."""
+    """Write the validated `submission.csv` (`submission-N.csv` when one is there already);
+    return its path. Regression: `probs` is the prediction (N, 1)."""
     if not np.isfinite(probs).all():
         raise PodiumError("predicted probabilities contain NaN/inf: the model diverged")
     shape = shape or choose_format("label", sample, id_col, class_names, task)
     submission = make_submission(sample, ids, probs, class_names, id_col, task, shape)
     validate_submission(submission, sample, class_names, id_col, task, shape)
-    out_dir = Path(out_dir)
-    write_atomic(out_dir / "test_probs.csv",
-                 probs_frame(ids, probs, class_names, id_col).to_csv(index=False))
-    return write_atomic(out_dir / "submission.csv", submission.to_csv(index=False))
+    return write_atomic(Path(out_dir) / SUBMISSION, submission.to_csv(index=False))

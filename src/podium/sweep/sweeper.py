@@ -20,7 +20,7 @@ package: `src/hydra_plugins/podium_sweeper.py` gives this class a name there.
   user attribute `surplus` and does not count.
 - Resume = re-run the same command: a trial left RUNNING by a process that died (same host,
   pid gone) is failed with the user attribute `interrupted`, does not count, and is redone.
-- Each job gets `sweep.trial=<number>`, so `podium.prune.PruneTrial` (a Lightning callback
+- Each job gets `sweep.trial=<number>`, so `podium.sweep.prune.PruneTrial` (a Lightning callback
   that the hparams_search config adds) reports `metric.monitor` to that trial after every
   validation and stops a hopeless run cleanly. A job returns the monitored metric: COMPLETE;
   a trial its callback pruned: PRUNED; NaN (`failed.txt`, see podium.errors) or a crashed
@@ -46,8 +46,8 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
 from podium.errors import PodiumError
-from podium.search_space import check_search_space, override_value, search_space
-from podium.study import (
+from podium.sweep.search_space import check_search_space, override_value, search_space
+from podium.sweep.study import (
     ENDED,
     claim_trial,
     ended,
@@ -275,6 +275,6 @@ def resolved_metric(cfg: DictConfig) -> DictConfig:
     """`metric` with monitor/mode filled in as training will (null: the task's default)."""
     import copy
 
-    from podium.metrics import resolve_metric
+    from podium.model.metrics import resolve_metric
 
     return resolve_metric(copy.deepcopy(cfg)).metric

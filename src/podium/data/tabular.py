@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from podium.datamodule import CompetitionDataModule, TensorRows
+from podium.data.base import CompetitionDataModule, TensorRows
 from podium.errors import PodiumError
 from podium.io import read_csv
 from podium.spec import DataSpec

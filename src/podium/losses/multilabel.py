@@ -1,14 +1,13 @@
 """Multi-label losses: one sigmoid per label, multi-hot float targets (N, C).
 
-Kept beside `podium.losses` (whose losses take one class index per row) rather than in it:
-the two families never mix (`build.check_loss_task` refuses one on the other's data), and
-one module holding both would be twice the ~300-line budget.
+Kept beside `podium.losses.multiclass` (whose losses take one class index per row): the
+two families never mix (`build.check_loss_task` refuses one on the other's data).
 
 Every loss takes raw logits (N, C) and float targets of the same shape (0/1, or soft values
 in [0, 1]: each formula is linear in the target), returns the mean over rows and labels,
 works from `logsigmoid` (log p and log(1 - p) without computing 1 - p), and upcasts
 fp16/bf16 logits to float32, so losses and gradients stay finite on saturated logits and in
-half precision. Per-label constants are non-persistent buffers, as in `podium.losses`.
+half precision. Per-label constants are non-persistent buffers, as in `podium.losses.multiclass`.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from podium.losses import CountsLike, _fmt, _to_1d, _upcast
+from podium.losses.multiclass import CountsLike, _fmt, _to_1d, _upcast
 
 POS_WEIGHTS = ("balanced", "sqrt")
 

@@ -11,7 +11,7 @@ non-persistent because they derive from config + data, not training: keeping the
 state_dict lets a checkpoint load under a different loss configuration.
 
 Plain cross-entropy and label smoothing need no code here: use ``torch.nn.CrossEntropyLoss``.
-Multi-label losses (one sigmoid per label, multi-hot targets) are in ``podium.multilabel_losses``.
+Multi-label losses (one sigmoid per label, multi-hot targets) are in ``podium.losses.multilabel``.
 Why one module of ~330 lines: it is the whole `loss` config group (six losses of ~40 lines
 each, sharing the soft-target and class-weight helpers), so a reader finds every option of
 `conf/loss/` in one file.
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from podium.soft_targets import soft_cross_entropy, soft_focal, soft_targets
+from podium.losses.soft_targets import soft_cross_entropy, soft_focal, soft_targets
 
 CountsLike = Sequence[float] | Tensor
 SCHEMES = ("inverse", "sqrt_inverse", "effective")

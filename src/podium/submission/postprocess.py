@@ -8,7 +8,7 @@ score never goes down.
   by coordinate search (the decision rule a label metric wants is rarely argmax).
 - `LogitAdjust` (`postprocess=logit_adjust`): subtract `tau * log(prior)` (Menon et al.
   2021), `tau` chosen on OOF.
-- `Thresholds` (`postprocess=thresholds`, multi-label; podium.thresholds): one decision
+- `Thresholds` (`postprocess=thresholds`, multi-label; podium.submission.thresholds): one decision
   threshold per label (or one for all) maximising the OOF F1 (micro, macro or samples).
 Only label metrics (LABEL_METRICS: accuracy, F1, ...) can gain from them; for a metric on
 probabilities (AUROC, log-loss, MAP@k) they are skipped with a warning.
@@ -17,54 +17,13 @@ probabilities (AUROC, log-loss, MAP@k) they are skipped with a warning.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from podium.errors import PodiumError
+from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
-
-
-def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    return np.bincount(y * n_classes + pred, minlength=n_classes**2).reshape(n_classes, -1)
-
-
-def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """A label metric (podium.metrics.LABEL_METRICS) from the confusion matrix: fast enough
-    to search with, equal to scikit-learn's (zero_division=0)."""
-    cm = confusion(y, pred, n_classes).astype(float)
-    tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
-    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
-    f1 = ratio(2 * tp, predicted + actual)
-    scores = {
-        "acc": lambda: tp.sum() / max(cm.sum(), 1),
-        "f1_macro": lambda: f1.mean(),
-        "f1_weighted": lambda: (f1 * actual).sum() / max(actual.sum(), 1),
-        "precision_macro": lambda: ratio(tp, predicted).mean(),
-        "recall_macro": lambda: ratio(tp, actual).mean(),
-        "balanced_acc": lambda: ratio(tp, actual).mean(),
-    }
-    if metric not in scores:
-        raise PodiumError(f"{metric} is not a label metric: use one of {', '.join(scores)}")
-    return float(scores[metric]())
-
-
-def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    return label_score("f1_macro", y, pred, n_classes)
-
-
-def read_oof(runs: Sequence[Path], id_col: str, target_col: str) -> pd.DataFrame:
-    """The runs' OOF rows; an id predicted by several runs gets their mean probabilities."""
-    frames = [pd.read_csv(r / "oof.csv", dtype={id_col: str, target_col: str})
-              for r in runs if (r / "oof.csv").is_file()]
-    if not frames:
-        raise PodiumError("postprocess needs oof.csv in the run folders: train them again")
-    oof = pd.concat(frames, ignore_index=True)
-    oof[target_col] = oof[target_col].fillna("")  # multilabel: an empty label set
-    probs = oof.drop(columns=["fold"]).groupby([id_col, target_col], sort=False).mean()
-    return probs.reset_index()
 
 
 def f1_offsets(logp: np.ndarray, y: np.ndarray, rounds: int = 3,
@@ -120,7 +79,7 @@ def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_
     """Learn `step` (F1Offsets, LogitAdjust; multi-label: Thresholds) on the OOF predictions
     for the label metric `metric`; return the test adjustment and a report (OOF score
     before/after)."""
-    from podium.thresholds import Thresholds, fit_threshold_postprocess
+    from podium.submission.thresholds import Thresholds, fit_threshold_postprocess
 
     if isinstance(step, Thresholds) or task == "multilabel":
         return fit_threshold_postprocess(step, oof, class_names, target_col, task, metric)

@@ -186,7 +186,7 @@ def check_plateau_monitor(trainer: Any) -> None:
             continue
         logged = trainer.callback_metrics  # built on each access: only when there is a plateau
         if config.monitor not in logged:
-            from podium.metrics import never_logged
+            from podium.model.metrics import never_logged
 
             raise PodiumError(never_logged(config.monitor, logged, "scheduler.monitor"))
 

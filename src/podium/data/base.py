@@ -3,10 +3,10 @@
 `CompetitionDataModule` is the shared base: it reads the labels, splits them (stratified
 hold-out or fold `data.fold` of a k-fold), serves the loaders and declares the `DataSpec`
 (podium.spec) after `setup()`. Two siblings fill in the inputs:
-- `ImageDataModule` (podium.image_data): `<root>/train/<id>.<ext>` (or class folders
-  `train/<class>/`: podium.layouts) and `<root>/test/<id>.<ext>` decoded once into one uint8
-  tensor (podium.images).
-- `TabularDataModule` (podium.tabular): feature columns of CSVs, encoded to float32.
+- `ImageDataModule` (podium.data.image): `<root>/train/<id>.<ext>` (or class folders
+  `train/<class>/`: podium.data.layouts) and `<root>/test/<id>.<ext>` decoded once into one uint8
+  tensor (podium.data.decode).
+- `TabularDataModule` (podium.data.tabular): feature columns of CSVs, encoded to float32.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from podium.data.labels import check_values, encode_target, encode_target_columns, join_label_set
+from podium.data.layouts import ClassFolders
+from podium.data.samplers import EpochSeeded
+from podium.data.splits import split_indices
 from podium.errors import PodiumError
 from podium.io import read_csv
-from podium.labels import check_values, encode_target, encode_target_columns, join_label_set
-from podium.layouts import ClassFolders
-from podium.samplers import EpochSeeded
 from podium.spec import DataSpec
-from podium.splits import split_indices
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class CompetitionDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Build an embedded demo on first use (only at its own path, never elsewhere)."""
         if self.demo_root and self.root.resolve() == self.demo_root.resolve():
-            from podium.demo import build_if_missing
+            from podium.data.demo import build_if_missing
 
             build_if_missing(self.root, self.demo, self.train_csv)
 
@@ -147,7 +147,7 @@ class CompetitionDataModule(L.LightningDataModule):
 
     def read_labels(self, extra_columns: Sequence[str] = (), layout: ClassFolders | None = None,
                     sample: pd.DataFrame | None = None) -> pd.DataFrame:
-        """train.csv (or a `layout`'s labels: podium.layouts) checked and encoded, the
+        """train.csv (or a `layout`'s labels: podium.data.layouts) checked and encoded, the
         sample submission read (unless given as `sample`); returns the labels."""
         path = self.root / self.train_csv if layout is None else layout.source
         targets = self.target_cols or [self.target_col]

@@ -21,7 +21,7 @@ from typing import Any
 
 import lightning as L
 
-from podium.study import PRUNED_ATTR, make_pruner, open_storage
+from podium.sweep.study import PRUNED_ATTR, make_pruner, open_storage
 
 
 class PruneTrial(L.Callback):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError
-from podium.postprocess import label_score
+from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
 
@@ -52,7 +52,7 @@ GRID = np.round(np.linspace(0.01, 0.99, 99), 2)  # candidate thresholds; holds 0
 def multilabel_f1(y: np.ndarray, pred: np.ndarray, average: str) -> float:
     """F1 of boolean (N, C) predictions as torchmetrics/scikit-learn compute it: micro,
     macro (a label without true or predicted positives scores 0) or samples (a row without
-    either scores 1, as podium.metrics.SamplesF1)."""
+    either scores 1, as podium.model.metrics.SamplesF1)."""
     both = (y & pred)
     if average == "f1_samples":
         sizes = pred.sum(1) + y.sum(1)
@@ -126,7 +126,7 @@ def fit_threshold_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str
                               monitor: str | None) -> tuple[Adjust, dict]:
     """`postprocess=thresholds` on multi-label OOF predictions (its label column holds the
     space-separated sets); the OOF score after is measured on what the test set gets."""
-    from podium.labels import multi_hot, split_label_set
+    from podium.data.labels import multi_hot, split_label_set
 
     if task != "multilabel" or not isinstance(step, Thresholds):
         raise PodiumError(f"postprocess={step.name} does not fit data.task={task}: use "

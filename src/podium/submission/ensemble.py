@@ -1,0 +1,207 @@
+"""The one road from trained models to a submission file.
+
+A training run is an ensemble of one member; `make cv`, `make submit`, `make predict` and
+`make refit` pass their members the same way. `write_ensemble` takes each member's
+predictions (plain, and with tta views when asked), and then, every step once and each
+proven on the members' combined out-of-fold predictions by the competition's metric
+(`metric.competition`): keeps the tta views only when they do not lower the OOF score,
+averages the members, learns post-processing and (a binary task scored on labels) the
+decision threshold, writes the submission shaped like `sample_submission.csv`, and scores it
+where the competition has an answer key. It returns one `Summary`; entry points print it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podium import run
+from podium.errors import PodiumError
+from podium.submission.members import Member, Predictions
+from podium.submission.oof import better, combine_oof, oof_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    """What an ensemble wrote and why: members, OOF scores, every step's before/after."""
+
+    runs: list[str]
+    weights: list[float]
+    metric: str                      # metric.competition
+    mode: str                        # its direction: max | min
+    submission: str = ""
+    format: dict = field(default_factory=dict)       # name, why
+    oof: dict[str, float] = field(default_factory=dict)  # oof/<metric>: every metric
+    tta: dict | None = None          # used, before, after, metric
+    postprocess: dict | None = None  # name, before, after, what was learned
+    threshold: dict | None = None    # threshold, before, after, metric
+    leaderboard: dict[str, float] = field(default_factory=dict)  # demos only
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def oof_score(self) -> float | None:
+        """The OOF score of the competition's metric (before post-processing)."""
+        return self.oof.get(f"oof/{self.metric}")
+
+    def to_dict(self) -> dict:
+        """metrics.json's fields (leaderboard scores at the top level, as every run's)."""
+        data = asdict(self)
+        data.update(data.pop("leaderboard"), oof_score=self.oof_score)
+        return {k: v for k, v in data.items() if v is not None}
+
+    def lines(self) -> list[str]:
+        """What an entry point prints: members and weights, every check before -> after,
+        the OOF score, the format, the leaderboard (demos) and where the file is."""
+        from podium.submission.leaderboard import leaderboard_lines
+
+        lines = [f"member {r}: weight {w:.3f}" for r, w in zip(self.runs, self.weights,
+                                                               strict=True)]
+        for step in (self.tta, self.postprocess, self.threshold):
+            if step and "before" in step:
+                name = step.get("name", "tta" if step is self.tta else "threshold")
+                at = f" at {step['threshold']:.4f}" if "threshold" in step else ""
+                lines.append(f"{name}{at}: OOF {step['metric']} {step['before']:.4f} -> "
+                             f"{step['after']:.4f}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        if self.oof_score is not None:
+            lines.append(f"OOF {self.metric} (metric.competition): {self.oof_score:.4f}")
+        lines.append(f"submission format: {self.format['name']} ({self.format['why']})")
+        lines += leaderboard_lines(self.leaderboard)
+        lines.append(f"submission: {self.submission}")
+        return lines
+
+
+def average_probs(frames: list[pd.DataFrame], runs: list[Path],
+                  weights: Sequence[float] | None = None) -> pd.DataFrame:
+    """Weighted mean of the members' probabilities; they must share ids and classes."""
+    first = frames[0]
+    for folder, frame in zip(runs[1:], frames[1:], strict=True):
+        if list(frame.columns) != list(first.columns):
+            raise PodiumError(
+                f"{folder} was trained on classes {list(frame.columns[1:])}, {runs[0]} on "
+                f"{list(first.columns[1:])}: only runs of the same competition can be averaged"
+            )
+        if not frame.iloc[:, 0].equals(first.iloc[:, 0]):
+            raise PodiumError(f"{folder} predicted other test ids than {runs[0]}")
+    weights = list(weights) if weights else [1.0] * len(frames)
+    stacked = np.stack([f.iloc[:, 1:].to_numpy(dtype=np.float64) for f in frames])
+    mean = np.tensordot(np.asarray(weights) / sum(weights), stacked, axes=1)
+    return first.iloc[:, :1].join(pd.DataFrame(mean, columns=first.columns[1:]))
+
+
+def choose_views(summary: Summary, plain: list[Predictions], with_tta: list[Predictions],
+                 cfg, force: bool) -> list[Predictions]:
+    """The tta views, kept when they do not lower the combined OOF score (or `force`)."""
+    data, metric = cfg.data, summary.metric
+    scores = []
+    for predictions in (plain, with_tta):
+        oof = combine_oof([p.oof for p in predictions], data.id_col, data.target_col)
+        if oof is None:
+            summary.tta = {"used": force}
+            summary.warnings.append("tta not checked: no validation predictions with the "
+                                    "views" + ("" if force else "; left out (force=true "
+                                               "applies it anyway)"))
+            return with_tta if force else plain
+        names = list(predictions[0].test.columns[1:])
+        scores.append(oof_scores(oof, names, data.target_col, data.get("task", "multiclass"),
+                                 cfg.metric.k)[f"oof/{metric}"])
+    helps = better(scores[1], scores[0], metric)
+    summary.tta = {"used": helps or force, "before": scores[0], "after": scores[1],
+                   "metric": metric}
+    if not helps:
+        summary.warnings.append(f"tta lowers the OOF {metric} ({scores[0]:.4f} -> "
+                                f"{scores[1]:.4f}): " + ("applied anyway (force=true)" if force
+                                                         else "left out (force=true applies it)"))
+    return with_tta if summary.tta["used"] else plain
+
+
+def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame,
+                   predictions: Sequence[tuple[Predictions, Predictions | None]],
+                   fmt: str = "auto", postprocess=None, force: bool = False,
+                   answers: Path | None = None) -> Summary:
+    """The one road: `predictions` holds each member's (plain, with tta or None). Writes
+    `output_dir`'s submission (and, when `output_dir` is not a member's own folder, the
+    ensemble's `test_probs.csv` and `oof.csv`, so that it can be a member in turn)."""
+    from podium.model.metrics import LABEL_METRICS, infer_mode
+    from podium.submission.formats import choose_format, write_submission
+    from podium.submission.leaderboard import leaderboard
+    from podium.submission.postprocess import fit_postprocess
+    from podium.submission.thresholds import best_threshold
+
+    cfg = members[0].cfg
+    data, metric = cfg.data, cfg.metric.competition
+    task = data.get("task", "multiclass")
+    total = sum(m.weight for m in members)
+    summary = Summary(runs=[str(m.run) for m in members],
+                      weights=[m.weight / total for m in members], metric=metric,
+                      mode=infer_mode(metric))
+    plain, with_tta = zip(*predictions, strict=True)
+    chosen = list(plain)
+    if with_tta[0] is not None:
+        chosen = choose_views(summary, list(plain), list(with_tta), cfg, force)
+    probs = average_probs([p.test for p in chosen], [m.run for m in members],
+                          [m.weight for m in members])
+    oof = combine_oof([p.oof for p in chosen], data.id_col, data.target_col)
+    id_col, class_names = data.id_col, list(probs.columns[1:])
+    if not {str(m.run) for m in members} & {str(output_dir)}:  # an ensemble's own folder
+        run_files(output_dir, probs, oof)
+    test = probs.iloc[:, 1:].to_numpy()
+    if oof is not None:
+        summary.oof = oof_scores(oof, class_names, data.target_col, task, cfg.metric.k)
+    label_metric = metric in LABEL_METRICS or task == "multilabel"
+    if postprocess and oof is not None and label_metric:
+        adjust, summary.postprocess = fit_postprocess(postprocess, oof, class_names,
+                                                      data.target_col, metric, task)
+        test = adjust(test)
+        oof = oof.assign(**dict(zip(class_names, adjust(oof[class_names].to_numpy()).T,
+                                    strict=True)))
+    elif postprocess:
+        summary.warnings.append(f"postprocess skipped: it needs oof.csv and a label metric "
+                                f"(metric.competition={metric})")
+    shape = choose_format(fmt, sample, id_col, class_names, task, f"val/{metric}",
+                          cfg.metric.k)
+    if task == "binary" and shape.format == "label" and oof is not None \
+            and metric in LABEL_METRICS:  # the cut that the metric wants, not 0.5
+        index = {str(c): i for i, c in enumerate(class_names)}
+        y = oof[data.target_col].astype(str).map(index).to_numpy()
+        summary.threshold = best_threshold(oof[class_names[1]].to_numpy(), y, metric)
+        shape = replace(shape, threshold=summary.threshold["threshold"])
+    summary.format = {"name": shape.format, "why": shape.why}
+    path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names,
+                            id_col, task, shape)
+    summary.submission = str(path)
+    summary.leaderboard = leaderboard(path, answers, id_col, task)
+    return summary
+
+
+def run_files(output_dir: Path, probs: pd.DataFrame, oof: pd.DataFrame | None) -> None:
+    """The ensemble's averaged probabilities as a run's files (before post-processing)."""
+    from podium.io import write_atomic
+
+    write_atomic(Path(output_dir) / run.TEST_PROBS, probs.to_csv(index=False))
+    if oof is not None:
+        write_atomic(Path(output_dir) / run.OOF, oof.to_csv(index=False))
+
+
+def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
+                   postprocess=None, tta: Sequence = (), force: bool = False) -> Summary:
+    """The ensemble on the test set of the competition the members were trained on
+    (train, cv, refit, submit): the members' own predictions, and with `tta` theirs with
+    the views."""
+    from podium.io import read_csv
+    from podium.submission.members import own_predictions
+
+    data = members[0].cfg.data
+    sample = read_csv(Path(data.root) / data.sample_submission, [data.id_col],
+                      "the sample submission")
+    predictions = [own_predictions(m, tta) for m in members]
+    answers = Path(data.answers) if data.get("answers") else None
+    return write_ensemble(members, output_dir, sample, predictions, fmt, postprocess, force,
+                          answers)

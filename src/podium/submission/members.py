@@ -1,0 +1,209 @@
+"""The members of an ensemble: trained models found in run folders, and their predictions.
+
+A member is one trained model: a run folder, or one fold of a cross-validation folder (an
+exported bundle holds the same folders). Each folder given gets one weight (default 1); a
+cross-validation folder's folds share it equally. A member's predictions are its
+`test_probs.csv` and `oof.csv` (podium.run), or its `checkpoints/best.ckpt` predicts again
+(test-time augmentation, a new test folder) through its own preprocessing, rebuilt from the
+DataSpec in the checkpoint, which is read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from podium import run
+from podium.errors import PodiumError
+
+
+@dataclass
+class Member:
+    """One trained model of an ensemble and its share of the average."""
+
+    run: Path  # a run folder: .hydra/config.yaml, checkpoints/best.ckpt, test_probs.csv, oof.csv
+    cfg: DictConfig
+    weight: float
+
+
+@dataclass
+class Predictions:
+    """A member's probabilities on the test set and on its validation rows (None: none)."""
+
+    test: pd.DataFrame
+    oof: pd.DataFrame | None
+
+
+def latest_run(log_dir: Path) -> Path:
+    """The most recent training run that has predictions or a best checkpoint."""
+    found = [p.parent for p in Path(log_dir).glob(f"train/*/*/{run.TEST_PROBS}")]
+    found += [p.parents[1] for p in Path(log_dir).glob(f"train/*/*/{run.BEST_CHECKPOINT}")]
+    if not found:
+        raise PodiumError(f"no training run found under {log_dir}/train: run `make train` first")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def expand_runs(runs: Sequence[Path]) -> list[Path]:
+    """Run folders as given; a cross-validation folder stands for all of its folds."""
+    expanded = []
+    for folder in runs:
+        if not folder.is_dir():
+            raise PodiumError(f"run folder {folder} not found")
+        folds = sorted(p.parents[1] for p in folder.glob(f"*/{run.CONFIG}"))
+        expanded += folds if folds and not (folder / run.CONFIG).exists() else [folder]
+    return expanded
+
+
+def run_config(folder: Path, paths: DictConfig) -> DictConfig:
+    """A run's composed config; its `paths` resolve against this session's."""
+    path = folder / run.CONFIG
+    if not path.is_file():
+        raise PodiumError(f"{folder} is not a podium run folder (no {run.CONFIG})")
+    from podium.model.metrics import resolve_metric
+
+    cfg = OmegaConf.load(path)
+    cfg.paths = paths
+    return resolve_metric(cfg)  # its metric.monitor/mode as its training resolved them
+
+
+def gather_members(folders: Sequence[Path], paths: DictConfig,
+                   weights: Sequence[float] | None = None) -> list[Member]:
+    """One weight per folder given; a cross-validation folder's folds share it equally."""
+    weights = list(weights) if weights else [1.0] * len(folders)
+    if len(weights) != len(folders) or min(weights) < 0 or sum(weights) <= 0:
+        raise PodiumError(f"weights={weights}: give one non-negative weight per folder "
+                          f"({len(folders)} given)")
+    members = []
+    for folder, weight in zip(folders, weights, strict=True):
+        runs = expand_runs([folder])
+        members += [Member(r, run_config(r, paths), weight / len(runs)) for r in runs]
+    return members
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint read with `torch.load(weights_only=True)`: tensors and plain types only,
+    so a file carrying pickled code is refused, never run."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise PodiumError(f"{path} not found: train the run again or pick another run folder")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise PodiumError(f"{path} is not a plain podium checkpoint and was not loaded "
+                          f"(it holds objects that could run code: {reason[:120]})") from err
+
+
+def views(tta: Sequence) -> list:
+    """tta views as callables: config nodes are instantiated, callables kept."""
+    from hydra.utils import instantiate
+
+    return [instantiate(t) if isinstance(t, (DictConfig, dict)) else t for t in tta]
+
+
+def load_member(member: Member, tta: Sequence = ()):
+    """The member's best checkpoint as a LightningModule (eval mode) and its DataSpec."""
+    from podium.build import build_module
+    from podium.spec import DataSpec
+
+    checkpoint = load_checkpoint(member.run / run.BEST_CHECKPOINT)
+    spec = DataSpec.from_dict(checkpoint["hyper_parameters"]["spec"])
+    module = build_module(member.cfg, spec, pretrained=False)  # the checkpoint has the weights
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.tta = views(tta)
+    return module.eval(), spec
+
+
+def predict_probs(module, loader):
+    """The module's predictions over `loader` on one device: (N, C), or (N, 2, C) with tta."""
+    import lightning as L
+    import torch
+
+    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    return torch.cat(trainer.predict(module, dataloaders=loader))
+
+
+def same_views(member: Member, tta: Sequence) -> bool:
+    """The run's own `*_tta.csv` were predicted with exactly these (configured) views."""
+    if not all(isinstance(t, (DictConfig, dict)) for t in tta):
+        return False
+    return (OmegaConf.to_container(OmegaConf.create(list(member.cfg.get("tta") or [])))
+            == OmegaConf.to_container(OmegaConf.create(list(tta))))
+
+
+def own_predictions(member: Member, tta: Sequence = ()
+                    ) -> tuple[Predictions, Predictions | None]:
+    """(plain, with the tta views or None) on the member's own competition: read from its
+    files, or predicted again from best.ckpt (both views in one pass; the OOF on its
+    validation split)."""
+    from podium.callbacks.predictions import plain_view, tta_view
+
+    data, folder = member.cfg.data, member.run
+    names = [run.TEST_PROBS, run.OOF]
+    if tta and same_views(member, tta):
+        names += [run.tta_name(n) for n in names]
+    if all((folder / n).is_file() for n in names[::2]):
+        read = [run.read_probs(folder / names[0], data.id_col),
+                run.read_oof(folder / names[1], data.id_col, data.target_col)]
+        if not tta:
+            return Predictions(*read), None
+        if len(names) == 4:
+            return Predictions(*read), Predictions(
+                run.read_probs(folder / names[2], data.id_col),
+                run.read_oof(folder / names[3], data.id_col, data.target_col))
+    from podium.build import build_datamodule
+
+    datamodule = build_datamodule(member.cfg)
+    datamodule.setup("predict")
+    module, spec = load_member(member, tta)
+    test = predict_probs(module, datamodule.predict_test_dataloader())
+    val = (predict_probs(module, datamodule.val_dataloader())
+           if datamodule.has_validation else None)
+
+    def predictions(view) -> Predictions:
+        oof = None if val is None else run.oof_frame(
+            datamodule.val_ids, view(val).numpy(), spec.class_names, spec.id_col,
+            datamodule.fold or 0, data.target_col, datamodule.val_labels)
+        return Predictions(run.probs_frame(datamodule.test_ids, view(test).numpy(),
+                                           spec.class_names, spec.id_col), oof)
+
+    return predictions(plain_view), predictions(tta_view) if tta else None
+
+
+def test_data(member_cfg: DictConfig, data: DictConfig) -> DictConfig:
+    """The member's data config pointed at another folder (non-null `data.*` keys win;
+    interpolations such as `${data.root}` resolve against the new values)."""
+    cfg = member_cfg.copy()
+    for key, value in data.items():
+        if value is not None:
+            OmegaConf.update(cfg, f"data.{key}", value, force_add=True)
+    return cfg.data
+
+
+def new_folder_predictions(member: Member, data: DictConfig, tta: Sequence = ()
+                           ) -> tuple[Predictions, Predictions | None, pd.DataFrame]:
+    """(plain, with tta or None, the folder's sample submission): the member predicts the
+    test set of another folder through its own preprocessing (its DataSpec: image size,
+    channels, normalisation, tabular encoders). Its OOF is the one it was trained with; a
+    tta view has none (it cannot be proven here)."""
+    from hydra.utils import instantiate
+
+    from podium.callbacks.predictions import plain_view, tta_view
+
+    module, spec = load_member(member, tta)
+    datamodule = instantiate(test_data(member.cfg, data))
+    datamodule.setup_test(spec)
+    test = predict_probs(module, datamodule.predict_test_dataloader())
+    frame = lambda view: run.probs_frame(datamodule.test_ids, view(test).numpy(),  # noqa: E731
+                                         spec.class_names, spec.id_col)
+    oof = run.read_oof(member.run / run.OOF, spec.id_col, member.cfg.data.target_col)
+    with_tta = Predictions(frame(tta_view), None) if tta else None
+    return Predictions(frame(plain_view), oof), with_tta, datamodule.sample

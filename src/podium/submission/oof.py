@@ -1,0 +1,84 @@
+"""Out-of-fold evidence: the predictions every ensemble step is proven on.
+
+A step (test-time augmentation, post-processing, a decision threshold) reaches the
+submission only when it does not lower the competition's metric (`metric.competition`) on
+the validation split (a run) or on the members' combined OOF predictions (an ensemble).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from podium.errors import PodiumError
+
+
+def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: str
+                ) -> pd.DataFrame | None:
+    """The members' OOF rows (with their fold when every id is predicted once); an id
+    predicted by several members gets their mean."""
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        return None
+    oof = pd.concat(frames, ignore_index=True)
+    if not oof[id_col].duplicated().any():  # folds of one cross-validation: each id once
+        return oof
+    oof = oof.drop(columns=["fold"], errors="ignore")
+    return oof.groupby([id_col, target_col], sort=False, dropna=False).mean().reset_index()
+
+def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
+               task: str = "multiclass", k: int = 3) -> dict[str, float]:
+    """Every validation metric of the task, computed once over all OOF predictions."""
+    import torch
+
+    from podium.model.metrics import task_metrics
+
+    probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
+    if task == "multilabel":  # the label column holds space-separated sets
+        from pathlib import Path
+
+        from podium.data.labels import multi_hot, split_label_set
+
+        sets = [split_label_set(cell) for cell in oof[target_col]]
+        target = torch.from_numpy(multi_hot(sets, [str(c) for c in class_names],
+                                            Path("oof.csv"), target_col)[0])
+    elif task == "regression":
+        target = torch.tensor(oof[target_col].astype(float).to_numpy(dtype=np.float32))
+        probs = probs[:, 0]
+    else:
+        index = {str(name): i for i, name in enumerate(class_names)}
+        target = torch.tensor(oof[target_col].astype(str).map(index).to_numpy())
+    metrics = task_metrics(task, len(class_names), k).clone(prefix="oof/")
+    return {key: float(v) for key, v in metrics(probs, target).items()}
+
+def better(after: float, before: float, metric: str) -> bool:
+    """`after` is no worse than `before` for `metric` (min for losses and errors)."""
+    from podium.model.metrics import infer_mode
+
+    return after <= before if infer_mode(metric) == "min" else after >= before
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.bincount(y * n_classes + pred, minlength=n_classes**2).reshape(n_classes, -1)
+
+
+def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """A label metric (podium.model.metrics.LABEL_METRICS) from the confusion matrix: fast enough
+    to search with, equal to scikit-learn's (zero_division=0)."""
+    cm = confusion(y, pred, n_classes).astype(float)
+    tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
+    f1 = ratio(2 * tp, predicted + actual)
+    scores = {
+        "acc": lambda: tp.sum() / max(cm.sum(), 1),
+        "f1_macro": lambda: f1.mean(),
+        "f1_weighted": lambda: (f1 * actual).sum() / max(actual.sum(), 1),
+        "precision_macro": lambda: ratio(tp, predicted).mean(),
+        "recall_macro": lambda: ratio(tp, actual).mean(),
+        "balanced_acc": lambda: ratio(tp, actual).mean(),
+    }
+    if metric not in scores:
+        raise PodiumError(f"{metric} is not a label metric: use one of {', '.join(scores)}")
+    return float(scores[metric]())
