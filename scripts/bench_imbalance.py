@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from podium.run import OOF
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10-lt"
 RESULTS = ROOT / "benchmarks" / "imbalance.json"
@@ -44,7 +46,7 @@ def podium_row(experiment: str, depth: int, args: argparse.Namespace, log_dir: P
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     run_dir = Path(proc.stdout.split("run folder: ")[1].splitlines()[0])
-    return {**oof_scores(run_dir / "oof.csv"), "wall_s": round(wall, 1), "run": str(run_dir),
+    return {**oof_scores(run_dir / OOF), "wall_s": round(wall, 1), "run": str(run_dir),
             "command": shown("python -m podium.train " + " ".join(recipe))}
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 
 from podium.model.metrics import infer_mode
+from podium.run import CONFIG, HYDRA_DIR, METRICS
 
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
           "experiment=", "hparams_search=", "sweep.")
@@ -93,18 +94,18 @@ def debug_of(config: dict, choices: dict) -> str:
 
 def run_row(run: Path) -> dict | None:
     """One run folder -> one row (None: not a training run, e.g. a submit folder)."""
-    metrics = read_json(run / "metrics.json")
+    metrics = read_json(run / METRICS)
     failed = run / "failed.txt"
     if "monitor" not in metrics and not failed.is_file():
         return None
-    config = read_yaml(run / ".hydra" / "config.yaml") or {}
-    hydra = (read_yaml(run / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
-    overrides = read_yaml(run / ".hydra" / "overrides.yaml") or []
+    config = read_yaml(run / CONFIG) or {}
+    hydra = (read_yaml(run / HYDRA_DIR / "hydra.yaml") or {}).get("hydra", {})
+    overrides = read_yaml(run / HYDRA_DIR / "overrides.yaml") or []
     monitor = metrics.get("monitor") or (config.get("metric") or {}).get("monitor") or ""
     # the direction the run itself used (metrics.json; older runs: inferred as podium does)
     mode = metrics.get("mode") or infer_mode(monitor or "val/f1_macro")
-    start = (run / ".hydra" / "config.yaml").stat().st_mtime
-    end = (run / "metrics.json") if (run / "metrics.json").is_file() else failed
+    start = (run / CONFIG).stat().st_mtime
+    end = (run / METRICS) if (run / METRICS).is_file() else failed
     choices = hydra.get("runtime", {}).get("choices", {})
     root = resolved(config, hydra, "data.root")
     return {
@@ -126,7 +127,7 @@ def run_row(run: Path) -> dict | None:
 
 def cv_row(cv_dir: Path, folds: list[dict]) -> dict:
     """A cross-validation folder: mean fold value, the OOF score of the same metric."""
-    metrics = read_json(cv_dir / "metrics.json")
+    metrics = read_json(cv_dir / METRICS)
     ok = [f for f in folds if f["status"] == "ok"] or folds
     first = ok[0]
     name = first["monitor"].rsplit("/", 1)[-1]
@@ -142,13 +143,13 @@ def cv_row(cv_dir: Path, folds: list[dict]) -> dict:
 def collect(root: Path) -> pd.DataFrame:
     """Every run under `root` (the folder itself may be a run)."""
     rows, cv_dirs = [], {}
-    for config in sorted(root.glob("**/.hydra/config.yaml")):
+    for config in sorted(root.glob(f"**/{CONFIG}")):
         run = config.parent.parent
         row = run_row(run)
         if row is None:
             continue
         parent = run.parent
-        if "folds" in read_json(parent / "metrics.json"):
+        if "folds" in read_json(parent / METRICS):
             cv_dirs.setdefault(parent, []).append(row)
         else:
             rows.append(row)

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from podium.errors import PodiumError
 from podium.data.image import ImageDataModule
+from podium.errors import PodiumError
 from podium.submission.formats import write_submission
 
 CLASSES = ["a", "b", "c"]
@@ -131,8 +131,8 @@ def test_malformed_inputs_work_or_fail_in_one_line(tiny, tmp_path_factory, train
         data = ImageDataModule(str(root), val_fraction=0.5, batch_size=4)
         data.setup("fit")
         data.setup("predict")
-        assert data.train_set.images.shape[1] == data.channels
-        assert data.test_set.images.shape[1:] == data.train_set.images.shape[1:]
+        assert data.train_set.inputs.shape[1] == data.channels
+        assert data.test_set.inputs.shape[1:] == data.train_set.inputs.shape[1:]
         probs = np.eye(len(data.class_names))[np.arange(len(data.test_ids)) %
                                               len(data.class_names)]
         path = write_submission(out, data.sample, data.test_ids, probs, data.class_names,

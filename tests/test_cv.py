@@ -83,7 +83,7 @@ def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
         module.eval()
         data = build_datamodule(cfg)
         data.setup("predict")
-        x = data.test_set.images
+        x = data.test_set.inputs
         with torch.no_grad():
             views = [module(x).softmax(1), module(torch.flip(x, dims=[-1])).softmax(1)]
         expected = expected + (views[0] + views[1]).numpy() / 2 / FOLDS
@@ -184,8 +184,8 @@ def test_logit_adjust_learns_tau_on_oof():
 
 
 def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
-    from podium.submission.ensemble import average_probs
     from podium.errors import PodiumError
+    from podium.submission.ensemble import average_probs
 
     a = pd.DataFrame({"id": ["1", "2"], "cat": [0.9, 0.2], "dog": [0.1, 0.8]})
     b = pd.DataFrame({"id": ["1", "2"], "cat": [0.5, 0.5], "emu": [0.5, 0.5]})

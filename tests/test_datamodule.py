@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from conftest import CIFAR, needs_cifar
-from podium.errors import PodiumError
 from podium.data.image import ImageDataModule
 from podium.data.labels import sort_labels
+from podium.errors import PodiumError
 
 
 @needs_cifar
@@ -30,11 +30,11 @@ def test_cifar10_lt_folder():
     assert len(dm.train_set) + len(dm.val_set) == 12406
 
     assert dm.test_ids == list(sample.id) and len(dm.test_set) == 10000
-    assert dm.test_set.images.shape == (10000, 3, 32, 32)
-    assert dm.test_set.images.dtype == torch.uint8
+    assert dm.test_set.inputs.shape == (10000, 3, 32, 32)
+    assert dm.test_set.inputs.dtype == torch.uint8
     # Cached pixels are the decoded JPEG, untouched.
     first = np.asarray(Image.open(CIFAR / "test" / f"{sample.id[0]}.jpg").convert("RGB"))
-    assert torch.equal(dm.test_set.images[0], torch.from_numpy(first).permute(2, 0, 1))
+    assert torch.equal(dm.test_set.inputs[0], torch.from_numpy(first).permute(2, 0, 1))
     batch, labels = next(iter(dm.train_dataloader()))
     assert batch.shape == (dm.batch_size, 3, 32, 32) and labels.dtype == torch.int64
 
@@ -155,14 +155,14 @@ def test_decoded_images_are_cached_and_a_changed_image_is_decoded_again(tmp_path
         again = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
         again.setup("predict")
         assert calls == [] and sorted(cache.glob("*.npy")) == files
-        assert torch.equal(again.train_set.images, first.train_set.images)
+        assert torch.equal(again.train_set.inputs, first.train_set.inputs)
 
         # an edited image (new content and mtime) makes a new cache file with its pixels
         Image.new("RGB", (6, 6), color=(1, 2, 3)).save(root / "train" / f"{ids[0]}.png")
         edited = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
         edited.setup("fit")
         assert len(calls) == 1 and len(list(cache.glob("*.npy"))) == 3
-        assert torch.equal(edited.train_set.images[0], pixels(root / "train" / f"{ids[0]}.png"))
+        assert torch.equal(edited.train_set.inputs[0], pixels(root / "train" / f"{ids[0]}.png"))
     finally:
         images.decode_images = original
 

@@ -17,9 +17,37 @@ from conftest import CONF, ROOT, run_cli, run_dirs
 def ddp_run(tmp_path_factory, demo_root):
     logs = tmp_path_factory.mktemp("logs")
     proc = run_cli("podium.train", "trainer=ddp_cpu", "debug=limit", "trainer.max_epochs=1",
-                   f"data.root={demo_root}", f"data.demo_root={demo_root}",
+                   "tta=hflip", f"data.root={demo_root}", f"data.demo_root={demo_root}",
                    f"paths.log_dir={logs}")
     return logs, proc
+
+
+def test_tta_is_proven_on_every_ranks_validation_rows(ddp_run):
+    """The views are checked against the plain prediction on the whole validation split
+    (both ranks' shards), as in one process: kept only when they do not lower the score."""
+    from sklearn.metrics import f1_score
+
+    logs, proc = ddp_run
+    [run] = run_dirs(logs)
+    tta = json.loads((run / "metrics.json").read_text())["tta"]
+    scores = []
+    for name in ("oof.csv", "oof_tta.csv"):
+        oof = pd.read_csv(run / name, dtype=str)
+        classes = list(oof.columns[3:])
+        predicted = np.array(classes)[oof[classes].astype(float).to_numpy().argmax(1)]
+        scores.append(f1_score(oof.label, predicted, labels=classes, average="macro"))
+    assert (tta["before"], tta["after"]) == pytest.approx(tuple(scores), abs=1e-6)
+    assert tta["used"] == (scores[1] >= scores[0])
+    assert f"tta: OOF f1_macro {tta['before']:.4f} -> {tta['after']:.4f}" in proc.stdout
+
+
+def test_per_class_report_covers_every_rank(ddp_run):
+    logs, _ = ddp_run
+    [run] = run_dirs(logs)
+    table = pd.read_csv(run / "report" / "per_class.csv")
+    oof = pd.read_csv(run / "oof.csv", dtype=str)
+    assert table["support"].sum() == len(oof)  # the whole split, not one rank's half
+    assert (run / "report" / "confusion_matrix.png").is_file()
 
 
 def test_one_run_folder_one_submission(ddp_run, demo_root):
@@ -61,7 +89,7 @@ def test_metrics_and_predictions_equal_a_single_process_evaluation(ddp_run):
 
     module.eval()  # the gathered validation predictions (oof.csv), in dataset order
     with torch.no_grad():
-        probs = module(data.val_set.images[data.val_set.index]).softmax(1).numpy()
+        probs = module(data.val_set.inputs[data.val_set.index]).softmax(1).numpy()
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
     assert list(oof.id) == [str(i) for i in data.val_ids]
     assert np.allclose(oof[list(data.class_names)].to_numpy(), probs, atol=1e-5)

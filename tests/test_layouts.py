@@ -17,8 +17,8 @@ from PIL import Image
 from test_what_happens import assert_says
 
 from conftest import make_cfg
-from podium.errors import PodiumError
 from podium.data.image import ImageDataModule
+from podium.errors import PodiumError
 
 
 def image(path: Path, value: int = 7, size=(6, 6), mode="RGB") -> Path:
@@ -77,7 +77,7 @@ def test_class_folders_read_as_labels_sorted_by_id(pets, caplog):
         "train/cat/IMG_0001.png", "train/dog/IMG_0002.JPG", "train/cat/more/IMG_0003.jpeg",
         "train/dog/IMG_0004.jpg"]
     # served pixels follow the ids (the images were filled with 3, 1, 4, 2)
-    first = dm.train_set.images[:, 0, 0, 0].tolist()
+    first = dm.train_set.inputs[:, 0, 0, 0].tolist()
     assert first == [3, 1, 4, 2]
 
     # the sample submission is written once, from the test file names, and said so
@@ -104,7 +104,7 @@ def test_a_sample_submission_of_the_user_is_read_not_replaced(pets):
     (pets / "sample_submission.csv").write_text(text)
     dm = ImageDataModule(root=str(pets), val_fraction=0.5)
     dm.setup("predict")
-    assert dm.test_ids == ["t2", "t1"] and dm.test_set.images[0, 0, 0, 0] == 6
+    assert dm.test_ids == ["t2", "t1"] and dm.test_set.inputs[0, 0, 0, 0] == 6
     assert (pets / "sample_submission.csv").read_text() == text
     assert sorted(p.name for p in pets.glob("*.csv")) == ["sample_submission.csv"]
 
@@ -138,7 +138,7 @@ def test_class_folders_give_the_csv_layouts_ids_order_split_and_pixels(demo_root
     assert by_folders.class_names == by_csv.class_names
     assert np.array_equal(by_folders.labels, by_csv.labels)
     assert np.array_equal(by_folders.val_idx, by_csv.val_idx)
-    assert torch.equal(by_folders.train_set.images, by_csv.train_set.images)
+    assert torch.equal(by_folders.train_set.inputs, by_csv.train_set.inputs)
     answers = pd.read_csv(demo_root / "answers.csv", dtype=str)
     assert by_folders.test_ids == sorted(answers.id)
 

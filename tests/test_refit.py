@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from conftest import make_cfg, run_cli, run_dirs
 from podium.data.base import TensorRows
-from podium.errors import PodiumError
 from podium.data.splits import split_indices
+from podium.errors import PodiumError
 
 DEMO_ARGS = ["model.net.depth=8", "model.net.width=4", "print_config=false"]
 
@@ -38,7 +38,7 @@ def test_val_fraction_zero_trains_on_every_id_once_per_epoch(tmp_path, demo_root
     getitems = TensorRows.__getitems__
 
     def spy(self, items):
-        if self.labels is not None and len(self.index) == len(self.images):  # training set
+        if self.labels is not None and len(self.index) == len(self.inputs):  # training set
             served.append([int(self.index[i]) for i in items])
         return getitems(self, items)
 

@@ -113,7 +113,7 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
                       **pretrained_weights(cfg, pretrained))
     augment = (instantiate(cfg.augment.get("batch"))
-               if spec.images and cfg.get("augment") else None)
+               if spec.image_inputs and cfg.get("augment") else None)
     if cfg.model.get("compile"):
         import torch
 
@@ -158,7 +158,7 @@ def build_mix(cfg: DictConfig, spec):
     from hydra.utils import instantiate
 
     mix = (cfg.get("augment") or {}).get("mix")
-    if not mix or not spec.images:
+    if not mix or not spec.image_inputs:
         return None
     if spec.task not in ("multiclass", "binary"):
         raise PodiumError(f"augment.mix mixes class labels, but data.task={spec.task}: "

@@ -69,11 +69,12 @@ def refit(cfg: DictConfig) -> dict:
     return {**summary, "lines": outcome.summary.lines()[1:] if outcome.summary else []}
 
 
-def experiment_of(run: str) -> str:
+def experiment_of(run_dir: str) -> str:
     """The experiment a run (or a cv folder's first fold) was trained with: the refit
     folder's name, `logs/refit/<experiment>/<time>/`."""
-    folder = Path(run)
-    hydra_files = [folder / ".hydra" / "hydra.yaml", *sorted(folder.glob("*/.hydra/hydra.yaml"))]
+    folder = Path(run_dir)
+    hydra_files = [folder / run.HYDRA_DIR / "hydra.yaml",
+                   *sorted(folder.glob(f"*/{run.HYDRA_DIR}/hydra.yaml"))]
     for path in hydra_files:
         if path.is_file():
             choice = OmegaConf.load(path).hydra.runtime.choices.get("experiment")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CONFIG = Path(".hydra") / "config.yaml"   # the composed config (re-runnable)
+HYDRA_DIR = Path(".hydra")                 # Hydra's record: config.yaml, hydra.yaml, overrides
+CONFIG = HYDRA_DIR / "config.yaml"        # the composed config (re-runnable)
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 TEST_PROBS = "test_probs.csv"             # the test set's probabilities
 OOF = "oof.csv"                           # the validation rows' probabilities
@@ -49,15 +50,19 @@ def oof_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
 
 
 def read_probs(path: Path, id_col: str) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={id_col: str})
+    """A test_probs.csv: ids as text, probabilities as the float32 they were predicted in
+    (the text round-trips exactly), so a file and a fresh prediction average identically."""
+    frame = pd.read_csv(path, dtype={id_col: str})
+    return frame.astype({c: np.float32 for c in frame.columns[1:]})
 
 
 def read_oof(path: Path, id_col: str, target_col: str) -> pd.DataFrame | None:
     """A run's oof.csv, or None; labels as text (`None`, `NA` and an empty multi-label set
-    stay what they are)."""
+    stay what they are), probabilities as in `read_probs`."""
     if not Path(path).is_file():
         return None
-    return pd.read_csv(path, dtype={id_col: str, target_col: str}, keep_default_na=False)
+    frame = pd.read_csv(path, dtype={id_col: str, target_col: str}, keep_default_na=False)
+    return frame.astype({c: np.float32 for c in frame.columns[3:]})
 
 
 def read_metrics(run: Path) -> dict:

@@ -50,7 +50,8 @@ class DataSpec:
     train_rows: int = 0
 
     @property
-    def images(self) -> bool:
+    def image_inputs(self) -> bool:
+        """The network takes images (else tabular feature rows)."""
         return "in_chans" in self.net_inputs
 
     def to_dict(self) -> dict[str, Any]:

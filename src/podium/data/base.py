@@ -36,34 +36,35 @@ class TensorRows(Dataset):
     """Rows of one tensor (uint8 images (N, C, H, W) or float features (N, F)), optional
     labels, optional per-sample transform.
 
-    `index` selects the rows of `images` this dataset serves, lazily (the train and
+    `index` selects the rows of `inputs` this dataset serves, lazily (the train and
     validation splits share one tensor; a memory-mapped cache is never copied into RAM);
     without it every row. `labels` has one entry per item served.
     """
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor | None = None,
+        self, inputs: torch.Tensor, labels: torch.Tensor | None = None,
         transform: Callable | None = None, index: np.ndarray | None = None,
     ) -> None:
-        self.images, self.labels, self.transform, self.index = images, labels, transform, index
+        self.inputs, self.labels, self.transform, self.index = inputs, labels, transform, index
 
     def __len__(self) -> int:
-        return len(self.images) if self.index is None else len(self.index)
+        return len(self.inputs) if self.index is None else len(self.index)
 
     def __getitem__(self, i: int):
-        image = self.images[i if self.index is None else int(self.index[i])]
+        row = self.inputs[i if self.index is None else int(self.index[i])]
         if self.transform is not None:
-            image = self.transform(image)
-        return image if self.labels is None else (image, self.labels[i])
+            row = self.transform(row)
+        return row if self.labels is None else (row, self.labels[i])
 
     def __getitems__(self, items: list[int]):
         """A whole batch in one indexing operation (the DataLoader calls this instead of
         `__getitem__` per item, then `collate_batch`)."""
         rows = torch.as_tensor(items if self.index is None else self.index[items])
-        images = self.images[rows]
+        inputs = self.inputs[rows]
         if self.transform is not None:
-            images = torch.stack([self.transform(image) for image in images])
-        return images if self.labels is None else (images, self.labels[items])
+            inputs = torch.stack([self.transform(row) for row in inputs])
+        return inputs if self.labels is None else (inputs, self.labels[items])
+
 
 def collate_batch(batch):
     """TensorRows.__getitems__ returns the batch already stacked."""

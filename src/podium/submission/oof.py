@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from podium import run
 from podium.errors import PodiumError
 
 
@@ -43,7 +44,7 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
 
         sets = [split_label_set(cell) for cell in oof[target_col]]
         target = torch.from_numpy(multi_hot(sets, [str(c) for c in class_names],
-                                            Path("oof.csv"), target_col)[0])
+                                            Path(run.OOF), target_col)[0])
     elif task == "regression":
         target = torch.tensor(oof[target_col].astype(float).to_numpy(dtype=np.float32))
         probs = probs[:, 0]

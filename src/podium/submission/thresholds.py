@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from podium import run
 from podium.errors import PodiumError
 from podium.submission.oof import label_score
 
@@ -137,7 +138,7 @@ def fit_threshold_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str
     if average not in F1_AVERAGES:
         raise PodiumError(f"postprocess.metric={average}: use one of {', '.join(F1_AVERAGES)}")
     sets = [split_label_set(cell) for cell in oof[target_col]]
-    y = multi_hot(sets, [str(c) for c in class_names], Path("oof.csv"), target_col)[0] > 0.5
+    y = multi_hot(sets, [str(c) for c in class_names], Path(run.OOF), target_col)[0] > 0.5
     probs = oof[[str(c) for c in class_names]].to_numpy(dtype=np.float64)
     thresholds = fit_thresholds(probs, y, average, step.per_class)
     before = multilabel_f1(y, probs > 0.5, average)
