@@ -99,7 +99,7 @@ def plain_steps(datamodule, net_factory, augment, batch_size: int, device: torch
         schedule.step()
 
 
-def paired_fit(cfg, datamodule, plain: Iterator[None], steps: int, device: torch.device
+def paired_fit(cfg, plain: Iterator[None], steps: int, device: torch.device
                ) -> tuple[float, float, float]:
     """podium's Trainer.fit for `steps` steps with one plain-loop step run inside each of its
     step-end hooks and timed apart: (podium img/s, plain img/s, ms of one checkpoint save).
@@ -108,7 +108,7 @@ def paired_fit(cfg, datamodule, plain: Iterator[None], steps: int, device: torch
     drifts by 10% within seconds, which separate runs would read as a difference."""
     import lightning as L
 
-    from podium.build import build_module, build_trainer
+    from podium.build import build_run
 
     spent = {"podium": 0.0, "plain": 0.0}
     done, last = 0, None
@@ -126,9 +126,8 @@ def paired_fit(cfg, datamodule, plain: Iterator[None], steps: int, device: torch
                 spent["plain"] += after - now
             last = after
 
-    module = build_module(cfg, datamodule.spec)
-    trainer = build_trainer(cfg, max_steps=steps, limit_val_batches=0, max_epochs=-1,
-                            enable_progress_bar=False)
+    datamodule, module, trainer = build_run(cfg, max_steps=steps, limit_val_batches=0,
+                                            max_epochs=-1, enable_progress_bar=False)
     trainer.callbacks.append(Pair())
     trainer.fit(module, datamodule=datamodule)
     start = time.perf_counter()
@@ -256,7 +255,7 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
         torch.manual_seed(0)
         steps_of_plain = plain_steps(datamodule, net_factory, augment, args.batch_size,
                                      device, args.precision)
-        rates = paired_fit(cfg, datamodule, steps_of_plain, steps, device)
+        rates = paired_fit(cfg, steps_of_plain, steps, device)
         podium.append(rates[0])
         plain.append(rates[1])
         save_ms.append(rates[2])

@@ -31,18 +31,11 @@ def one_thread():
 def fit(tmp_path: Path, demo_root: Path, overrides: list[str] = (), callbacks: list = (),
         ckpt_path: str | None = None):
     """Compose the real config, fit; returns (cfg, trainer, module, datamodule)."""
-    from podium.build import build_datamodule, build_module, build_trainer
+    from podium.build import build_run
 
     cfg = make_cfg(tmp_path, [f"data.root={demo_root}", f"data.demo_root={demo_root}",
                               *TINY, *overrides])
-    import lightning as L
-
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg, datamodule.spec)
-    trainer = build_trainer(cfg)
+    datamodule, module, trainer = build_run(cfg)
     trainer.callbacks.extend(callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     return cfg, trainer, module, datamodule
