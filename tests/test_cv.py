@@ -183,6 +183,30 @@ def test_logit_adjust_learns_tau_on_oof():
                        expected - expected[:, :1])
 
 
+@pytest.mark.parametrize(("key", "value"), [("metric.competition", "logloss"),
+                                            ("data.task", "binary"),
+                                            ("data.root", "/elsewhere/comp")])
+def test_members_of_different_competitions_are_refused_unless_forced(cv_dir, tmp_path, key,
+                                                                      value):
+    from omegaconf import OmegaConf
+
+    from podium.errors import PodiumError
+    from podium.submission.ensemble import submit_members
+    from podium.submission.members import gather_members
+
+    members = gather_members([cv_dir], json_paths())
+    OmegaConf.update(members[1].cfg, key, value)
+    shown = value if key != "data.root" else "/elsewhere/comp"
+    with pytest.raises(PodiumError, match=f"{members[1].run} was trained with {key}={shown}, "
+                                          f"{members[0].run} with {key}="):
+        submit_members(members, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # nothing written
+    if key != "data.task":  # a binary member of ten classes cannot be scored at all
+        forced = submit_members(members, tmp_path / "forced", force=True)
+        assert any(f"{key}={shown}" in w and "force=true" in w for w in forced.warnings)
+        assert (tmp_path / "forced" / "submission.csv").is_file()
+
+
 def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
     from podium.errors import PodiumError
     from podium.submission.ensemble import average_probs

@@ -96,6 +96,37 @@ def average_probs(frames: list[pd.DataFrame], runs: list[Path],
     return first.iloc[:, :1].join(pd.DataFrame(mean, columns=first.columns[1:]))
 
 
+AGREE = ("data.task", "metric.competition", "data.root")  # what every member must share
+
+
+def check_members_agree(members: list[Member], force: bool) -> list[str]:
+    """Members of one ensemble must be trained for the same competition: the same task,
+    competition metric and data folder (classes: `average_probs`). A one-line error naming
+    both members, or with `force` a warning each."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    def value(member: Member, key: str) -> str:
+        found = OmegaConf.select(member.cfg, key, default=None)
+        if key == "data.task":
+            found = found or "multiclass"
+        return os.path.normpath(str(found)) if key == "data.root" else str(found)
+
+    warnings = []
+    first = members[0]
+    for member in members[1:]:
+        for key in AGREE:
+            if value(member, key) != value(first, key):
+                text = (f"{member.run} was trained with {key}={value(member, key)}, "
+                        f"{first.run} with {key}={value(first, key)}")
+                if not force:
+                    raise PodiumError(f"{text}: an ensemble blends members of one "
+                                      "competition (force=true blends them anyway)")
+                warnings.append(f"{text}: blended anyway (force=true)")
+    return warnings
+
+
 def choose_views(summary: Summary, plain: list[Predictions], with_tta: list[Predictions],
                  cfg, force: bool) -> list[Predictions]:
     """The tta views, kept when they do not lower the combined OOF score (or `force`)."""
@@ -141,7 +172,7 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     total = sum(m.weight for m in members)
     summary = Summary(runs=[str(m.run) for m in members],
                       weights=[m.weight / total for m in members], metric=metric,
-                      mode=infer_mode(metric))
+                      mode=infer_mode(metric), warnings=check_members_agree(members, force))
     plain, with_tta = zip(*predictions, strict=True)
     chosen = list(plain)
     if with_tta[0] is not None:
