@@ -1,21 +1,24 @@
-"""`make runs [DIR=logs]`: every run under a folder, one table per competition and metric,
-best first.
+"""`make runs [DIR=logs]`: every run under a folder, one table per competition and its
+metric, best first.
 
     python scripts/summarize_runs.py logs/sweep/focal [--csv out.csv] [--top 30]
 
 A run is a folder with `.hydra/config.yaml` and `metrics.json` (or `failed.txt`); a
-cross-validation folder (`make cv`) is one row with its OOF score, and its folds are not
-listed again. Scores are comparable only on the same data and metric, so runs are grouped
-by competition (`data.root`, resolved) and `metric.monitor`, and ranked within their group
-only. Columns: data_root, monitor, rank, run_name, experiment, overrides, best (the
-monitored validation value of the best checkpoint), best_epoch, oof (the cross-validation
-OOF score of the same metric), epochs, wall time (from the config's to metrics.json's
-modification time), status (ok, failed, or pruned: a sweep trial its pruner stopped
-early, `pruned.txt`), debug (what makes the run a quick check: a `debug=` option,
-fast_dev_run, overfit_batches or limit_*_batches; such runs sort after the real ones),
-path. Runs that differ only in `seed` form a seed group: `seed_mean` / `seed_std` / `seeds`.
-Rows are sorted best first (each monitor's `metric.mode`; failed runs last). The tables
-are printed with rich and written, one after the other, to `<DIR>/runs.csv`.
+cross-validation folder (`make cv`) is one row, and its folds are not listed again. Scores
+are comparable only on the same data and metric, so runs are grouped by competition
+(`data.root`, resolved) and `metric.competition`, and ranked within their group by one
+score in that metric's own direction: the OOF score where there is one (a cross-validation
+folder; a refit of one takes its OOF score), the validation score otherwise; column
+`scored_on` says which (oof | val | refit: oof | refit: val). Columns: data_root,
+competition, rank, run_name, experiment, overrides, score, scored_on, best (the monitored
+validation value `metric.monitor` of the best checkpoint; a cross-validation folder: the
+folds' mean), best_epoch, epochs, wall time (from the config's to metrics.json's
+modification time), status (ok, failed, or pruned: a sweep trial its pruner stopped early,
+`pruned.txt`), debug (what makes the run a quick check: a `debug=` option, fast_dev_run,
+overfit_batches or limit_*_batches; such runs sort after the real ones), path. Runs that
+differ only in `seed` form a seed group: `seed_mean` / `seed_std` / `seeds` of the score.
+Failed runs sort last. The tables are printed with rich and written, one after the other,
+to `<DIR>/runs.csv`.
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ from podium.run import CONFIG, HYDRA_DIR, METRICS
 
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
           "experiment=", "hparams_search=", "sweep.")
-COLUMNS = ["data_root", "monitor", "rank", "run_name", "experiment", "overrides", "best",
-           "best_epoch", "oof", "seed_mean", "seed_std", "seeds", "epochs", "wall_s", "status",
-           "debug", "path"]
-SHOWN = [c for c in COLUMNS if c not in ("data_root", "monitor")]  # in each table's title
-TEXT = ("run_name", "experiment", "overrides", "status", "debug", "path")
+COLUMNS = ["data_root", "competition", "rank", "run_name", "experiment", "overrides", "score",
+           "scored_on", "best", "best_epoch", "seed_mean", "seed_std", "seeds", "epochs",
+           "wall_s", "status", "debug", "path"]
+SHOWN = [c for c in COLUMNS if c not in ("data_root", "competition")]  # in each title
+TEXT = ("run_name", "experiment", "overrides", "scored_on", "status", "debug", "path")
 
 
 def read_yaml(path: Path):
@@ -102,8 +105,11 @@ def run_row(run: Path) -> dict | None:
     hydra = (read_yaml(run / HYDRA_DIR / "hydra.yaml") or {}).get("hydra", {})
     overrides = read_yaml(run / HYDRA_DIR / "overrides.yaml") or []
     monitor = metrics.get("monitor") or (config.get("metric") or {}).get("monitor") or ""
-    # the direction the run itself used (metrics.json; older runs: inferred as podium does)
-    mode = metrics.get("mode") or infer_mode(monitor or "val/f1_macro")
+    competition = (metrics.get("competition") or (config.get("metric") or {}).get("competition")
+                   or monitor.rsplit("/", 1)[-1])
+    score, scored_on = metrics.get(f"val/{competition}", math.nan), "val"
+    if metrics.get("refit_of"):  # the estimate of what it refits: its OOF, else its validation
+        score, scored_on = refit_estimate(run, metrics["refit_of"], competition)
     start = (run / CONFIG).stat().st_mtime
     end = (run / METRICS) if (run / METRICS).is_file() else failed
     choices = hydra.get("runtime", {}).get("choices", {})
@@ -115,8 +121,8 @@ def run_row(run: Path) -> dict | None:
         "debug": debug_of(config, choices),
         "experiment": choices.get("experiment", ""),
         "overrides": " ".join(o for o in overrides if not o.startswith(HIDDEN)),
-        "monitor": monitor, "mode": mode, "seed": config.get("seed"),
-        "best": metrics.get(monitor, math.nan), "oof": math.nan,
+        "competition": competition, "mode": infer_mode(competition), "seed": config.get("seed"),
+        "score": score, "scored_on": scored_on, "best": metrics.get(monitor, math.nan),
         "epochs": metrics.get("epochs", math.nan),
         "wall_s": round(end.stat().st_mtime - start, 1),
         "status": "failed" if failed.is_file() else
@@ -125,15 +131,26 @@ def run_row(run: Path) -> dict | None:
     }
 
 
+def refit_estimate(run: Path, sources: list[str], competition: str) -> tuple[float, str]:
+    """A refit has no validation split: its score is the OOF score of the cross-validation
+    folder it refits, or the validation score of the run."""
+    parents = {Path(s).parent for s in sources}
+    gathered = read_json(next(iter(parents)) / METRICS) if len(parents) == 1 else {}
+    if "folds" in gathered:
+        return gathered.get(f"oof/{competition}", math.nan), "refit: oof"
+    source = read_json(Path(sources[0]) / METRICS)
+    return source.get(f"val/{competition}", math.nan), "refit: val"
+
+
 def cv_row(cv_dir: Path, folds: list[dict]) -> dict:
-    """A cross-validation folder: mean fold value, the OOF score of the same metric."""
+    """A cross-validation folder: its OOF score of the competition's metric (the folds'
+    mean monitored value in `best`)."""
     metrics = read_json(cv_dir / METRICS)
     ok = [f for f in folds if f["status"] == "ok"] or folds
     first = ok[0]
-    name = first["monitor"].rsplit("/", 1)[-1]
     overrides = " ".join(o for o in first["overrides"].split() if not o.startswith("data.fold="))
     return {**first, "overrides": overrides, "best": float(np.nanmean([f["best"] for f in ok])),
-            "oof": metrics.get(f"oof/{name}", math.nan),
+            "score": metrics.get(f"oof/{first['competition']}", math.nan), "scored_on": "oof",
             "epochs": float(np.nanmean([f["epochs"] for f in ok])),
             "wall_s": round(sum(f["wall_s"] for f in folds), 1),
             "status": "ok" if len(ok) == len(folds) else f"{len(folds) - len(ok)} fold(s) failed",
@@ -155,48 +172,51 @@ def collect(root: Path) -> pd.DataFrame:
             rows.append(row)
     rows += [cv_row(cv, folds) for cv, folds in cv_dirs.items()]
     table = pd.DataFrame(rows, columns=[*COLUMNS, "mode", "seed"])
+    table["mode"] = table["mode"].fillna("max")
     table["debug"] = table["debug"].fillna("")
     return seed_groups(table)
 
 
 def seed_groups(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of `best` over runs that differ only in their seed."""
+    """Mean and std of `score` over runs that differ only in their seed."""
     table = table.copy()
     table["group"] = table.experiment + " | " + table.overrides.map(
         lambda o: " ".join(x for x in o.split() if not x.startswith("seed=")))
     table[["seed_mean", "seed_std"]] = math.nan
     table["seeds"] = 1
-    for _, group in table[table.status == "ok"].groupby(["data_root", "group", "monitor"]):
+    for _, group in table[table.status == "ok"].groupby(["data_root", "group", "competition",
+                                                         "scored_on"]):
         if group.seed.nunique() > 1:
-            table.loc[group.index, "seed_mean"] = group.best.mean()
-            table.loc[group.index, "seed_std"] = group.best.std(ddof=0)
+            table.loc[group.index, "seed_mean"] = group.score.mean()
+            table.loc[group.index, "seed_std"] = group.score.std(ddof=0)
             table.loc[group.index, "seeds"] = len(group)
     return table
 
 
 def best_first(table: pd.DataFrame) -> pd.DataFrame:
-    """Grouped by competition and monitor; in each group higher is better for `max`
-    monitors, lower for `min`, debug runs after the real ones, NaN (failed) last; `rank`
-    counts within the group."""
-    signed = np.where(table["mode"] == "min", table.best, -table.best)
+    """Grouped by competition and its metric; in each group higher is better for a score,
+    lower for a loss or an error (the metric's own direction), debug runs after the real
+    ones, NaN (failed) last; `rank` counts within the group."""
+    signed = np.where(table["mode"] == "min", table.score, -table.score)
     order = np.lexsort((np.nan_to_num(signed, nan=np.inf), table.debug.ne("").to_numpy(),
-                        table.best.isna().to_numpy(), table.monitor.to_numpy(),
+                        table.score.isna().to_numpy(), table.competition.to_numpy(),
                         table.data_root.to_numpy()))
     table = table.iloc[order].reset_index(drop=True)
-    table["rank"] = table.groupby(["data_root", "monitor"]).cumcount() + 1
+    table["rank"] = table.groupby(["data_root", "competition"]).cumcount() + 1
     return table[COLUMNS]
 
 
 def show(table: pd.DataFrame, title: str, top: int | None) -> None:
-    """One rich table per (competition, monitor) group, its best `top` rows."""
+    """One rich table per (competition folder, metric) group, its best `top` rows."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=200)
     console.print(title)
-    for (root, monitor), group in table.groupby(["data_root", "monitor"], sort=False):
-        shown = Table(title=f"data.root={root or '?'}  {monitor}  ({len(group)} runs)")
-        columns = [c for c in SHOWN if c in ("rank", "run_name", "best")
+    for (root, competition), group in table.groupby(["data_root", "competition"], sort=False):
+        shown = Table(title=f"data.root={root or '?'}  metric.competition={competition}  "
+                            f"({len(group)} runs)")
+        columns = [c for c in SHOWN if c in ("rank", "run_name", "score", "scored_on")
                    or not group[c].replace("", np.nan).isna().all()]  # empty ones: CSV only
         for column in columns:
             shown.add_column(column, justify="left" if column in TEXT else "right",
@@ -207,7 +227,7 @@ def show(table: pd.DataFrame, title: str, top: int | None) -> None:
                 value = getattr(row, column)
                 if isinstance(value, float):
                     value = "" if math.isnan(value) else (
-                        f"{value:.4f}" if column in ("best", "oof", "seed_mean", "seed_std")
+                        f"{value:.4f}" if column in ("score", "best", "seed_mean", "seed_std")
                         else f"{value:g}")
                 cells.append(str(value))
             style = ("dim" if row.debug else None) if row.status == "ok" else \
@@ -234,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = csv.with_name(csv.name + ".tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(csv)
-    groups = table.groupby(["data_root", "monitor"]).ngroups
+    groups = table.groupby(["data_root", "competition"]).ngroups
     show(table, f"{len(table)} runs under {args.dir} in {groups} group(s) (competition, "
          "metric), each ranked best first", args.top)
     print(f"table written to {csv}")

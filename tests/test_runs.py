@@ -79,3 +79,33 @@ def test_a_real_two_seed_multirun(tmp_path, demo_root):
     assert table.seed_mean[0] == pytest.approx(sum(values) / 2)
     assert (table.epochs == 1).all() and (table.wall_s > 0).all()
     assert run_dirs(logs) == []  # the multirun wrote no single-run folders
+
+
+def fake_cv(folder, competition, oof_score, fold_scores):
+    """A cross-validation folder: folds (runs) + the gathered metrics.json."""
+    for i, value in enumerate(fold_scores):
+        hydra_dir = folder / str(i) / ".hydra"
+        hydra_dir.mkdir(parents=True)
+        (hydra_dir / "config.yaml").write_text(yaml.safe_dump(
+            {"seed": 1, "metric": {"competition": competition, "monitor": None}}))
+        (folder / str(i) / "metrics.json").write_text(json.dumps(
+            {f"val/{competition}": value, "monitor": f"val/{competition}",
+             "competition": competition, "epochs": 2}))
+    (folder / "metrics.json").write_text(json.dumps(
+        {"folds": len(fold_scores), f"oof/{competition}": oof_score, "oof_score": oof_score,
+         "metric": competition}))
+
+
+@pytest.mark.parametrize(("competition", "order"), [("logloss", ["low", "high"]),
+                                                   ("auroc", ["high", "low"])])
+def test_cv_folders_rank_by_oof_in_the_metrics_direction(tmp_path, competition, order):
+    """Ranked by the OOF score, not by a fold's best validation score (here the folder
+    with the better folds has the worse OOF), lowest first for log-loss."""
+    fake_cv(tmp_path / "low", competition, 0.30, [0.9, 0.95])
+    fake_cv(tmp_path / "high", competition, 0.80, [0.1, 0.2])
+    assert summarize_runs.main([str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "runs.csv")
+    assert [p.rsplit("/", 1)[-1] for p in table.path] == order
+    assert table.scored_on.tolist() == ["oof", "oof"]
+    assert sorted(table.score) == [0.30, 0.80]
+    assert table.competition.tolist() == [competition] * 2
