@@ -38,7 +38,8 @@ def test_written_files_and_no_overwrite(tmp_path):
     second = write_submission(tmp_path, SAMPLE, ["3", "1", "2"], PROBS[::-1], CLASSES, "id")
     assert first.name == "submission.csv" and second.name == "submission-1.csv"
     assert pd.read_csv(first, dtype=str).label.tolist() == ["dog", "cat", "emu"]
-    assert pd.read_csv(tmp_path / "test_probs.csv").columns.tolist() == ["id", *CLASSES]
+    # the probabilities are the run's files (podium.run), not the writer's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission-1.csv", "submission.csv"]
 
 
 @pytest.mark.parametrize("bad", [
@@ -75,7 +76,11 @@ def test_binary_probability_is_the_positive_class():
     sub = make_submission(sample, ["a", "b"], probs, ["benign", "malignant"], "id", "binary",
                           shape)
     assert sub.to_dict("list") == {"id": ["a", "b"], "target": [0.1, 0.75]}
-    label = choose_format("auto", sample, "id", ["benign", "malignant"], "binary", "val/acc")
+    # scored on labels: the sample's cells decide (0.5: a probability; a class: a label)
+    assert choose_format("auto", sample, "id", ["benign", "malignant"], "binary",
+                         "val/acc").format == "probability"
+    label = choose_format("auto", sample.assign(target="benign"), "id",
+                          ["benign", "malignant"], "binary", "val/acc")
     assert label.format == "label"
 
 
@@ -107,3 +112,25 @@ def test_formats_that_do_not_fit_the_task_are_refused():
         choose_format("probability", SAMPLE, "id", CLASSES, "multiclass")
     with pytest.raises(PodiumError, match="submission.format=nope is unknown"):
         choose_format("nope", SAMPLE, "id", CLASSES, "multiclass")
+
+
+def test_the_sample_values_decide_probability_or_label():
+    """Read as the files are (text): 0.5 cells are probabilities whatever the task says;
+    whole numbers are labels; a metric or class count they contradict is one line."""
+    halves = pd.DataFrame({"id": ["a", "b"], "Survived": ["0.5", "0.5"]})
+    shape = choose_format("auto", halves, "id", ["0", "1"], "multiclass", "val/acc")
+    assert (shape.format, shape.why) == (
+        "probability", "the sample submission's cells are probabilities")
+    probs = np.array([[0.9, 0.1], [0.25, 0.75]])
+    sub = make_submission(halves, ["a", "b"], probs, ["0", "1"], "id", "multiclass", shape)
+    assert sub.Survived.tolist() == [0.1, 0.75]
+    zeros = halves.assign(Survived=["0", "0"])
+    assert choose_format("auto", zeros, "id", ["0", "1"], "multiclass", "val/acc").format == \
+        "label"
+    with pytest.raises(PodiumError, match="cells are whole numbers .* val/auroc scores "
+                                          "probabilities: set submission.format="):
+        choose_format("auto", zeros, "id", ["0", "1"], "binary", "val/auroc")
+    assert choose_format("label", zeros, "id", ["0", "1"], "binary", "val/auroc").format == \
+        "label"  # an explicit format wins
+    with pytest.raises(PodiumError, match="cells are probabilities .* 3 classes"):
+        choose_format("auto", halves, "id", CLASSES, "multiclass", "val/f1_macro")

@@ -43,13 +43,39 @@ def label_columns(sample: pd.DataFrame, id_col: str) -> list[str]:
     return [c for c in sample.columns if c != id_col]
 
 
+def cell_kind(cells: pd.Series) -> str:
+    """What a sample submission's prediction column holds: `probabilities` (numbers in
+    [0, 1], not all whole), `integers` (whole numbers: labels), or `text`."""
+    numbers = pd.to_numeric(cells, errors="coerce")
+    if len(cells) == 0 or numbers.isna().any():
+        return "text"
+    if (numbers == numbers.round()).all():
+        return "integers"
+    return "probabilities" if numbers.between(0, 1).all() else "text"
+
+
+def auto_format(cells: str, task: str, metric: str, monitor: str | None,
+                names: Sequence[str], k: int) -> tuple[str, str]:
+    """(format, why) for one prediction column: the sample's values first, then the metric."""
+    if task == "binary" and metric in ("auroc", "logloss"):
+        return "probability", f"binary task scored by {monitor}"
+    if cells == "probabilities" and task != "regression" and len(names) == 2:
+        return "probability", "the sample submission's cells are probabilities"
+    if task != "regression" and metric.startswith("map@"):
+        return "top_k", f"{monitor} scores the {k} best labels"
+    return "label", f"one label column, {monitor or 'no metric'} scores labels"
+
+
 def choose_format(requested: str, sample: pd.DataFrame, id_col: str,
                   class_names: Sequence[str], task: str, monitor: str | None = None,
                   k: int = 3, threshold: float | None = None) -> Shape:
-    """The submission's shape: `requested`, or (`auto`) what the sample submission's header
-    and the monitored metric ask for:
-    header = id + every class name -> class_probabilities; binary scored by `auroc` or
-    `logloss` -> probability; a `map@k` monitor -> top_k; otherwise label."""
+    """The submission's shape: `requested`, or (`auto`) what the sample submission's header,
+    its values and the monitored metric ask for:
+    header = id + every class name -> class_probabilities; one column of probabilities
+    (numbers in [0, 1], not all whole) and two classes -> probability; binary scored by
+    `auroc` or `logloss` -> probability; a `map@k` monitor -> top_k; otherwise label. A
+    choice the sample's values contradict (probabilities for many classes, whole numbers for
+    a probability metric) is a one-line error: `submission.format=...` decides then."""
     if requested not in FORMATS:
         raise PodiumError(f"submission.format={requested} is unknown: use one of "
                           f"{', '.join(FORMATS)}")
@@ -69,18 +95,23 @@ def choose_format(requested: str, sample: pd.DataFrame, id_col: str,
     if not columns:
         raise PodiumError(f"sample submission has only the column '{id_col}': it needs a "
                           f"prediction column")
+    cells = "numbers" if task == "regression" else cell_kind(sample[columns[0]])
     if requested == "auto":
-        if task == "binary" and metric in ("auroc", "logloss"):
-            requested, why = "probability", f"binary task scored by {monitor}"
-        elif task != "regression" and metric.startswith("map@"):
-            requested, why = "top_k", f"{monitor} scores the {k} best labels"
-        else:
-            requested, why = "label", f"one label column, {monitor or 'no metric'} scores labels"
+        requested, why = auto_format(cells, task, metric, monitor, names, k)
+        where = f"sample submission's {columns[0]} cells"
+        if cells == "probabilities" and requested != "probability":
+            raise PodiumError(f"the {where} are probabilities (e.g. {sample[columns[0]].iloc[0]})"
+                              f", but the model has {len(names)} classes: one probability "
+                              "column fits two; set submission.format=label or top_k")
+        if cells == "integers" and requested == "probability":
+            raise PodiumError(f"the {where} are whole numbers (labels), but {monitor} scores "
+                              "probabilities: set submission.format=probability or label")
     else:
         why = f"submission.format={requested}"
-    if requested == "probability" and task != "binary":
-        raise PodiumError(f"submission.format=probability needs data.task=binary (this run "
-                          f"is {task}); use class_probabilities or label")
+    if requested == "probability" and (task == "regression" or len(names) != 2):
+        raise PodiumError(f"submission.format=probability needs data.task=binary or two "
+                          f"classes (this run is {task} with {len(names)}); use "
+                          "class_probabilities or label")
     if requested == "top_k" and task == "regression":
         raise PodiumError("submission.format=top_k needs classes; regression writes label")
     return Shape(requested, why, k, threshold if task == "binary" else None)
