@@ -18,6 +18,12 @@ package: `src/hydra_plugins/podium_sweeper.py` gives this class a name there.
   handed out by the storage, so any number of processes on any number of machines stop at
   exactly n_trials. A trial created past the budget in a race is failed at once with the
   user attribute `surplus` and does not count.
+- A study records its competition when it is created (user attributes: `data.root`
+  resolved, `data.task`, the metric, `sweep.objective`, the search space); a sweep with
+  another of them stops with one `error:` line instead of resuming it (`check_study`).
+- `sweep.objective=cv` (`data.n_folds=k`): each trial is a k-fold cross-validation whose
+  folder is a cv folder and whose value is the OOF competition score
+  (podium.sweep.objective); default `holdout`, one run per trial.
 - Resume = re-run the same command: a trial left RUNNING by a process that died (same host,
   pid gone) is failed with the user attribute `interrupted`, does not count, and is redone.
 - Each job gets `sweep.trial=<number>`, so `podium.sweep.prune.PruneTrial` (a Lightning callback
