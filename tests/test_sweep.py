@@ -296,3 +296,111 @@ def test_make_sweep_killed_after_two_trials_completes_the_study(tmp_path, demo_r
     assert "trials done" in proc.stdout and "best params: " in proc.stdout
     states = [t.state.name for t in study_trials(journal, "focal")]
     assert states.count("COMPLETE") + states.count("PRUNED") == 4, states
+
+
+# the smallest real run: one epoch of a depth-8, width-4 ResNet on a few batches
+TINY = ["debug=limit", "trainer.max_epochs=1", "model.net.depth=8", "model.net.width=4",
+        "data.batch_size=32", "callbacks.class_report=null", "callbacks.learning_curves=null",
+        "print_config=false"]
+
+
+def trial_config(run_dir: Path) -> dict:
+    """A run's composed config as Hydra recorded it (interpolations unresolved)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+
+
+def test_study_belongs_to_its_data_root_and_best_command_reruns_the_trial(tmp_path, demo_root):
+    """A study records its competition: the same sweep on another data folder stops in one
+    line naming both folders; the printed command composes the best trial's config."""
+    import shlex
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+
+    logs = tmp_path / "logs"
+    sweep = ["-m", "hparams_search=lr_wd", "sweep_name=demo", "hydra.sweeper.n_trials=1",
+             "debug=fdr", "seed=7", f"paths.log_dir={logs}"]
+    proc = run_cli("podium.train", *sweep, f"data.root={demo_root}")
+    [trial] = study_trials(logs / "sweep" / "demo" / "optuna.journal", "lr_wd")
+    assert trial.state.name == "COMPLETE"
+
+    command = train_command(proc.stdout)
+    assert command[:3] == ["make", "train", "EXP=baseline"] and command[3].startswith("ARGS=")
+    args = shlex.split(command[3][len("ARGS="):])
+    assert f"data.root={os.path.realpath(demo_root)}" in args
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        again = compose(config_name="train", overrides=["experiment=baseline", *args])
+    from omegaconf import OmegaConf
+
+    ran, rerun = trial_config(Path(trial.user_attrs["run_dir"])), OmegaConf.to_container(again)
+    for cfg in (ran, rerun):  # what only a sweep has; the folder names of its runs
+        cfg.pop("sweep", None), cfg["callbacks"].pop("prune_trial", None)
+        cfg.pop("task_name"), cfg.pop("sweep_name")
+        cfg["data"]["root"] = os.path.realpath(cfg["data"]["root"])
+    assert rerun == ran
+
+    other = tmp_path / "other"
+    shutil.copytree(demo_root, other)
+    proc = run_cli("podium.train", *sweep, f"data.root={other}", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert os.path.realpath(demo_root) in lines[0] and os.path.realpath(other) in lines[0]
+    assert "sweep_name=" in lines[0] and "optuna.journal" in lines[0]
+    assert len(study_trials(logs / "sweep" / "demo" / "optuna.journal", "lr_wd")) == 1
+
+    proc = run_cli("podium.train", *sweep, f"data.root={other}", "sweep_name=other")
+    assert "trials done" not in proc.stdout  # another name: a new study, its own trial
+    assert len(study_trials(logs / "sweep" / "other" / "optuna.journal", "lr_wd")) == 1
+
+
+def test_cv_objective_trial_is_a_cv_folder_that_make_cv_and_submit_agree_with(tmp_path,
+                                                                              demo_root):
+    """`sweep.objective=cv data.n_folds=2`: each trial trains both folds; the best trial's
+    value is the OOF score `make cv` gets for its parameters, its folder is a cv folder."""
+    import pandas as pd
+
+    logs = tmp_path / "logs"
+    proc = run_cli("podium.train", "-m", "hparams_search=lr_wd", "sweep_name=demo",
+                   "hydra.sweeper.n_trials=2", "sweep.objective=cv", "data.n_folds=2", *TINY,
+                   f"data.root={demo_root}", f"data.demo_root={demo_root}",
+                   f"paths.log_dir={logs}", timeout=600)
+    trials = study_trials(logs / "sweep" / "demo" / "optuna.journal", "lr_wd")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
+    best = max(trials, key=lambda t: t.value)  # f1_macro: maximised
+    trial_dir = Path(best.user_attrs["run_dir"])
+    assert sorted(p.parent.parent.name for p in trial_dir.glob("*/.hydra/config.yaml")) \
+        == ["0", "1"]
+    oof = pd.read_csv(trial_dir / "oof.csv", dtype=str)
+    train = pd.read_csv(demo_root / "train.csv", dtype=str)
+    assert sorted(oof.id) == sorted(train.id) and sorted(oof.fold.unique()) == ["0", "1"]
+    fold0 = json.loads((trial_dir / "0" / "metrics.json").read_text())["val/f1_macro"]
+    assert best.intermediate_values == {0: pytest.approx(fold0)}  # pruning looked after fold 0
+
+    params = [f"{k}={v!r}" for k, v in best.params.items()]
+    run_cli("podium.train", "-m", "task_name=cv", "experiment=baseline", "sweep_name=ref",
+            "data.n_folds=2", "data.fold=range(0,2)", *TINY, *params,
+            f"data.root={demo_root}", f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
+    [reference] = list((logs / "cv" / "ref").iterdir())
+    expected = json.loads((reference / "metrics.json").read_text())["oof_score"]
+    assert abs(best.value - expected) < 1e-6
+    assert abs(json.loads((trial_dir / "metrics.json").read_text())["oof_score"]
+               - expected) < 1e-6
+    assert f"best OOF f1_macro (2 folds): {best.value:.4f}" in proc.stdout
+    command = train_command(proc.stdout)
+    assert command[:4] == ["make", "cv", "EXP=baseline", "FOLDS=2"]
+    assert f"data.root={os.path.realpath(demo_root)}" in command[4]
+    assert f"submit it: make submit RUN={trial_dir}" in proc.stdout
+
+    submit = run_cli("podium.submit", f"runs=[{trial_dir}]",
+                     f"paths.log_dir={logs}")
+    assert "weight 0.500" in submit.stdout  # both folds, sharing the folder's weight
+    [folder] = list((logs / "submit").glob("*/*"))
+    submission = pd.read_csv(folder / "submission.csv", dtype=str)
+    test = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
+    assert sorted(submission.id) == sorted(test.id)
+    assert (submission == pd.read_csv(reference / "submission.csv", dtype=str)).all().all()

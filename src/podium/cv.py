@@ -35,7 +35,7 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
     from podium.io import write_json
     from podium.model.metrics import resolve_metric
     from podium.submission.ensemble import submit_members
-    from podium.submission.members import gather_members
+    from podium.submission.members import Member, run_config
 
     jobs = sorted((p for p in cv_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
     failed = [p for p in jobs if (p / "failed.txt").is_file()]
@@ -46,7 +46,11 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
         raise PodiumError(f"no fold in {cv_dir} finished: see the folds' train.log")
     check_disjoint(folds, cfg.data.id_col)
     resolve_metric(cfg)
-    members = [m for m in gather_members([cv_dir], cfg.paths) if m.run in folds]
+    # the folds share one weight, as when the folder is given to make submit (a sweep's cv
+    # trial folder has a config of its own: its folds are listed here, not by expand_runs)
+    runs = sorted(p.parents[1] for p in cv_dir.glob(f"*/{run.CONFIG}"))
+    members = [Member(r, run_config(r, cfg.paths), 1.0 / len(runs)) for r in runs
+               if r in folds]
     for member in members:  # scored by this gathering's competition metric
         member.cfg.metric = cfg.metric
     summary = submit_members(members, cv_dir, (cfg.get("submission") or {}).get("format", "auto"),
@@ -79,6 +83,8 @@ class GatherFolds(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not config.get("data") or not config.data.get("n_folds"):
+            return
+        if config.get("sweep") is not None:  # an Optuna sweep: a cv trial gathers its folds
             return
         try:
             gather_folds(Path(config.hydra.sweep.dir), config)

@@ -165,12 +165,17 @@ def quiet_known_noise(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the monitored metric (the sweep objective)."""
+    """Hydra entry point; returns the monitored metric (the sweep objective), or with
+    `sweep.objective=cv` the OOF score of the trial's k folds (podium.sweep.objective)."""
     from lightning.pytorch.utilities import rank_zero_only
 
     from podium.build import no_validation
     from podium.model.metrics import never_logged
 
+    if (cfg.get("sweep") or {}).get("objective") == "cv":  # a trial of k folds
+        from podium.sweep.objective import cv_objective
+
+        return cv_objective(cfg)
     outcome = train(cfg)
     metrics = outcome.metrics
     if rank_zero_only.rank == 0:

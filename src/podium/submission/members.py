@@ -54,7 +54,11 @@ def expand_runs(runs: Sequence[Path]) -> list[Path]:
         if not folder.is_dir():
             raise PodiumError(f"run folder {folder} not found")
         folds = sorted(p.parents[1] for p in folder.glob(f"*/{run.CONFIG}"))
-        expanded += folds if folds and not (folder / run.CONFIG).exists() else [folder]
+        # a cv folder: no config of its own (make cv), or a sweep's cv trial (its gathered
+        # metrics.json counts the folds)
+        cv = folds and (not (folder / run.CONFIG).exists()
+                        or "folds" in run.read_metrics(folder))
+        expanded += folds if cv else [folder]
     return expanded
 
 

@@ -18,6 +18,12 @@ package: `src/hydra_plugins/podium_sweeper.py` gives this class a name there.
   handed out by the storage, so any number of processes on any number of machines stop at
   exactly n_trials. A trial created past the budget in a race is failed at once with the
   user attribute `surplus` and does not count.
+- A study records its competition when it is created (user attributes: `data.root`
+  resolved, `data.task`, the metric, `sweep.objective`, the search space); a sweep with
+  another of them stops with one `error:` line instead of resuming it (`check_study`).
+- `sweep.objective=cv` (`data.n_folds=k`): each trial is a k-fold cross-validation whose
+  folder is a cv folder and whose value is the OOF competition score
+  (podium.sweep.objective); default `holdout`, one run per trial.
 - Resume = re-run the same command: a trial left RUNNING by a process that died (same host,
   pid gone) is failed with the user attribute `interrupted`, does not count, and is redone.
 - Each job gets `sweep.trial=<number>`, so `podium.sweep.prune.PruneTrial` (a Lightning callback
@@ -151,12 +157,19 @@ class OptunaSweeper(Sweeper):
         check_search_space(config)
         space, fixed = search_space(self.params, arguments, self.hydra_context.config_loader)
         settings = config.sweep
+        check_objective(config)
         pruner = make_pruner(settings.pruner, settings.startup_trials, settings.warmup_epochs)
-        direction = self.direction or f"{resolved_metric(config).mode}imize"
+        direction = self.direction or f"{objective_mode(config)}imize"
         storage = open_storage(settings.storage)
-        study = optuna.create_study(
-            study_name=settings.study_name, storage=storage, sampler=self.make_sampler(),
-            pruner=pruner, direction=direction, load_if_exists=True)
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "Using an existing study"
+        try:  # (the sweep says it resumes, with its counts)
+            study = optuna.create_study(
+                study_name=settings.study_name, storage=storage, sampler=self.make_sampler(),
+                pruner=pruner, direction=direction, load_if_exists=True)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        check_study(study, study_record(config, space), settings.storage)
         self.storage = storage
         release_interrupted(study, storage)
         return space, fixed, study
@@ -254,21 +267,117 @@ class OptunaSweeper(Sweeper):
         if by_state["COMPLETE"]:
             best = study.best_trial
             params = " ".join(f"{k}={override_value(v)}" for k, v in best.params.items())
-            print(f"best {resolved_metric(self.config).monitor}: {best.value:.4f} "
-                  f"(trial {best.number}, {best.user_attrs.get('run_dir', '?')})")
+            run_dir = best.user_attrs.get("run_dir", "?")
+            print(f"best {objective_name(self.config)}: {best.value:.4f} "
+                  f"(trial {best.number}, {run_dir})")
             print(f"best params: {params}")
-            print(f"train it: {train_command(self.config, best)}")
+            print(f"train it: {train_command(self.config, best, study.user_attrs)}")
+            if objective(self.config) == "cv":
+                print(f"submit it: make submit RUN={run_dir}")
         print(f"all runs: make runs DIR={Path(self.config.hydra.sweep.dir).parent}")
 
 
-def train_command(config: DictConfig, trial: FrozenTrial) -> str:
-    """`make train EXP=... ARGS='...'` with the trial's own overrides (the ones that were
-    not about the sweep itself)."""
+def train_command(config: DictConfig, trial: FrozenTrial,
+                  record: Mapping[str, Any] | None = None) -> str:
+    """The command that runs the trial again: `make train EXP=... ARGS='...'` (hold-out) or
+    `make cv EXP=... FOLDS=k ARGS='...'` (`sweep.objective=cv`), with every override the
+    trial ran with but those about the sweep itself, and the study's data root (resolved)."""
     overrides = trial.user_attrs.get("overrides") or [
         f"{k}={override_value(v)}" for k, v in trial.params.items()]
-    args = " ".join(o for o in overrides if not o.startswith(SWEEP_ONLY))
     experiment = config.hydra.runtime.choices.get("experiment") or "baseline"
-    return f"make train EXP={experiment} ARGS={shlex.quote(args)}"
+    for override in overrides:
+        if override.startswith("experiment="):
+            experiment = override.split("=", 1)[1]
+    root = (record or {}).get("data.root")
+    cv = objective(config) == "cv"
+    args = [o for o in overrides if not o.startswith(SWEEP_ONLY)
+            and not (root and o.startswith(("data.root=", "++data.root=")))
+            and not (cv and o.startswith(("data.n_folds=", "data.fold=")))]
+    if root:
+        args.append(f"data.root={override_value(root)}")
+    args = shlex.quote(" ".join(args))
+    if cv:
+        return f"make cv EXP={experiment} FOLDS={config.data.n_folds} ARGS={args}"
+    return f"make train EXP={experiment} ARGS={args}"
+
+
+def objective(cfg: DictConfig) -> str:
+    """`sweep.objective`: holdout (the default) or cv."""
+    return str((cfg.get("sweep") or {}).get("objective") or "holdout")
+
+
+def check_objective(cfg: DictConfig) -> None:
+    """`sweep.objective` is holdout or cv; cv needs `data.n_folds` >= 2 and no `data.fold`."""
+    value = objective(cfg)
+    if value not in ("holdout", "cv"):
+        raise PodiumError(f"sweep.objective={value} is not an objective: use holdout (one "
+                          "validation split per trial) or cv (k folds per trial)")
+    if value == "cv":
+        folds = cfg.data.get("n_folds")
+        if not isinstance(folds, int) or folds < 2:
+            raise PodiumError(f"sweep.objective=cv needs data.n_folds=k with k >= 2 (it is "
+                              f"{folds}): each trial trains k folds")
+        if cfg.data.get("fold") is not None:
+            raise PodiumError("sweep.objective=cv trains every fold of each trial itself: "
+                              f"leave data.fold unset (it is {cfg.data.fold})")
+
+
+def objective_mode(cfg: DictConfig) -> str:
+    """min | max: hold-out, `metric.mode` (the monitored value); cv, the direction of
+    `metric.competition` (the OOF score)."""
+    metric = resolved_metric(cfg)
+    if objective(cfg) == "cv":
+        return competition_mode(metric)
+    return metric.mode
+
+
+def competition_mode(metric: DictConfig) -> str:
+    """The direction of `metric.competition`: `metric.mode` when it is the monitored key."""
+    from podium.model.metrics import infer_mode
+
+    key = f"val/{metric.competition}"
+    return metric.mode if metric.monitor == key else infer_mode(key)
+
+
+def objective_name(cfg: DictConfig) -> str:
+    """What a trial's value is: the monitored metric, or the OOF competition score."""
+    metric = resolved_metric(cfg)
+    if objective(cfg) == "cv":
+        return f"OOF {metric.competition} ({cfg.data.n_folds} folds)"
+    return metric.monitor
+
+
+def study_record(cfg: DictConfig, space: Mapping[str, Any]) -> dict[str, str]:
+    """What a study's scores mean, recorded on it when it is created: the competition
+    (data root, resolved; task), its metric, the objective and the search space."""
+    from optuna.distributions import distribution_to_json
+
+    metric = resolved_metric(cfg)
+    root = OmegaConf.select(cfg, "data.root", default=None)
+    value = objective(cfg)
+    return {
+        "data.root": os.path.realpath(str(root)) if root else "",
+        "data.task": str(cfg.data.get("task", "multiclass")),
+        "metric.competition": str(metric.competition),
+        "metric.monitor": f"{metric.monitor} ({metric.mode})",
+        "sweep.objective": f"cv ({cfg.data.n_folds} folds)" if value == "cv" else value,
+        "search space": " ".join(f"{key}={distribution_to_json(dist)}"
+                                 for key, dist in sorted(space.items())),
+    }
+
+
+def check_study(study: Study, record: Mapping[str, str], storage: str) -> None:
+    """A new study records `record`; a study that holds another competition, metric,
+    objective or search space is not resumed (one line naming both values)."""
+    held = study.user_attrs
+    for key, value in record.items():
+        if key not in held:  # a new study (or one from before the record): record it
+            study.set_user_attr(key, value)
+        elif held[key] != value:
+            raise PodiumError(
+                f"study {study.study_name} in {storage} was created with {key}={held[key]}, "
+                f"this sweep has {key}={value}: use another sweep_name= (ARGS=\"sweep_name=...\") "
+                f"for a new study, or delete {storage} to start this one again")
 
 
 def resolved_metric(cfg: DictConfig) -> DictConfig:
