@@ -111,12 +111,15 @@ def test_binary_run_scored_on_accuracy_submits_labels_cut_at_the_learned_thresho
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["monitor"] == "val/acc" and saved["competition"] == "acc"
     threshold = saved["threshold"]
-    assert threshold["after"] >= threshold["before"]
+    assert threshold["after_in_sample"] >= threshold["before"]
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
     y = (oof.target == "malignant").astype(int)
     assert sk.accuracy_score(y, oof.malignant >= threshold["threshold"]) == \
-        pytest.approx(threshold["after"])
+        pytest.approx(threshold["after_in_sample"])
+    # used only when its cross-fitted score (a seeded 5-fold of the validation rows) is higher
+    assert threshold["used"] == (threshold["after_cross_fitted"] > threshold["before"])
+    cut = threshold["threshold"] if threshold["used"] else 0.5
     probs = pd.read_csv(run / "test_probs.csv", dtype={"id": str})
     submission = pd.read_csv(run / "submission.csv", dtype={"id": str})
-    expected = np.where(probs.malignant >= threshold["threshold"], "malignant", "benign")
+    expected = np.where(probs.malignant >= cut, "malignant", "benign")
     assert list(submission.target) == list(expected)

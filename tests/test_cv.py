@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,7 @@ def test_postprocess_is_learned_on_the_oof_it_is_applied_with(cv_dir, tmp_path):
     summary = submit_members(members, tmp_path, tta=mirror, force=True,
                              postprocess=F1Offsets(1))
     assert summary.postprocess["before"] == pytest.approx(summary.tta["after"])
-    assert summary.postprocess["after"] >= summary.postprocess["before"]
+    assert summary.postprocess["after_in_sample"] >= summary.postprocess["before"]
 
 
 def json_paths():
@@ -138,11 +139,17 @@ def json_paths():
 
 
 def test_postprocess_reports_before_and_after(cv_dir, tmp_path):
+    """Printed: the OOF score before, after in-sample (never lower), after cross-fitted on
+    the cross-validation's folds, and whether the offsets are used (only when the
+    cross-fitted score is higher)."""
     proc = run_cli("podium.submit", f"runs=[{cv_dir}]", "postprocess=f1_offsets",
                    f"paths.log_dir={tmp_path}", f"paths.root_dir={ROOT}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("f1_offsets"))
-    before, after = (float(v) for v in line.split("OOF f1_macro ")[1].split(" -> "))
-    assert after >= before
+    match = re.search(r"OOF f1_macro (\S+) before, (\S+) after in-sample, (\S+) after "
+                      rf"cross-fitted \(the OOF's {FOLDS} folds\) -> (used|not used)", line)
+    before, in_sample, cross_fitted = (float(match[i]) for i in (1, 2, 3))
+    assert in_sample >= before
+    assert cross_fitted >= before if match[4] == "used" else cross_fitted <= before
 
 
 @settings(max_examples=25, deadline=None)
@@ -174,9 +181,9 @@ def test_logit_adjust_learns_tau_on_oof():
     probs[:, 0] += 0.35
     probs /= probs.sum(axis=1, keepdims=True)
     oof = pd.DataFrame(probs, columns=["a", "b", "c"]).assign(label=np.array(["a", "b", "c"])[y])
-    adjust, report = fit_postprocess(LogitAdjust(), oof,
-                                     ["a", "b", "c"], "label")
-    assert report["after"] >= report["before"] and report["tau"] > 0
+    adjust, report, warning = fit_postprocess(LogitAdjust(), oof, ["a", "b", "c"], "label")
+    assert report["after_in_sample"] >= report["before"] and report["tau"] > 0
+    assert report["used"] and report["after_cross_fitted"] > report["before"] and not warning
     prior = np.bincount(y) / len(y)
     expected = np.log(probs) - report["tau"] * np.log(prior)
     assert np.allclose(np.log(adjust(probs)) - np.log(adjust(probs))[:, :1],

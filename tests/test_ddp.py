@@ -38,7 +38,8 @@ def test_tta_is_proven_on_every_ranks_validation_rows(ddp_run):
         scores.append(f1_score(oof.label, predicted, labels=classes, average="macro"))
     assert (tta["before"], tta["after"]) == pytest.approx(tuple(scores), abs=1e-6)
     assert tta["used"] == (scores[1] >= scores[0])
-    assert f"tta: OOF f1_macro {tta['before']:.4f} -> {tta['after']:.4f}" in proc.stdout
+    assert f"tta: OOF f1_macro {tta['before']:.4f} before -> {tta['after']:.4f} after" \
+        in proc.stdout
 
 
 def test_per_class_report_covers_every_rank(ddp_run):

@@ -382,21 +382,30 @@ def test_cv_oof_scores_equal_scikit_learn(cv_dir, ml_root):
     assert (cv_dir / "submission.csv").is_file()
 
 
-def test_submit_with_thresholds_never_lowers_the_oof_score(cv_dir, tmp_path):
+def test_submit_with_thresholds_is_judged_cross_fitted(cv_dir, tmp_path):
+    """In-sample the thresholds never lower the OOF score; they reach the file only when
+    their cross-fitted score (fitted on one fold, scored on the other) is higher."""
     proc = run_cli("podium.submit", f"runs=[{cv_dir}]", "postprocess=thresholds",
                    f"paths.log_dir={tmp_path}", f"paths.root_dir={ROOT}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("thresholds"))
-    before, after = (float(v) for v in line.split("f1_micro ")[1].split(" -> "))
-    assert after >= before
+    scores = line.split("OOF f1_micro ")[1].split(", ")
+    before, in_sample = float(scores[0].split()[0]), float(scores[1].split()[0])
+    assert in_sample >= before and "the OOF's 2 folds" in line
     [summary] = list(tmp_path.rglob("metrics.json"))
-    report = json.loads(summary.read_text())["postprocess"]
+    saved = json.loads(summary.read_text())
+    report = saved["postprocess"]
     oof = pd.read_csv(cv_dir / "oof.csv", dtype={"id": str, "labels": str})
     classes = list(oof.columns[3:])
     y, probs = binarize(oof["labels"], classes), oof[classes].to_numpy()
     learned = np.array([report["thresholds"][c] for c in classes])
-    assert report["after"] == pytest.approx(sk.f1_score(y, probs > learned, average="micro"))
+    assert report["after_in_sample"] == pytest.approx(
+        sk.f1_score(y, probs > learned, average="micro"))
     assert report["before"] == pytest.approx(sk.f1_score(y, probs > 0.5, average="micro"))
+    assert report["used"] == (report["after_cross_fitted"] > report["before"])
+    assert saved["oof_score_submitted"] == pytest.approx(
+        report["after_cross_fitted"] if report["used"] else report["before"])
     submission = pd.read_csv(summary.parent / "submission.csv", dtype=str, keep_default_na=False)
     test_probs = pd.read_csv(cv_dir / "test_probs.csv", dtype={"id": str})
     expected = binarize(submission["labels"], classes)
-    assert np.array_equal(expected, test_probs[classes].to_numpy() > learned)
+    applied = learned if report["used"] else 0.5
+    assert np.array_equal(expected, test_probs[classes].to_numpy() > applied)

@@ -30,7 +30,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Summary:
-    """What an ensemble wrote and why: members, OOF scores, every step's before/after."""
+    """What an ensemble wrote and why: members, OOF scores, every step's before/after.
+
+    A learned step (`postprocess`, `threshold`) reports `before` (the OOF score without it),
+    `after_in_sample` (fitted and scored on the same OOF rows: optimistic by construction),
+    `after_cross_fitted` (fitted on k-1 parts of the rows, scored on the k-th, pooled: the
+    honest estimate), `used` (only when the cross-fitted score beats `before`) and what
+    it learned on every row. `oof_score` is the plain OOF score of the averaged
+    probabilities (comparable across runs); `oof_score_submitted` is the honest estimate of
+    the written file's score on the OOF rows (stored in metrics.json).
+    """
 
     runs: list[str]
     weights: list[float]
@@ -40,42 +49,79 @@ class Summary:
     format: dict = field(default_factory=dict)       # name, why
     oof: dict[str, float] = field(default_factory=dict)  # oof/<metric>: every metric
     tta: dict | None = None          # used, before, after, metric
-    postprocess: dict | None = None  # name, before, after, what was learned
-    threshold: dict | None = None    # threshold, before, after, metric
+    postprocess: dict | None = None  # name, before, after_in_sample, after_cross_fitted, used
+    threshold: dict | None = None    # threshold, before, after_in_sample, after_cross_fitted, used
     leaderboard: dict[str, float] = field(default_factory=dict)  # demos only
     warnings: list[str] = field(default_factory=list)
 
     @property
     def oof_score(self) -> float | None:
-        """The OOF score of the competition's metric (before post-processing)."""
+        """The OOF score of the competition's metric: the averaged probabilities as they
+        are (after the tta choice, before post-processing and the decision threshold)."""
         return self.oof.get(f"oof/{self.metric}")
+
+    @property
+    def oof_score_submitted(self) -> float | None:
+        """The score the written file is expected to have on the OOF rows, by the
+        competition's metric. The last learned step decides (the threshold, else the
+        post-processing): its cross-fitted score when it is used (its in-sample score would
+        be optimistic), else its `before` (the prediction the file keeps: cross-fitted too
+        when a used post-processing precedes the threshold); `oof_score` when no step was
+        learned. None when that step is scored by another metric (multi-label thresholds
+        for another F1)."""
+        step = self.threshold or self.postprocess
+        if not step or "before" not in step:
+            return self.oof_score
+        if step["metric"] != self.metric:
+            return None
+        return step["after_cross_fitted"] if step["used"] else step["before"]
 
     def to_dict(self) -> dict:
         """metrics.json's fields (leaderboard scores at the top level, as every run's)."""
         data = asdict(self)
-        data.update(data.pop("leaderboard"), oof_score=self.oof_score)
+        data.update(data.pop("leaderboard"), oof_score=self.oof_score,
+                    oof_score_submitted=self.oof_score_submitted)
         return {k: v for k, v in data.items() if v is not None}
 
     def lines(self) -> list[str]:
-        """What an entry point prints: members and weights, every check before -> after,
-        the OOF score, the format, the leaderboard (demos) and where the file is."""
+        """What an entry point prints: members and weights, every check with its score
+        before and after (learned steps: in-sample and cross-fitted, and whether used), the
+        OOF scores, the format, the leaderboard (demos) and where the file is."""
         from podium.submission.leaderboard import leaderboard_lines
 
         lines = [f"member {r}: weight {w:.3f}" for r, w in zip(self.runs, self.weights,
                                                                strict=True)]
-        for step in (self.tta, self.postprocess, self.threshold):
+        if self.tta and "before" in self.tta:
+            lines.append(f"tta: OOF {self.tta['metric']} {self.tta['before']:.4f} before -> "
+                         f"{self.tta['after']:.4f} after (in-sample: a choice, nothing fitted)"
+                         f" -> {'used' if self.tta['used'] else 'not used'}")
+        for step in (self.postprocess, self.threshold):
             if step and "before" in step:
-                name = step.get("name", "tta" if step is self.tta else "threshold")
-                at = f" at {step['threshold']:.4f}" if "threshold" in step else ""
-                lines.append(f"{name}{at}: OOF {step['metric']} {step['before']:.4f} -> "
-                             f"{step['after']:.4f}")
+                lines.append(step_line(step))
         lines += [f"warning: {w}" for w in self.warnings]
         if self.oof_score is not None:
-            lines.append(f"OOF {self.metric} (metric.competition): {self.oof_score:.4f}")
+            lines.append(f"OOF {self.metric} (metric.competition) before post-processing: "
+                         f"{self.oof_score:.4f}")
+        if (self.postprocess or self.threshold) and self.oof_score_submitted is not None:
+            lines.append(f"OOF {self.metric} of the submission (cross-fitted where a learned "
+                         f"step is used): {self.oof_score_submitted:.4f}")
         lines.append(f"submission format: {self.format['name']} ({self.format['why']})")
         lines += leaderboard_lines(self.leaderboard)
         lines.append(f"submission: {self.submission}")
         return lines
+
+
+def step_line(step: dict) -> str:
+    """`threshold 0.4971: OOF acc 0.8303 before, 0.8317 after in-sample, 0.8290 after
+    cross-fitted (the OOF's 5 folds) -> not used`."""
+    name = step.get("name", "threshold")
+    at = f" {step['threshold']:.4f}" if "threshold" in step else ""
+    cross = step.get("after_cross_fitted")
+    crossed = (f"{cross:.4f} after cross-fitted ({step['cross_fitted_on']})"
+               if cross is not None else f"not cross-fitted ({step['cross_fitted_on']})")
+    return (f"{name}{at}: OOF {step['metric']} {step['before']:.4f} before, "
+            f"{step['after_in_sample']:.4f} after in-sample, {crossed} -> "
+            f"{'used' if step['used'] else 'not used'}")
 
 
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
@@ -161,10 +207,11 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     `output_dir`'s submission (and, when `output_dir` is not a member's own folder, the
     ensemble's `test_probs.csv` and `oof.csv`, so that it can be a member in turn)."""
     from podium.model.metrics import LABEL_METRICS, infer_mode
+    from podium.submission.crossfit import make_parts
     from podium.submission.formats import choose_format, write_submission
     from podium.submission.leaderboard import leaderboard
-    from podium.submission.postprocess import fit_postprocess
-    from podium.submission.thresholds import best_threshold
+    from podium.submission.postprocess import fit_postprocess, postprocess_learner
+    from podium.submission.thresholds import fit_binary_threshold
 
     cfg = members[0].cfg
     data, metric = cfg.data, cfg.metric.competition
@@ -187,12 +234,14 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     if oof is not None:
         summary.oof = oof_scores(oof, class_names, data.target_col, task, cfg.metric.k)
     label_metric = metric in LABEL_METRICS or task == "multilabel"
+    pre = None  # post-processing that is used, as a learner: the threshold refits it per part
     if postprocess and oof is not None and label_metric:
-        adjust, summary.postprocess = fit_postprocess(postprocess, oof, class_names,
-                                                      data.target_col, metric, task)
+        adjust, summary.postprocess, warning = fit_postprocess(
+            postprocess, oof, class_names, data.target_col, metric, task)
+        summary.warnings += [warning] if warning else []
         test = adjust(test)
-        oof = oof.assign(**dict(zip(class_names, adjust(oof[class_names].to_numpy()).T,
-                                    strict=True)))
+        if summary.postprocess["used"] and task != "multilabel":
+            pre = postprocess_learner(postprocess, class_names, metric)
     elif postprocess:
         summary.warnings.append(f"postprocess skipped: it needs oof.csv and a label metric "
                                 f"(metric.competition={metric})")
@@ -202,8 +251,10 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
             and metric in LABEL_METRICS:  # the cut that the metric wants, not 0.5
         index = {str(c): i for i, c in enumerate(class_names)}
         y = oof[data.target_col].astype(str).map(index).to_numpy()
-        summary.threshold = best_threshold(oof[class_names[1]].to_numpy(), y, metric)
-        shape = replace(shape, threshold=summary.threshold["threshold"])
+        cut, summary.threshold, warning = fit_binary_threshold(
+            oof[class_names].to_numpy(dtype=np.float64), y, metric, make_parts(oof, y), pre)
+        summary.warnings += [warning] if warning else []
+        shape = replace(shape, threshold=cut)
     summary.format = {"name": shape.format, "why": shape.why}
     path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names,
                             id_col, task, shape)

@@ -2,8 +2,11 @@
 
 Every step is learned on exactly the predictions it is applied to (with test-time
 augmentation when TTA is on), scored by the competition's metric (`metric.competition`),
-starts from "no change" and accepts a change only when it raises the OOF score: the OOF
-score never goes down.
+starts from "no change" and accepts a change only when it raises the OOF score of the rows
+it is fitted on. That in-sample "after" is optimistic by construction, so every step is
+also cross-fitted (podium.submission.crossfit: fitted on k-1 parts of the OOF rows, scored
+on the k-th) and reaches the test set only when its cross-fitted score beats the plain one;
+otherwise the prediction stays as it is, with a one-line warning.
 - `F1Offsets` (`postprocess=f1_offsets`): per-class additive log-probability offsets found
   by coordinate search (the decision rule a label metric wants is rarely argmax).
 - `LogitAdjust` (`postprocess=logit_adjust`): subtract `tau * log(prior)` (Menon et al.
@@ -21,6 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
 from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
@@ -74,27 +78,53 @@ class LogitAdjust:
         return -tau * log_prior, {"tau": tau}
 
 
+def postprocess_learner(step, class_names: Sequence[str], metric: str) -> Learn:
+    """`step` (F1Offsets, LogitAdjust) as a learner: fitted on some rows' (N, C)
+    probabilities and class indices, deciding argmax(log p + shift)."""
+
+    def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
+        shift, report = step.fit(log_probs(probs), y, metric, class_names)
+
+        def adjust(test: np.ndarray) -> np.ndarray:
+            logits = log_probs(test) + shift
+            exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return exp / exp.sum(axis=1, keepdims=True)
+
+        return Fitted(lambda test: (log_probs(test) + shift).argmax(1), report, adjust)
+
+    return learn
+
+
+def argmax_learner(probs: np.ndarray, y: np.ndarray) -> Fitted:
+    """No post-processing: argmax, the probabilities as they are."""
+    return Fitted(lambda test: test.argmax(1), {}, lambda test: test)
+
+
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
+
+
 def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
-                    metric: str = "f1_macro", task: str = "multiclass") -> tuple[Adjust, dict]:
+                    metric: str = "f1_macro", task: str = "multiclass",
+                    parts: Parts | None = None) -> tuple[Adjust, dict, str | None]:
     """Learn `step` (F1Offsets, LogitAdjust; multi-label: Thresholds) on the OOF predictions
-    for the label metric `metric`; return the test adjustment and a report (OOF score
-    before/after)."""
+    for the label metric `metric`, judged by its cross-fitted score (`parts`: the OOF's folds,
+    else a seeded stratified k-fold; podium.submission.crossfit.make_parts). Returns the test
+    adjustment (the identity when the step is not used), the report (`before`,
+    `after_in_sample`, `after_cross_fitted`, `used`, what was learned on every row) and a
+    one-line warning when the step is not used."""
     from podium.submission.thresholds import Thresholds, fit_threshold_postprocess
 
     if isinstance(step, Thresholds) or task == "multilabel":
-        return fit_threshold_postprocess(step, oof, class_names, target_col, task, metric)
+        return fit_threshold_postprocess(step, oof, class_names, target_col, task, metric,
+                                         parts)
     index = {name: i for i, name in enumerate(class_names)}
     y = oof[target_col].map(index).to_numpy()
-    logp = np.log(np.clip(oof[list(class_names)].to_numpy(dtype=np.float64), 1e-12, None))
+    probs = oof[list(class_names)].to_numpy(dtype=np.float64)
+    parts = parts if parts is not None else make_parts(oof, y)
+    learn = postprocess_learner(step, class_names, metric)
     n_classes = len(class_names)
-    before = label_score(metric, y, logp.argmax(1), n_classes)
-    shift, report = step.fit(logp, y, metric, class_names)
-    after = label_score(metric, y, (logp + shift).argmax(1), n_classes)
-
-    def adjust(probs: np.ndarray) -> np.ndarray:
-        logits = np.log(np.clip(probs, 1e-12, None)) + shift
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
-
-    return adjust, {"name": step.name, "metric": metric, "before": before, "after": after,
-                    **report}
+    fitted, report, warning = judge(step.name, learn, argmax_learner, probs, y, parts,
+                                    lambda truth, pred: label_score(metric, truth, pred,
+                                                                    n_classes), metric)
+    return fitted.adjust, report, warning

@@ -5,6 +5,8 @@
 - `Thresholds` (`postprocess=thresholds`): multi-label, one threshold per label (or one for
   all) maximising the OOF F1 (micro, macro or samples), starting from 0.5 and accepting
   only a strictly better score.
+Both are judged by their cross-fitted OOF score (podium.submission.crossfit): learned on
+k-1 parts of the rows, scored on the k-th; they are used only when that score beats 0.5's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 
 from podium import run
 from podium.errors import PodiumError
+from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
 from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
@@ -33,6 +36,33 @@ def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str) -> dict:
         if score > best + 1e-12:
             best, threshold = score, float(t)
     return {"threshold": threshold, "metric": metric, "before": before, "after": best}
+
+
+def threshold_learner(metric: str, pre: Learn | None = None,
+                      threshold: float | None = None) -> Learn:
+    """The binary decision `p(positive) >= t` as a learner: `t` learned by `best_threshold`
+    (or fixed at `threshold`), on the probabilities `pre` (post-processing, learned on the
+    same rows) makes, when given."""
+
+    def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
+        made = pre(probs, y).adjust if pre else (lambda p: p)
+        cut = threshold if threshold is not None else \
+            best_threshold(made(probs)[:, 1], y, metric)["threshold"]
+        return Fitted(lambda test: (made(test)[:, 1] >= cut).astype(int), {"threshold": cut})
+
+    return learn
+
+
+def fit_binary_threshold(probs: np.ndarray, y: np.ndarray, metric: str, parts: Parts,
+                         pre: Learn | None = None) -> tuple[float, dict, str | None]:
+    """The cut the submission uses (0.5 unless the learned one's cross-fitted score beats
+    0.5's), the report (`threshold`: learned on every row) and a warning when not used.
+    `pre`: post-processing the test set gets first; it is refitted within every part."""
+    fitted, report, warning = judge("threshold", threshold_learner(metric, pre),
+                                    threshold_learner(metric, pre, 0.5), probs, y, parts,
+                                    lambda truth, pred: label_score(metric, truth, pred, 2),
+                                    metric)
+    return fitted.info["threshold"], report, warning
 
 
 class Thresholds:
@@ -123,10 +153,13 @@ def shift_to_half(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 def fit_threshold_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str],
-                              target_col: str, task: str,
-                              monitor: str | None) -> tuple[Adjust, dict]:
+                              target_col: str, task: str, monitor: str | None,
+                              parts: Parts | None = None
+                              ) -> tuple[Adjust, dict, str | None]:
     """`postprocess=thresholds` on multi-label OOF predictions (its label column holds the
-    space-separated sets); the OOF score after is measured on what the test set gets."""
+    space-separated sets), judged by its cross-fitted score (`parts`, else
+    podium.submission.crossfit.make_parts); the scores are measured on what the test set
+    gets. Returns the adjustment (the identity when not used), report and warning."""
     from podium.data.labels import multi_hot, split_label_set
 
     if task != "multilabel" or not isinstance(step, Thresholds):
@@ -140,11 +173,22 @@ def fit_threshold_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str
     sets = [split_label_set(cell) for cell in oof[target_col]]
     y = multi_hot(sets, [str(c) for c in class_names], Path(run.OOF), target_col)[0] > 0.5
     probs = oof[[str(c) for c in class_names]].to_numpy(dtype=np.float64)
-    thresholds = fit_thresholds(probs, y, average, step.per_class)
-    before = multilabel_f1(y, probs > 0.5, average)
-    after = multilabel_f1(y, shift_to_half(probs, thresholds) > 0.5, average)
-    if after < before:  # only a float tie could do this: keep the probabilities as they are
-        thresholds, after = np.full(len(class_names), 0.5), before
-    report = {"name": "thresholds", "metric": average, "before": before, "after": after,
-              "thresholds": dict(zip(map(str, class_names), thresholds.tolist(), strict=True))}
-    return (lambda test: shift_to_half(test, thresholds)), report
+    parts = parts if parts is not None else make_parts(oof, y)
+    names = [str(c) for c in class_names]
+
+    def learn(rows: np.ndarray, truth: np.ndarray) -> Fitted:
+        thresholds = fit_thresholds(rows, truth, average, step.per_class)
+        if multilabel_f1(truth, shift_to_half(rows, thresholds) > 0.5, average) < \
+                multilabel_f1(truth, rows > 0.5, average):  # only a float tie could do this
+            thresholds = np.full(len(names), 0.5)
+        return Fitted(lambda test: shift_to_half(test, thresholds) > 0.5,
+                      {"thresholds": dict(zip(names, thresholds.tolist(), strict=True))},
+                      lambda test: shift_to_half(test, thresholds))
+
+    def plain(rows: np.ndarray, truth: np.ndarray) -> Fitted:
+        return Fitted(lambda test: test > 0.5, {}, lambda test: test)
+
+    fitted, report, warning = judge("thresholds", learn, plain, probs, y, parts,
+                                    lambda truth, pred: multilabel_f1(truth, pred, average),
+                                    average)
+    return fitted.adjust, report, warning
