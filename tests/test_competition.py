@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as sk
 
 from conftest import make_cfg
-from podium.submission.postprocess import label_score
+from podium.submission.oof import label_score
 from podium.submission.thresholds import best_threshold
 
 SKLEARN = {
@@ -123,3 +123,23 @@ def test_binary_run_scored_on_accuracy_submits_labels_cut_at_the_learned_thresho
     submission = pd.read_csv(run / "submission.csv", dtype={"id": str})
     expected = np.where(probs.malignant >= cut, "malignant", "benign")
     assert list(submission.target) == list(expected)
+
+
+def test_best_threshold_is_the_best_split_by_scikit_learn():
+    """Counted from the sorted rows, the threshold equals a brute-force search that scores
+    every distinct split with scikit-learn (first best on ties, 0.5 unless beaten)."""
+    rng = np.random.default_rng(7)
+    scorers = {"acc": sk.accuracy_score, "balanced_acc": sk.balanced_accuracy_score,
+               "f1_macro": lambda y, p: sk.f1_score(y, p, average="macro", zero_division=0)}
+    for _ in range(20):
+        n = int(rng.integers(5, 120))
+        p1 = np.round(rng.random(n), int(rng.integers(1, 3)))  # ties included
+        y = (rng.random(n) < p1 * 0.8).astype(int)
+        for metric, score in scorers.items():
+            best, cut = score(y, (p1 >= 0.5).astype(int)), 0.5
+            for t in np.unique(p1):
+                value = score(y, (p1 >= t).astype(int))
+                if value > best + 1e-12:
+                    best, cut = value, float(t)
+            got = best_threshold(p1, y, metric)
+            assert (got["threshold"], got["after"]) == pytest.approx((cut, best))

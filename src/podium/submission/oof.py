@@ -66,9 +66,14 @@ def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
-    """A label metric (podium.model.metrics.LABEL_METRICS) from the confusion matrix: fast enough
-    to search with, equal to scikit-learn's (zero_division=0)."""
-    cm = confusion(y, pred, n_classes).astype(float)
+    """A label metric (podium.model.metrics.LABEL_METRICS) from the confusion matrix: fast
+    enough to search with, equal to scikit-learn's (zero_division=0)."""
+    return confusion_score(metric, confusion(y, pred, n_classes))
+
+
+def confusion_score(metric: str, cm: np.ndarray) -> float:
+    """`label_score` of a confusion matrix (rows: true class, columns: predicted)."""
+    cm = cm.astype(float)
     tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
     ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
     f1 = ratio(2 * tp, predicted + actual)

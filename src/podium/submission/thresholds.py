@@ -20,7 +20,7 @@ import pandas as pd
 from podium import run
 from podium.errors import PodiumError
 from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
-from podium.submission.oof import label_score
+from podium.submission.oof import confusion_score, label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
 
@@ -28,14 +28,28 @@ Adjust = Callable[[np.ndarray], np.ndarray]
 def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str) -> dict:
     """The decision threshold on p(positive) that maximises the label metric `metric` on
     (validation or OOF) predictions; 0.5 unless another threshold is strictly better."""
-    candidates = np.unique(p1)  # every distinct split of the rows
     before = label_score(metric, y, (p1 >= 0.5).astype(int), 2)
     best, threshold = before, 0.5
-    for t in candidates:
-        score = label_score(metric, y, (p1 >= t).astype(int), 2)
+    for t, cm in threshold_confusions(p1, y):
+        score = confusion_score(metric, cm)
         if score > best + 1e-12:
             best, threshold = score, float(t)
     return {"threshold": threshold, "metric": metric, "before": before, "after": best}
+
+
+def threshold_confusions(p1: np.ndarray, y: np.ndarray):
+    """(t, confusion matrix of `p1 >= t`) for every distinct value t of `p1`, ascending:
+    counted once from the sorted rows (O(n log n)), not by scoring every split again."""
+    values, counts = np.unique(-p1, return_counts=True)  # descending p, rows per value
+    order = np.argsort(-p1, kind="stable")
+    positives_sorted = np.asarray(y)[order].astype(bool)
+    at_least = np.cumsum(counts)                      # rows with p >= value
+    tp = np.cumsum(positives_sorted)[at_least - 1]    # positives among them
+    positives, rows = int(positives_sorted.sum()), len(p1)
+    fp = at_least - tp
+    for i in range(len(values) - 1, -1, -1):          # ascending thresholds
+        yield -values[i], np.array([[rows - positives - fp[i], fp[i]],
+                                    [positives - tp[i], tp[i]]])
 
 
 def threshold_learner(metric: str, pre: Learn | None = None,
