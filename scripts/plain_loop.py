@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from podium.model.augment import RandomFlip, RandomShift
 from podium.data.image import ImageDataModule
+from podium.model.augment import RandomFlip, RandomShift
 from podium.model.nets import CifarResNet
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -55,8 +55,8 @@ def test_the_module_augments_training_batches_only():
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from podium.model.nets import CifarResNet
     from podium.model.module import CompetitionModule
+    from podium.model.nets import CifarResNet
 
     seen = []
 

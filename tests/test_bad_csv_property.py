@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from podium.errors import PodiumError
 from podium.data.image import ImageDataModule
+from podium.errors import PodiumError
 from podium.submission.formats import write_submission
 
 CLASSES = ["a", "b", "c"]

@@ -184,8 +184,8 @@ def test_logit_adjust_learns_tau_on_oof():
 
 
 def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
-    from podium.submission.ensemble import average_probs
     from podium.errors import PodiumError
+    from podium.submission.ensemble import average_probs
 
     a = pd.DataFrame({"id": ["1", "2"], "cat": [0.9, 0.2], "dog": [0.1, 0.8]})
     b = pd.DataFrame({"id": ["1", "2"], "cat": [0.5, 0.5], "emu": [0.5, 0.5]})

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from conftest import CIFAR, needs_cifar
-from podium.errors import PodiumError
 from podium.data.image import ImageDataModule
 from podium.data.labels import sort_labels
+from podium.errors import PodiumError
 
 
 @needs_cifar

@@ -12,8 +12,8 @@ import torch
 from PIL import Image, JpegImagePlugin
 
 from podium import images
-from podium.errors import PodiumError
 from podium.data.decode import decode_images, decode_workers, load_image
+from podium.errors import PodiumError
 
 # Draft pixels against a full decode + bilinear resize, in grey levels of 255: the mean
 # absolute difference stays under MEAN_TOLERANCE, no pixel further than MAX_TOLERANCE

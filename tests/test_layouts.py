@@ -17,8 +17,8 @@ from PIL import Image
 from test_what_happens import assert_says
 
 from conftest import make_cfg
-from podium.errors import PodiumError
 from podium.data.image import ImageDataModule
+from podium.errors import PodiumError
 
 
 def image(path: Path, value: int = 7, size=(6, 6), mode="RGB") -> Path:

@@ -152,7 +152,8 @@ def test_epoch_training_metrics_equal_the_whole_epoch_by_hand(monkeypatch):
     import podium.model.module
     from podium.model.module import CompetitionModule
 
-    monkeypatch.setattr(podium.model.module, "TRAIN_METRICS_EVERY", 2)  # flushes mid-epoch and at its end
+    # flushes mid-epoch and at its end
+    monkeypatch.setattr(podium.model.module, "TRAIN_METRICS_EVERY", 2)
     torch.manual_seed(0)
     images = torch.randint(0, 256, (33, 1, 4, 4), dtype=torch.uint8)
     labels = torch.randint(0, 3, (33,))

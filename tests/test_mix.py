@@ -13,7 +13,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF, image_spec, make_cfg
-from podium.model.augment import BatchMix
 from podium.build import MULTILABEL_LOSSES
 from podium.losses.multiclass import (
     BalancedSoftmaxLoss,
@@ -23,6 +22,7 @@ from podium.losses.multiclass import (
     WeightedCrossEntropy,
     class_weights,
 )
+from podium.model.augment import BatchMix
 
 LOGITS = np.array([[2.0, -1.0, 0.5], [0.1, 0.3, -0.2], [-1.5, 2.5, 1.0], [0.0, 0.0, 3.0]])
 SOFT = np.array([[0.7, 0.3, 0.0], [0.0, 1.0, 0.0], [0.2, 0.0, 0.8], [0.5, 0.25, 0.25]])
@@ -211,8 +211,8 @@ def test_switch_prob_picks_cutmix_or_mixup():
 
 # -- the module ----------------------------------------------------------------------------
 def test_loss_gets_soft_targets_and_training_metrics_the_hard_labels():
-    from podium.model.nets import CifarResNet
     from podium.model.module import CompetitionModule
+    from podium.model.nets import CifarResNet
 
     seen = []
 

@@ -19,11 +19,11 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from conftest import CONF, ROOT, make_cfg, run_cli
 from podium.data.demo import build_multilabel_demo
-from podium.errors import PodiumError
 from podium.data.labels import encode_target, encode_target_columns
-from podium.model.metrics import resolve_metric, task_metrics
 from podium.data.samplers import RarestLabelSampler
 from podium.data.splits import split_indices
+from podium.errors import PodiumError
+from podium.model.metrics import resolve_metric, task_metrics
 from podium.submission.formats import make_submission, validate_submission, write_submission
 from podium.submission.thresholds import fit_thresholds, multilabel_f1, shift_to_half
 from podium.train import train

@@ -18,8 +18,8 @@ from torch import nn
 from conftest import image_spec, make_cfg, run_cli, run_dirs
 from podium.build import best_checkpoint, build_module
 from podium.errors import PodiumError
-from podium.model.nets import CifarResNet
 from podium.model.module import CompetitionModule
+from podium.model.nets import CifarResNet
 from podium.model.optim import build_optimizer, param_groups
 
 

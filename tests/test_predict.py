@@ -208,8 +208,8 @@ def test_tabular_runs_predict_again_and_find_a_learning_rate(binary_run, tmp_pat
 
 # -- bad input: one line, nothing written -----------------------------------------------------
 def test_a_checkpoint_that_runs_code_on_load_is_refused(tmp_path):
-    from podium.submission.members import load_checkpoint
     from podium.errors import PodiumError
+    from podium.submission.members import load_checkpoint
 
     marker = tmp_path / "was_run"
 

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from conftest import make_cfg, run_cli, run_dirs
 from podium.data.base import TensorRows
-from podium.errors import PodiumError
 from podium.data.splits import split_indices
+from podium.errors import PodiumError
 
 DEMO_ARGS = ["model.net.depth=8", "model.net.width=4", "print_config=false"]
 

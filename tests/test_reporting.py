@@ -171,8 +171,8 @@ def test_epoch_lines_setting():
 
 def test_learning_curves_mark_the_best_checkpoint_epoch(tmp_path, monkeypatch):
     import podium.callbacks.curves
-    from podium.callbacks.curves import LearningCurves
     from podium.callbacks.checkpoints import checkpoint_epoch
+    from podium.callbacks.curves import LearningCurves
 
     rows = [{"epoch": e, "step": e, "val/loss": 1 - e / 10, "val/f1_macro": f1,
              "train/loss_epoch": 2 - e / 10} for e, f1 in enumerate([0.2, 0.6, 0.4])]

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, run_cli
-from podium.errors import PodiumError
 from podium.data.image import ImageDataModule
+from podium.errors import PodiumError
 
 
 def readme_rows() -> dict[str, str]:
