@@ -239,7 +239,7 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
 
     from podium.build import build_datamodule
 
-    cfg = compose(root, args, ["callbacks.model_checkpoint.save_last=false"])
+    cfg = compose(root, args, ["callbacks.last_checkpoint=null"])
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     start = time.perf_counter()
