@@ -58,9 +58,9 @@ def compose(root: Path, args: argparse.Namespace, extra: list[str] = ()):
         cfg.paths.output_dir = str(out)
         cfg.hydra.runtime.output_dir = str(out)
     HydraConfig.instance().set_config(cfg)
-    from podium.model.metrics import resolve_metric
+    from podium.config import resolve_defaults
 
-    return resolve_metric(cfg)
+    return resolve_defaults(cfg)
 
 
 def sync(device: torch.device) -> float:
@@ -205,7 +205,7 @@ import sys; sys.argv = ["podium.train", "data.root=%s", "paths.log_dir=%s",
 from hydra.core.hydra_config import HydraConfig
 def first_step(cfg):
     t = time.perf_counter(); marks["config"] = t - t0 - marks["imports"]
-    from podium.model.metrics import resolve_metric; resolve_metric(cfg)
+    from podium.config import resolve_defaults; resolve_defaults(cfg)
     dm = T.build_datamodule(cfg); dm.prepare_data(); dm.setup("fit")
     marks["data_cache"] = time.perf_counter() - t; t = time.perf_counter()
     module = T.build_module(cfg, dm.spec)
@@ -238,7 +238,7 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
 
     from podium.build import build_datamodule
 
-    cfg = compose(root, args, ["callbacks.model_checkpoint.save_last=false"])
+    cfg = compose(root, args, ["callbacks.last_checkpoint=null"])
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     start = time.perf_counter()

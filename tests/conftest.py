@@ -34,8 +34,10 @@ def demo_root(tmp_path_factory) -> Path:
     return build_demo(tmp_path_factory.mktemp("data") / "demo")
 
 
-def make_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "train") -> DictConfig:
-    """Compose the real config as the CLI would, with every output under tmp_path."""
+def make_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "train",
+             resolve: bool = True) -> DictConfig:
+    """Compose the real config as the CLI would, with every output under tmp_path;
+    `resolve=False` leaves the task's defaults (loss, metric keys) to the entry point."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=list(overrides),
                       return_hydra_config=True)
@@ -45,10 +47,10 @@ def make_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "trai
         cfg.paths.output_dir = str(tmp_path / "run")
         cfg.hydra.runtime.output_dir = str(tmp_path / "run")
     HydraConfig.instance().set_config(cfg)
-    if "metric" in cfg:  # as the entry points do, once, before anything reads it
-        from podium.model.metrics import resolve_metric
+    if resolve and "metric" in cfg:  # as the entry points do, once, before anything reads it
+        from podium.config import resolve_defaults
 
-        resolve_metric(cfg)
+        resolve_defaults(cfg)
     return cfg
 
 

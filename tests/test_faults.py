@@ -89,7 +89,8 @@ def train(run_dir: Path, demo_root: Path, *extra: str) -> Path:
 
 def metrics(run_dir: Path) -> dict:
     data = json.loads((run_dir / "metrics.json").read_text())
-    data.pop("best_checkpoint")  # a path inside the run folder
+    for key in ("best_checkpoint", "submission", "runs"):  # paths inside the run folder
+        data.pop(key)
     return data
 
 
@@ -181,15 +182,25 @@ def test_sigkill_at_three_moments_then_resume_matches_whole_run(whole, tmp_path,
             assert torch.equal(resumed[key], value), (name, key)
 
 
+def default_checkpoints(dirpath: Path, monitor: str, mode: str) -> list:
+    """conf/callbacks/default.yaml's two checkpoint callbacks, writing into `dirpath`."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    callbacks = OmegaConf.load(ROOT / "conf" / "callbacks" / "default.yaml")
+    best, last = callbacks.model_checkpoint, callbacks.last_checkpoint
+    best.monitor, best.mode = monitor, mode
+    return [instantiate(c, dirpath=str(dirpath)) for c in (best, last)]
+
+
 @pytest.mark.parametrize("validate", [True, False])
 def test_last_checkpoint_is_the_latest_epoch_when_the_metric_stops_improving(tmp_path,
                                                                             validate):
-    """Lightning alone rewrites last.ckpt only when the monitor improves; a crash would then
-    resume from the last improvement, not from the latest epoch."""
+    """Lightning's save_last rewrites last.ckpt only when the monitor improves; a crash would
+    then resume from the last improvement. The unmonitored `last_checkpoint` writes it after
+    every validation (every training epoch without one), holding that epoch's best."""
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
-
-    from podium.callbacks.checkpoints import RunCheckpoint
 
     class Flat(L.LightningModule):  # the monitored score never improves after epoch 0
         def __init__(self):
@@ -207,13 +218,47 @@ def test_last_checkpoint_is_the_latest_epoch_when_the_metric_stops_improving(tmp
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     data = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
-    checkpoint = RunCheckpoint(dirpath=str(tmp_path), filename="best", monitor="score",
-                               mode="max", save_last=True)
-    trainer = L.Trainer(max_epochs=3, callbacks=[checkpoint], logger=False,
+    callbacks = default_checkpoints(tmp_path, "score", "max")
+    trainer = L.Trainer(max_epochs=3, callbacks=callbacks, logger=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=1.0 if validate else 0)
     trainer.fit(Flat(), data, data if validate else None)
+    assert trainer.checkpoint_callback is callbacks[0]  # best.ckpt: what podium predicts with
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     best = torch.load(tmp_path / "best.ckpt", weights_only=False)
     assert (best["epoch"], last["epoch"]) == (0, 2)
     assert last["global_step"] == 6
+    [best_state] = [v for k, v in last["callbacks"].items() if "'score'" in k]
+    assert best_state["best_model_path"] == str(tmp_path / "best.ckpt")
+
+
+def test_a_resume_into_a_new_folder_carries_the_best_and_starts_last_afresh(tmp_path):
+    """Resumed from an old folder's last.ckpt, the best checkpoint is copied with its score;
+    the last checkpoint's path no longer points into the old folder (nothing there is
+    overwritten or deleted), and Lightning's "dirpath has changed" warning stays quiet."""
+    import warnings
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    torch.save({"epoch": 0}, old / "best.ckpt")
+    torch.save({"epoch": 2}, old / "last.ckpt")
+    best, last = default_checkpoints(new, "score", "max")
+    score = torch.tensor(0.7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        best.load_state_dict({
+            "dirpath": str(old), "monitor": "score", "best_model_score": score,
+            "best_model_path": str(old / "best.ckpt"), "current_score": score,
+            "best_k_models": {str(old / "best.ckpt"): score}, "kth_value": score,
+            "kth_best_model_path": str(old / "best.ckpt"), "last_model_path": ""})
+        last.load_state_dict({
+            "dirpath": str(old), "monitor": None, "best_model_score": None,
+            "best_model_path": str(old / "last.ckpt"), "current_score": None,
+            "best_k_models": {}, "kth_value": torch.tensor(float("inf")),
+            "kth_best_model_path": "", "last_model_path": ""})
+    assert best.best_model_path == str(new / "best.ckpt") and (new / "best.ckpt").is_file()
+    assert best.best_k_models == {str(new / "best.ckpt"): score}
+    assert float(best.best_model_score) == pytest.approx(0.7)
+    assert last.best_model_path == "" and last.dirpath == str(new)
+    assert sorted(p.name for p in old.iterdir()) == ["best.ckpt", "last.ckpt"]

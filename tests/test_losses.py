@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from omegaconf import OmegaConf
 from torch import nn
 
+from podium.losses import loss_factory, losses_for
 from podium.losses.multiclass import (
     BalancedSoftmaxLoss,
     FocalLoss,
@@ -482,14 +482,28 @@ def test_expected_loss_configs_exist() -> None:
     assert EXPECTED_LOSS_CONFIGS <= found
 
 
+def test_every_loss_config_declares_the_tasks_it_fits() -> None:
+    """Every conf/loss file says which data.task values it fits (what `check_loss_task` and
+    the no-`loss=` default read), and the families are the ones their targets need:
+    predictions against floats, one sigmoid per label, or class scores."""
+    regression, multilabel = {"mse", "l1", "huber"}, {"bce", "focal_bce", "asymmetric",
+                                                      "soft_f1_multilabel"}
+    for path in sorted((CONF / "loss").glob("*.yaml")):
+        declared = OmegaConf.load(path).get("tasks")
+        expected = ({"regression"} if path.stem in regression else {"multilabel"}
+                    if path.stem in multilabel else {"multiclass", "binary"})
+        assert declared is not None and set(declared) == expected, path.stem
+    assert losses_for("multilabel") == ["bce", "asymmetric", "focal_bce", "soft_f1_multilabel"]
+    assert losses_for("regression") == ["mse", "huber", "l1"]
+
+
 CLASSIFICATION_LOSS_CONFIGS = [  # regression: test_tasks; multi-label: test_multilabel_losses
-    p for p in sorted((CONF / "loss").glob("*.yaml"))
-    if p.stem not in ("mse", "l1", "huber", "bce", "focal_bce", "asymmetric", "soft_f1_multilabel")]
+    p for p in sorted((CONF / "loss").glob("*.yaml")) if p.stem in losses_for("multiclass")]
 
 
 @pytest.mark.parametrize("path", CLASSIFICATION_LOSS_CONFIGS, ids=lambda p: p.stem)
 def test_loss_config_instantiates_and_gives_finite_loss(path: Path) -> None:
-    factory = instantiate(OmegaConf.load(path))
+    factory = loss_factory(OmegaConf.load(path))
     kwargs = {}
     if "class_counts" in inspect.signature(factory).parameters:
         kwargs["class_counts"] = [100, 10, 3, 1]
@@ -506,7 +520,7 @@ def test_loss_config_instantiates_and_gives_finite_loss(path: Path) -> None:
 
 
 def test_label_smoothing_config_matches_torch() -> None:
-    loss = instantiate(OmegaConf.load(CONF / "loss" / "label_smoothing.yaml"))()
+    loss = loss_factory(OmegaConf.load(CONF / "loss" / "label_smoothing.yaml"))()
     x, y = t(LOGITS, torch.float32), tl(TARGET)
     ref = F.cross_entropy(x, y, label_smoothing=0.1)
     assert loss(x, y).item() == pytest.approx(ref.item(), rel=1e-6)

@@ -108,6 +108,26 @@ def test_regression_metrics_equal_scikit_learn():
 def test_mode_is_inferred_from_the_key(key, mode):
     assert infer_mode(key) == mode
 
+@pytest.mark.parametrize("name", ["map@3", "mrr", "ndcg@3", "logloss"])
+def test_row_means_merge_like_ddp_into_the_whole_data_mean(name, multiclass):
+    """Two processes' states (uneven shares) merged with the states' own reductions, as a DDP
+    sync merges them, give the mean over every row, not the mean of the two means."""
+    probs, target, whole = multiclass
+    probs, target = torch.from_numpy(probs), torch.from_numpy(target)
+    first, second = (task_metrics("multiclass", 5, k=3)[name] for _ in range(2))
+    first.update(probs[:50], target[:50])
+    second.update(probs[50:], target[50:])
+    halves = (float(first.clone().compute()) + float(second.compute())) / 2
+    first.merge_state(second)
+    assert float(first.compute()) == pytest.approx(whole[name], abs=1e-6)
+    assert halves != pytest.approx(whole[name], abs=1e-4)  # uneven shares: the merge matters
+    assert first.higher_is_better is (name != "logloss")
+    assert first.compute().dtype == torch.float32
+    if name == "logloss":
+        assert whole[name] == pytest.approx(sk.log_loss(target.numpy(), probs.double().numpy(),
+                                                        labels=range(5)), abs=1e-5)
+
+
 
 def test_monitor_and_mode_resolve_once_into_every_consumer(tmp_path):
     cfg = resolve_metric(make_cfg(tmp_path, ["data.task=regression", "callbacks=early_stopping",

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF, image_spec, make_cfg
-from podium.build import MULTILABEL_LOSSES
+from podium.losses import loss_factory, losses_for
 from podium.losses.multiclass import (
     BalancedSoftmaxLoss,
     FocalLoss,
@@ -104,22 +103,22 @@ def test_ldam_soft_targets_match_the_formula(drw):
 def test_torch_cross_entropy_and_label_smoothing_take_soft_targets():
     """loss=ce and loss=label_smoothing are torch's own CE, which takes probabilities."""
     for name, eps in (("ce", 0.0), ("label_smoothing", 0.1)):
-        loss = instantiate(OmegaConf.load(CONF / "loss" / f"{name}.yaml"))()
+        loss = loss_factory(OmegaConf.load(CONF / "loss" / f"{name}.yaml"))()
         smoothed = SOFT * (1 - eps) + eps / SOFT.shape[1]
         got = loss(t(LOGITS), t(SOFT))
         assert got.item() == pytest.approx(ref_ce(LOGITS, smoothed), rel=1e-6), name
 
 
-MULTILABEL = set(MULTILABEL_LOSSES)  # (N, C) multi-hot targets already: soft rows as they are
+MULTILABEL = set(losses_for("multilabel"))  # (N, C) multi-hot targets: soft rows as they are
 CLASSIFICATION_LOSSES = [p for p in sorted((CONF / "loss").glob("*.yaml"))
-                         if p.stem not in ("mse", "l1", "huber") and p.stem not in MULTILABEL]
+                         if p.stem in losses_for("multiclass")]
 
 
 @pytest.mark.parametrize("path", CLASSIFICATION_LOSSES, ids=lambda p: p.stem)
 def test_every_classification_loss_takes_soft_targets_equal_to_hard_on_one_hot(path: Path):
     """One-hot rows give exactly the hard-label loss (and its gradient), for every option of
     the loss group; any other soft row is a finite loss."""
-    factory = instantiate(OmegaConf.load(path))
+    factory = loss_factory(OmegaConf.load(path))
     try:
         loss = factory(class_counts=COUNTS)
     except TypeError:
@@ -140,7 +139,7 @@ def test_every_classification_loss_takes_soft_targets_equal_to_hard_on_one_hot(p
 @pytest.mark.parametrize("name", sorted(MULTILABEL))
 def test_multilabel_losses_take_soft_rows(name):
     """Multi-label losses score each label on its own: a mixed row is a per-label target."""
-    factory = instantiate(OmegaConf.load(CONF / "loss" / f"{name}.yaml"))
+    factory = loss_factory(OmegaConf.load(CONF / "loss" / f"{name}.yaml"))
     try:
         loss = factory(class_counts=COUNTS)
     except TypeError:

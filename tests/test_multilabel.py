@@ -281,10 +281,16 @@ def test_demo_folder(ml_root):
     assert len(counts) == 10 and counts.max() >= 5 * counts.min()  # long-tailed labels
 
 
-def test_demo_end_to_end(tmp_path, ml_root):
+def test_demo_end_to_end(tmp_path, ml_root, capsys):
+    """No loss= given: data.task=multilabel trains with BCE and says so in one line."""
     cfg = make_cfg(tmp_path, ["data=demo_multilabel", f"data.root={ml_root}",
-                              f"data.demo_root={ml_root}", "trainer.max_epochs=3", *TINY])
+                              f"data.demo_root={ml_root}", "trainer.max_epochs=3", *TINY],
+                   resolve=False)
+    assert "loss" not in cfg
     metrics = train(cfg).metrics
+    said = capsys.readouterr().out.splitlines()
+    assert "loss: bce (data.task=multilabel's default; choose with loss=...)" in said
+    assert cfg.loss._target_ == "podium.losses.multilabel.MultilabelBCE"
     run = tmp_path / "run"
     assert {"val/f1_micro", "val/f1_macro", "val/f1_samples", "val/map", "val/hamming_loss",
             "val/subset_acc"} <= set(metrics)
@@ -304,6 +310,9 @@ def test_demo_end_to_end(tmp_path, ml_root):
     y = binarize(oof["labels"], classes)
     assert metrics["val/f1_micro"] == pytest.approx(
         sk.f1_score(y, probs > 0.5, average="micro"), abs=1e-5)
+    # the validation loss is torch's binary cross-entropy of those probabilities
+    bce = torch.nn.functional.binary_cross_entropy(torch.tensor(probs), torch.tensor(y * 1.0))
+    assert metrics["val/loss"] == pytest.approx(float(bce), rel=1e-2)
     table = pd.read_csv(run / "report/per_class.csv")
     assert table.support.tolist() == y.sum(0).tolist()
     assert table.f1.to_numpy() == pytest.approx(sk.f1_score(y, probs > 0.5, average=None))
@@ -334,8 +343,8 @@ def test_a_multiclass_loss_on_multilabel_data_is_one_line_and_writes_nothing(tmp
                    f"paths.log_dir={tmp_path}", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: loss podium.losses.multiclass.FocalLoss does not fit data.task=multilabel: use "
-        "loss=bce, focal_bce, asymmetric or soft_f1_multilabel")
+        "error: loss podium.losses.multiclass.FocalLoss (tasks: multiclass, binary) does not fit "
+        "data.task=multilabel: use loss=bce, asymmetric, focal_bce or soft_f1_multilabel")
     assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.ckpt"))
 
 

@@ -63,6 +63,29 @@ def test_no_decay_and_backbone_lr_groups_on_a_real_net(kind):
         torch.testing.assert_close(p.detach(), old * (1 - group["lr"] * group["weight_decay"]))
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_vits_no_weight_decay_names_are_not_decayed(compiled):
+    """pos_embed and cls_token are 3-D: only the model's `no_weight_decay()` names keep them
+    out of weight decay, also through torch.compile's wrapper (its names gain `_orig_mod.`)."""
+    import timm
+
+    net = timm.create_model("test_vit", num_classes=3)
+    by_name = dict(net.named_parameters())
+    wrapped = torch.compile(net) if compiled else net
+    optimizer = build_optimizer(wrapped, partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05))
+    group_of = groups_by_param(optimizer)
+    for name in ("pos_embed", "cls_token"):
+        assert by_name[name].ndim == 3 and group_of[id(by_name[name])]["weight_decay"] == 0.0
+    for name, p in by_name.items():
+        expected = 0.0 if p.ndim <= 1 or name in ("pos_embed", "cls_token") else 0.05
+        assert group_of[id(p)]["weight_decay"] == expected, name
+    # the network's order, in and across groups: a checkpointed optimizer state maps back
+    order = {id(p): i for i, p in enumerate(by_name.values())}
+    positions = [[order[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+    assert all(pos == sorted(pos) for pos in positions)
+    assert [pos[0] for pos in positions] == sorted(pos[0] for pos in positions)
+
+
 def test_torch_behaviour_without_no_decay():
     net = CifarResNet(depth=8, num_classes=5, in_chans=1)
     optimizer = build_optimizer(net, partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05),

@@ -124,6 +124,8 @@ def test_refit_trains_the_run_on_all_rows_for_its_best_epoch_count(trained, demo
     original = OmegaConf.load(run / ".hydra" / "config.yaml")
     assert trained_cfg.data.val_fraction == 0 and trained_cfg.trainer.max_epochs == 2
     assert trained_cfg.model == original.model and trained_cfg.loss == original.loss
+    # no loss= given: the run's saved config records the task's loss it trained with
+    assert original.loss._target_ == "torch.nn.CrossEntropyLoss"
     assert (refit / "submission.csv").is_file() and not (refit / "oof.csv").exists()
     # the refit folder is a run like any other: make submit averages it
     run_cli("podium.submit", f"runs=[{refit}]", f"paths.log_dir={tmp_path / 'logs'}")

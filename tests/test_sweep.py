@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, make_cfg, run_cli
 
 # tiny but real training: a pruner needs several epochs to compare trials
 FAST = ["debug=limit", "trainer.max_epochs=2", "trainer.limit_train_batches=4",
@@ -186,6 +186,22 @@ def test_unknown_parameter_is_one_line_error_before_any_trial(tmp_path, demo_roo
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "optimizer.lrr" in lines[0] and "did you mean optimizer.lr?" in lines[0]
     assert not list((logs / "sweep" / "typo").glob("*/*"))  # no trial ran
+
+
+def test_a_loss_key_with_no_loss_chosen_says_to_choose_one(tmp_path):
+    """`SEARCH=focal` without `EXP=focal`: the task's loss is filled in after the overrides,
+    so `loss.gamma` has nothing to set; the error says what to do instead."""
+    from podium.errors import PodiumError
+    from podium.sweep.search_space import check_search_space
+
+    with pytest.raises(PodiumError) as err:
+        check_search_space(make_cfg(tmp_path, ["hparams_search=focal"], resolve=False))
+    assert str(err.value) == (
+        "conf/hparams_search/focal.yaml: hydra.sweeper.params names loss.gamma, which is not "
+        "in the config; no loss= is chosen (the task's default comes later): choose one or "
+        "write ++loss.gamma")
+    check_search_space(make_cfg(tmp_path, ["hparams_search=focal", "loss=focal"],
+                                resolve=False))  # the focal recipe: accepted
 
 
 def test_failed_trials_are_recorded_and_a_killed_sweep_resumes(tmp_path, demo_root):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from conftest import make_cfg, run_cli
@@ -22,9 +23,9 @@ def demos(tmp_path_factory):
                                                                               "binary")}
 
 
-def run_demo(tmp_path, root, kind: str, *overrides: str) -> dict:
+def run_demo(tmp_path, root, kind: str, *overrides: str, resolve: bool = True) -> dict:
     cfg = make_cfg(tmp_path, [f"data=demo_{kind}", "debug=limit", f"data.root={root}",
-                              f"data.demo_root={root}", *overrides])
+                              f"data.demo_root={root}", *overrides], resolve=resolve)
     return train(cfg).metrics
 
 
@@ -39,9 +40,15 @@ def test_demo_folders_look_like_a_competition(demos):
     assert pd.read_csv(demos["regression"] / "train.csv").sex.isin(["a", "b"]).all()
 
 
-def test_demo_regression_end_to_end(tmp_path, demos):
+def test_demo_regression_end_to_end(tmp_path, demos, capsys):
+    """No loss= given: data.task=regression trains with MSE and says so in one line."""
     root = demos["regression"]
-    metrics = run_demo(tmp_path, root, "regression", "trainer.max_epochs=3")
+    metrics = run_demo(tmp_path, root, "regression", "trainer.max_epochs=3", resolve=False)
+    said = capsys.readouterr().out.splitlines()
+    assert "loss: mse (data.task=regression's default; choose with loss=...)" in said
+    # the validation loss is the mean squared error torchmetrics computes, not the MAE
+    assert metrics["val/loss"] == pytest.approx(metrics["val/mse"], rel=1e-3)
+    assert metrics["val/loss"] != pytest.approx(metrics["val/mae"], rel=0.1)
     run = tmp_path / "run"
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["monitor"] == "val/mae"
@@ -112,8 +119,60 @@ def test_regression_with_a_text_target_is_one_line(tmp_path):
 
 
 def test_classification_loss_on_regression_is_one_line(tmp_path, demos):
-    with pytest.raises(PodiumError, match=r"does not fit data.task=regression: use loss=mse"):
+    with pytest.raises(PodiumError) as err:
         run_demo(tmp_path, demos["regression"], "regression", "loss=ce")
+    assert str(err.value) == ("loss torch.nn.CrossEntropyLoss (tasks: multiclass, binary) does "
+                              "not fit data.task=regression: use loss=mse, huber or l1")
+
+
+class RegressionOnly(torch.nn.Module):
+    """A loss of one's own that declares its task as a class attribute."""
+
+    tasks = ("regression",)
+
+    def forward(self, preds, target):
+        return (preds - target).abs().mean()
+
+
+class Undeclared(RegressionOnly):
+    tasks = None
+
+
+@pytest.mark.parametrize("overrides", [
+    [f"+loss._target_={__name__}.RegressionOnly"],
+    ["+loss._target_=torch.nn.L1Loss", "+loss.tasks=[regression]"],
+], ids=["class attribute", "config key"])
+def test_a_users_loss_declares_its_task(tmp_path, overrides):
+    """Accepted on the task it declares (and instantiated without the declaration), refused
+    on another with the conf/loss options that fit."""
+    from podium.build import build_loss, check_loss_task
+
+    common = [*overrides, "+loss._partial_=true", "data=tabular", "model=mlp"]
+    cfg = make_cfg(tmp_path, [*common, "data.task=regression"])
+    loss = build_loss(cfg, class_counts=[])
+    preds, target = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])
+    torch.testing.assert_close(loss(preds, target), torch.nn.functional.l1_loss(preds, target))
+    cfg = make_cfg(tmp_path, [*common, "data.task=multiclass"])
+    with pytest.raises(PodiumError) as err:
+        check_loss_task(cfg)
+    assert str(err.value).endswith(
+        "(tasks: regression) does not fit data.task=multiclass: use loss=ce, balanced_softmax, "
+        "focal, label_smoothing, ldam_drw, soft_f1 or weighted_ce")
+
+
+def test_a_loss_that_declares_nothing_is_accepted_and_logged(tmp_path, caplog):
+    from podium.build import check_loss_task
+
+    target = f"{__name__}.Undeclared"
+    for task in ("regression", "multilabel"):
+        cfg = make_cfg(tmp_path, [f"+loss._target_={target}", "+loss._partial_=true",
+                                  "data=tabular", "model=mlp", f"data.task={task}"])
+        caplog.clear()
+        with caplog.at_level("INFO", logger="podium.build"):
+            check_loss_task(cfg)
+        assert [r.getMessage() for r in caplog.records] == [
+            f"loss {target} declares no tasks: not checked against data.task={task} (declare "
+            "them with loss.tasks=[...] or a `tasks` attribute on the class)"]
 
 
 def test_monitor_never_logged_is_one_line_listing_the_keys(tmp_path, demos):

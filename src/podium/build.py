@@ -3,8 +3,8 @@ need several groups at once (loss vs task, sampler vs task, no validation split)
 
 Every entry point (train, submit, predict, eda, lr_find) builds through here, so none of
 them imports another; `build_run` is the whole sequence a fit needs, written once. Builders
-take an already resolved config (`resolve_metric` runs once, in the entry point) and have
-no process-wide side effects other than the seed.
+take an already resolved config (`config.resolve_defaults` runs once, in the entry point:
+the task's loss and metric keys) and have no process-wide side effects other than the seed.
 """
 
 from __future__ import annotations
@@ -55,39 +55,35 @@ def build_datamodule(cfg: DictConfig):
 
 
 def build_loss(cfg: DictConfig, class_counts: list[int], train_rows: int = 0):
-    """Instantiate `loss`, injecting the training class counts (and, for multi-label
-    pos_weight, the training rows) when the loss takes them."""
-    from hydra.utils import instantiate
+    """Instantiate `loss` (without its `tasks` declaration), injecting the training class
+    counts (and, for multi-label pos_weight, the training rows) when the loss takes them."""
+    from podium.losses import loss_factory
 
-    factory = instantiate(cfg.loss)
+    factory = loss_factory(cfg.loss)
     check_loss_task(cfg)
     parameters = inspect.signature(factory).parameters
     kwargs = {"class_counts": class_counts, "train_rows": train_rows}
     return factory(**{k: v for k, v in kwargs.items() if k in parameters})
 
-REGRESSION_LOSSES = ("torch.nn.MSELoss", "torch.nn.L1Loss", "torch.nn.HuberLoss",
-                     "torch.nn.SmoothL1Loss")
-
-MULTILABEL_LOSSES = ("bce", "focal_bce", "asymmetric", "soft_f1_multilabel")  # conf/loss
 
 def check_loss_task(cfg: DictConfig) -> None:
-    """A classification loss on float targets (or the reverse) trains silently wrong."""
-    multilabel = cfg.data.get("task", "multiclass") == "multilabel"
-    if multilabel != str(cfg.loss.get("_target_")).startswith("podium.losses.multilabel."):
-        raise PodiumError(
-            f"loss {cfg.loss.get('_target_')} does not fit data.task={cfg.data.get('task')}: "
-            + (f"use loss={', '.join(MULTILABEL_LOSSES[:-1])} or {MULTILABEL_LOSSES[-1]}"
-               if multilabel
-               else "it is for data.task=multilabel; use e.g. loss=ce")
-        )
-    if multilabel:
+    """A classification loss on float targets (or the reverse) trains silently wrong: a loss
+    that declares its tasks (`podium.losses.declared_tasks`) is refused on any other, naming
+    the conf/loss options that fit. One that declares none is trusted, and the log says so."""
+    from podium.losses import declared_tasks, losses_for
+
+    task = cfg.data.get("task", "multiclass")
+    target = cfg.loss.get("_target_")
+    tasks = declared_tasks(cfg.loss)
+    if tasks is None:
+        log.info("loss %s declares no tasks: not checked against data.task=%s (declare "
+                 "them with loss.tasks=[...] or a `tasks` attribute on the class)", target, task)
         return
-    regression = cfg.data.get("task", "multiclass") == "regression"
-    if regression != (cfg.loss.get("_target_") in REGRESSION_LOSSES):
-        raise PodiumError(
-            f"loss {cfg.loss.get('_target_')} does not fit data.task={cfg.data.get('task')}: "
-            + ("use loss=mse|l1|huber" if regression else "use a classification loss, e.g. loss=ce")
-        )
+    if task not in tasks:
+        fits = losses_for(task)
+        options = f"{', '.join(fits[:-1])} or {fits[-1]}" if len(fits) > 1 else fits[0]
+        raise PodiumError(f"loss {target} (tasks: {', '.join(tasks)}) does not fit "
+                          f"data.task={task}: use loss={options}")
 
 
 def check_sampler_task(cfg: DictConfig) -> None:

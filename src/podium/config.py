@@ -66,20 +66,29 @@ def config_tree(cfg: DictConfig):
         tree.add(field, style="bold").add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
     return tree
 
+def resolve_defaults(cfg: DictConfig, announce: bool = False) -> DictConfig:
+    """Fill a training config's task-dependent defaults in place, once, before anything
+    reads them: the loss (`podium.losses.resolve_loss`: the task's usual one when no
+    `loss=` was given; `announce` prints that line) and the metric keys (`resolve_metric`)."""
+    from podium.losses import resolve_loss
+    from podium.model.metrics import resolve_metric
+
+    resolve_loss(cfg, announce)
+    return resolve_metric(cfg)
+
 def default_config() -> DictConfig:
-    """conf/train.yaml composed without overrides (experiment=baseline), metric resolved:
-    what a run's config is compared with. Inside a Hydra run its own search path is used."""
+    """conf/train.yaml composed without overrides (experiment=baseline), loss and metric
+    resolved: what a run's config is compared with. Inside a Hydra run its own search path
+    is used."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    from podium.model.metrics import resolve_metric
 
     if GlobalHydra.instance().is_initialized():
         default = compose("train", return_hydra_config=True)
     else:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             default = compose("train", return_hydra_config=True)
-    return resolve_metric(default)
+    return resolve_defaults(default)
 
 def changed_choices(cfg: DictConfig, default: DictConfig) -> list[str]:
     """`group=option` for every config group whose option differs from the default's (the

@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from podium.build import build_run
-from podium.config import CONFIG_DIR
+from podium.config import CONFIG_DIR, resolve_defaults
 from podium.errors import one_line_errors
 
 
@@ -26,9 +26,7 @@ def find_lr(cfg: DictConfig) -> float | None:
     matplotlib.use("Agg")  # files only, no display
     from lightning.pytorch.tuner import Tuner
 
-    from podium.model.metrics import resolve_metric
-
-    resolve_metric(cfg)
+    resolve_defaults(cfg, announce=True)
     with open_dict(cfg):
         cfg.scheduler = None  # the finder replaces it anyway; no warm-up length checks
         cfg.callbacks, cfg.logger = {}, {}  # nothing written but the plot

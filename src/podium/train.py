@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from podium import run
-from podium.config import CONFIG_DIR, check_types, print_config
+from podium.config import CONFIG_DIR, check_types, print_config, resolve_defaults
 from podium.errors import PodiumError, one_line_errors
 from podium.io import write_json
 
@@ -44,11 +44,14 @@ def train(cfg: DictConfig) -> Outcome:
 
     from podium.build import best_checkpoint, build_run
     from podium.callbacks.checkpoints import checkpoint_epoch
-    from podium.model.metrics import resolve_metric
 
     check_types(cfg)
     quiet_known_noise(cfg)
-    resolve_metric(cfg)  # metric.monitor/mode: null -> the task's key, inferred mode
+    # loss: null -> the task's usual loss (said in one line); metric.monitor/mode: null ->
+    # the task's key, inferred mode
+    resolve_defaults(cfg, announce=rank_zero_only.rank == 0)
+    if rank_zero_only.rank == 0:
+        record_loss(cfg)
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # true | full | false
         print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt",
                      full=cfg.print_config == "full")
@@ -79,6 +82,24 @@ def train(cfg: DictConfig) -> Outcome:
         "train_rows": len(datamodule.train_idx),
     })
     return Outcome(metrics, summary)
+
+
+def record_loss(cfg: DictConfig) -> None:
+    """Hydra saves the run's config (`.hydra/config.yaml`) before the task's default loss is
+    filled in: write that loss into it, so the run folder says what it trained with and
+    refit, submit and predict rebuild that loss whatever a later default is."""
+    from omegaconf import OmegaConf
+
+    from podium.io import write_atomic
+
+    path = Path(cfg.paths.output_dir) / run.CONFIG
+    if not path.is_file():  # not a Hydra run (a notebook, the tests' composed configs)
+        return
+    saved = OmegaConf.load(path)
+    if (saved.get("loss") or {}).get("_target_"):
+        return  # chosen (loss=..., an experiment): already there
+    saved.loss = cfg.loss
+    write_atomic(path, OmegaConf.to_yaml(saved), replace=True)
 
 
 def announce_format(cfg: DictConfig, datamodule) -> None:

@@ -1,5 +1,6 @@
-"""Checkpoints that survive a resume: the latest epoch always saved, the best one carried
-into the new run folder, and the epoch a checkpoint holds read back cheaply."""
+"""Checkpoints that survive a resume: the best one carried into the new run folder (the
+latest epoch's `last.ckpt` is a second, unmonitored checkpoint callback), and the epoch a
+checkpoint holds read back cheaply."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -21,50 +21,39 @@ def checkpoint_epoch(path: str | Path | None) -> int | None:
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that resumes from the latest epoch and keeps the best model across a
-    resume into a new run folder.
+    """ModelCheckpoint that keeps its checkpoints across a resume into a new run folder.
 
-    Lightning writes `last.ckpt` only in an epoch whose checkpoint entered the top k, so a
-    crash after a few epochs without improvement would resume from the last improvement:
-    here `last.ckpt` is written after every validation (or training epoch, without one).
-    Lightning also forgets the best score when the checkpoint folder changes, so a resumed
-    run would take its first epoch as "best" even when an earlier epoch was better: the
+    Lightning forgets the best score when the checkpoint folder changes, so a resumed run
+    would take its first epoch as "best" even when an earlier epoch was better: here the
     earlier best checkpoint(s) are copied into the new folder and their scores restored;
-    the new run folder is complete, and the old one is never touched.
+    the new run folder is complete, and the old one is never touched. A callback without
+    a monitor (conf/callbacks/default.yaml's `last_checkpoint`: `last.ckpt` after every
+    validation, or every training epoch without one) starts its file afresh there.
+
+    Only public API: the arguments of ModelCheckpoint and `load_state_dict`.
     """
-
-    # _should_save_on_train_epoch_end, _should_skip_saving_checkpoint, _save_last_checkpoint,
-    # _monitor_candidates: private ModelCheckpoint methods, checked against lightning 2.6.6
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self.save_last_if_stale(trainer)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self.save_last_if_stale(trainer)
-
-    def save_last_if_stale(self, trainer: L.Trainer) -> None:
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")
         if self.dirpath and old_dir and Path(old_dir) != Path(self.dirpath):
-            copied = {}
-            for path, score in state_dict.get("best_k_models", {}).items():
-                if Path(path).is_file():
-                    target = Path(self.dirpath) / Path(path).name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, target)
-                    copied[path] = (str(target), score)
-            if copied:
-                state_dict = {
-                    **state_dict, "dirpath": self.dirpath, "last_model_path": "",
-                    "best_k_models": dict(copied.values()),
-                    "best_model_path": copied.get(state_dict["best_model_path"], ("",))[0],
-                    "kth_best_model_path": copied.get(state_dict["kth_best_model_path"],
-                                                      ("",))[0],
-                }
+            state_dict = self.moved(state_dict)
         super().load_state_dict(state_dict)
+
+    def moved(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """The state with its top-k checkpoints copied into this callback's folder and
+        every path pointing there ("" where nothing was copied)."""
+        copied = {}
+        for path, score in state_dict.get("best_k_models", {}).items():
+            if Path(path).is_file():
+                target = Path(self.dirpath) / Path(path).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+                copied[path] = (str(target), score)
+        best = copied.get(state_dict.get("best_model_path"), ("",))[0]
+        return {
+            **state_dict, "dirpath": self.dirpath, "last_model_path": "",
+            "best_k_models": dict(copied.values()), "best_model_path": best,
+            "best_model_score": state_dict.get("best_model_score") if best else None,
+            "kth_best_model_path": copied.get(state_dict.get("kth_best_model_path"),
+                                              ("",))[0],
+        }

@@ -17,6 +17,9 @@ indices for `multiclass`/`binary`, predictions (N,) and float targets for `regre
 Compute groups are explicit: torchmetrics' default (`compute_groups=True`) merges metrics
 whose states happen to be equal after the first update, so on a first batch where every
 true class ranks first, `mrr` would report `map@k`'s value for the whole epoch.
+
+podium's own per-row metrics (the rankings, `logloss`, `f1_samples`) are torchmetrics'
+MeanMetric over a per-row value (`RowMean`): its sum and count states, its DDP reduction.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, open_dict
 from torch import Tensor
-from torchmetrics import Metric, MetricCollection
+from torchmetrics import MetricCollection
+from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -49,7 +53,28 @@ MINIMISED = ("loss", "logloss", "mae", "mse", "rmse")  # every other key is a sc
 LOGLOSS_EPS = 1e-15  # Kaggle's clipping of predicted probabilities
 
 
-class TrueClassRank(Metric):
+class RowMean(MeanMetric):
+    """The mean over rows of a per-row value (`row_values`): torchmetrics' MeanMetric keeps
+    the sum and the row count (both summed across processes under DDP), in float64 so a
+    long epoch of small values loses nothing; the result is float32 like every other metric."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(nan_strategy="disable", **kwargs)  # a NaN row makes a NaN mean
+        self.set_dtype(torch.float64)
+
+    def row_values(self, preds: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        super().update(self.row_values(preds, target))
+
+    def compute(self) -> Tensor:
+        return super().compute().float()
+
+
+class TrueClassRank(RowMean):
     """Mean over rows of a function of the true class's rank among the class scores.
 
     `kind`: "map" (MAP@k with one relevant label: 1/rank if rank <= k else 0), "mrr"
@@ -57,7 +82,6 @@ class TrueClassRank(Metric):
     1/log2(rank + 1) if rank <= k else 0). Ties count against the true class.
     """
 
-    full_state_update = False
     higher_is_better = True
 
     def __init__(self, kind: str, k: int | None = None, **kwargs: Any) -> None:
@@ -65,10 +89,8 @@ class TrueClassRank(Metric):
         if kind not in ("map", "mrr", "ndcg"):
             raise ValueError(f"kind must be map, mrr or ndcg, not {kind}")
         self.kind, self.k = kind, k
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, scores: Tensor, target: Tensor) -> None:
+    def row_values(self, scores: Tensor, target: Tensor) -> Tensor:
         true = scores.gather(1, target.long().view(-1, 1))
         rank = (scores >= true).sum(dim=1).to(torch.float64)  # 1 = the true class is on top
         if self.kind == "ndcg":
@@ -77,34 +99,20 @@ class TrueClassRank(Metric):
             gain = 1.0 / rank
         if self.k is not None and self.kind != "mrr":
             gain = torch.where(rank <= self.k, gain, torch.zeros_like(gain))
-        self.total += gain.sum()
-        self.count += rank.numel()
-
-    def compute(self) -> Tensor:
-        return (self.total / self.count.clamp_min(1)).float()
+        return gain
 
 
-class LogLoss(Metric):
+class LogLoss(RowMean):
     """Kaggle's multi-class log-loss: probabilities clipped to [1e-15, 1 - 1e-15] and each
     row rescaled to sum to one, then the mean of -log p(true class). Binary (two columns)
     is the binary log-loss."""
 
-    full_state_update = False
     higher_is_better = False
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, probs: Tensor, target: Tensor) -> None:
+    def row_values(self, probs: Tensor, target: Tensor) -> Tensor:
         probs = probs.to(torch.float64).clamp(LOGLOSS_EPS, 1 - LOGLOSS_EPS)
         probs = probs / probs.sum(dim=1, keepdim=True)
-        self.total -= probs.gather(1, target.long().view(-1, 1)).log().sum()
-        self.count += target.numel()
-
-    def compute(self) -> Tensor:
-        return (self.total / self.count.clamp_min(1)).float()
+        return -probs.gather(1, target.long().view(-1, 1)).log().view(-1)
 
 
 def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass"
@@ -134,30 +142,22 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
     return MetricCollection(metrics, compute_groups=[per_class])
 
 
-class SamplesF1(Metric):
+class SamplesF1(RowMean):
     """scikit-learn's `f1_score(average="samples", zero_division=1)`: each row's F1 between
     its predicted (probability > `threshold`) and true label sets, averaged over rows. A row
     with no true and no predicted label scores 1: predicting nothing there is right."""
 
-    full_state_update = False
     higher_is_better = True
 
     def __init__(self, threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.threshold = threshold
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, scores: Tensor, target: Tensor) -> None:
+    def row_values(self, scores: Tensor, target: Tensor) -> Tensor:
         predicted, true = scores > self.threshold, target > 0.5
         both = (predicted & true).sum(dim=1).to(torch.float64)
         sizes = (predicted.sum(dim=1) + true.sum(dim=1)).to(torch.float64)
-        f1 = torch.where(sizes > 0, 2 * both / sizes.clamp_min(1), torch.ones_like(sizes))
-        self.total += f1.sum()
-        self.count += f1.numel()
-
-    def compute(self) -> Tensor:
-        return (self.total / self.count.clamp_min(1)).float()
+        return torch.where(sizes > 0, 2 * both / sizes.clamp_min(1), torch.ones_like(sizes))
 
 
 class MultilabelMAP(MultilabelAveragePrecision):

@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
@@ -41,57 +41,70 @@ def classifier_head(net: nn.Module) -> list[nn.Module]:
     return [head] if isinstance(head, nn.Module) else []
 
 
-def param_groups(net: nn.Module | Iterable[Tensor], no_decay_norm_bias: bool = True,
+def param_groups(net: nn.Module, no_decay_norm_bias: bool = True,
                  backbone_lr_mult: float = 1.0) -> list[dict[str, Any]]:
     """Trainable parameters in named groups for any torch optimizer.
 
-    - `no_decay_norm_bias`: parameters with ndim <= 1 (norm weights/biases, every bias) and a
-      timm model's `no_weight_decay()` names get `weight_decay=0`: decaying them only
-      shrinks the scale a norm layer is there to learn.
+    - `no_decay_norm_bias`: timm's `param_groups_weight_decay` says which parameters get
+      `weight_decay=0`: ndim <= 1 (norm weights/biases), every bias and a timm model's
+      `no_weight_decay()` names (position embeddings, ...). Decaying them only shrinks the
+      scale a norm layer is there to learn.
     - `backbone_lr_mult`: every parameter outside the classifier head gets `lr_mult` (the
       optimizer's lr times it, applied by `build_optimizer`): a pretrained backbone moves
       slower than a freshly initialised head.
 
     Groups are named (`params` and `no_decay`; with `backbone_lr_mult != 1`: `head`,
     `head_no_decay`, `backbone`, `backbone_no_decay`), so LearningRateMonitor logs
-    `lr-AdamW/params` etc. Empty groups are left out; frozen parameters too. Both options
-    off gives torch's behaviour: one group with the optimizer's defaults.
+    `lr-AdamW/params` etc. Groups and their parameters keep the network's order (an
+    optimizer state saved in a checkpoint maps back by position). Empty groups are left
+    out; frozen parameters too. Both options off gives torch's behaviour: one group with
+    the optimizer's defaults.
     """
     split = backbone_lr_mult != 1.0
-    if isinstance(net, nn.Module):
-        named = [(n.removeprefix("_orig_mod."), p) for n, p in net.named_parameters()]
-        head = {id(p) for m in classifier_head(net) for p in m.parameters()} if split else set()
-        skip = net.no_weight_decay() if callable(getattr(net, "no_weight_decay", None)) else ()
-    else:
-        named, head, skip = [(str(i), p) for i, p in enumerate(net)], set(), ()
+    head = {id(p) for m in classifier_head(net) for p in m.parameters()} if split else set()
     if split and not head:
         raise PodiumError(
             f"model.backbone_lr_mult={backbone_lr_mult} needs a classifier head, but "
             f"{type(net).__name__} has neither get_classifier() (timm) nor .head; "
             "set model.backbone_lr_mult=1.0"
         )
+    no_decay = no_decay_ids(net) if no_decay_norm_bias else set()
     groups: dict[str, dict[str, Any]] = {}
-    for name, param in named:
+    for param in net.parameters():
         if not param.requires_grad:
             continue
         role = ("head" if id(param) in head else "backbone") if head else "params"
-        no_decay = no_decay_norm_bias and (param.ndim <= 1 or name in skip)
-        key = ("no_decay" if role == "params" else f"{role}_no_decay") if no_decay else role
+        key = role
+        if id(param) in no_decay:
+            key = "no_decay" if role == "params" else f"{role}_no_decay"
         group = groups.setdefault(key, {"name": key, "params": [],
                                         "lr_mult": 1.0 if role == "head" else backbone_lr_mult})
-        if no_decay:
+        if id(param) in no_decay:
             group["weight_decay"] = 0.0
         group["params"].append(param)
     return list(groups.values())
 
 
-def build_optimizer(params: nn.Module | Iterable[Tensor], optimizer: Callable[..., Optimizer],
+def no_decay_ids(net: nn.Module) -> set[int]:
+    """The parameters timm's `param_groups_weight_decay` keeps out of weight decay, by id.
+    A compiled network is asked through its original module, whose parameter names are
+    the ones `no_weight_decay()` lists."""
+    from timm.optim import param_groups_weight_decay
+
+    model = getattr(net, "_orig_mod", net)
+    skip = model.no_weight_decay() if callable(getattr(model, "no_weight_decay", None)) else ()
+    # weight_decay=1.0 only marks the decayed group (0 would put every parameter in none)
+    groups = param_groups_weight_decay(model, weight_decay=1.0, no_weight_decay_list=list(skip))
+    return {id(p) for group in groups if group["weight_decay"] == 0.0 for p in group["params"]}
+
+
+def build_optimizer(params: nn.Module, optimizer: Callable[..., Optimizer],
                     no_decay_norm_bias: bool = True, backbone_lr_mult: float = 1.0,
                     layer_decay: float | None = None) -> Optimizer:
     """`optimizer(params=param_groups(...))`, then each group's lr times its `lr_mult`.
 
     Args:
-        params: the network (grouped by role, see `param_groups`) or plain parameters.
+        params: the network, its parameters grouped by role (see `param_groups`).
         optimizer: any torch.optim class as a partial (the `optimizer` group);
             its lr and weight_decay are the defaults every group starts from.
         layer_decay: layer-wise lr decay (`layer_decay_groups`) instead of `backbone_lr_mult`.

@@ -67,11 +67,11 @@ def run_config(folder: Path, paths: DictConfig) -> DictConfig:
     path = folder / run.CONFIG
     if not path.is_file():
         raise PodiumError(f"{folder} is not a podium run folder (no {run.CONFIG})")
-    from podium.model.metrics import resolve_metric
+    from podium.config import resolve_defaults
 
     cfg = OmegaConf.load(path)
     cfg.paths = paths
-    return resolve_metric(cfg)  # its metric.monitor/mode as its training resolved them
+    return resolve_defaults(cfg)  # its loss and metric keys as its training resolved them
 
 
 def gather_members(folders: Sequence[Path], paths: DictConfig,

@@ -41,11 +41,12 @@ def check_search_space(cfg: DictConfig) -> None:
                 is not _ABSENT:
             continue
         close = difflib.get_close_matches(key, leaf_keys(cfg), n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise PodiumError(
-            f"conf/hparams_search/{source}.yaml: hydra.sweeper.params names {key}, which is "
-            f"not in the config; {hint}(write +{key} to add a new key)"
-        )
+        hint = (f"did you mean {close[0]}? " if close else "") + f"(write +{key} to add a new key)"
+        if key.startswith("loss.") and cfg.get("loss") is None:  # filled in after the overrides
+            hint = (f"no loss= is chosen (the task's default comes later): choose one or "
+                    f"write ++{key}")
+        raise PodiumError(f"conf/hparams_search/{source}.yaml: hydra.sweeper.params names {key}, "
+                          f"which is not in the config; {hint}")
 
 def distribution(override: Override) -> BaseDistribution:
     """One sweep override in Hydra's syntax -> the Optuna distribution it describes."""
