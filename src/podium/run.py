@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads when a file is read or written: entry points start light
+    import pandas as pd
 
 HYDRA_DIR = Path(".hydra")                 # Hydra's record: config.yaml, hydra.yaml, overrides
 CONFIG = HYDRA_DIR / "config.yaml"        # the composed config (re-runnable)
@@ -35,6 +38,8 @@ def tta_name(name: str) -> str:
 def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
                 id_col: str) -> pd.DataFrame:
     """id + one probability column per class: the file ensembles average."""
+    import pandas as pd
+
     frame = pd.DataFrame(probs, columns=[str(c) for c in class_names])
     frame.insert(0, id_col, list(ids))
     return frame
@@ -52,6 +57,8 @@ def oof_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
 def read_probs(path: Path, id_col: str) -> pd.DataFrame:
     """A test_probs.csv: ids as text, probabilities as the float32 they were predicted in
     (the text round-trips exactly), so a file and a fresh prediction average identically."""
+    import pandas as pd
+
     frame = pd.read_csv(path, dtype={id_col: str})
     return frame.astype({c: np.float32 for c in frame.columns[1:]})
 
@@ -59,6 +66,8 @@ def read_probs(path: Path, id_col: str) -> pd.DataFrame:
 def read_oof(path: Path, id_col: str, target_col: str) -> pd.DataFrame | None:
     """A run's oof.csv, or None; labels as text (`None`, `NA` and an empty multi-label set
     stay what they are), probabilities as in `read_probs`."""
+    import pandas as pd
+
     if not Path(path).is_file():
         return None
     frame = pd.read_csv(path, dtype={id_col: str, target_col: str}, keep_default_na=False)

@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 from podium import run
 from podium.config import CONFIG_DIR, check_types, print_config, resolve_defaults
 from podium.errors import PodiumError, one_line_errors
-from podium.io import write_json
 
 if TYPE_CHECKING:
     from podium.submission.ensemble import Summary
@@ -44,6 +43,7 @@ def train(cfg: DictConfig) -> Outcome:
 
     from podium.build import best_checkpoint, build_run
     from podium.callbacks.checkpoints import checkpoint_epoch
+    from podium.io import write_json
 
     check_types(cfg)
     quiet_known_noise(cfg)
