@@ -269,7 +269,7 @@ def test_test_csv_needs_every_test_id_and_a_path_col(tmp_path):
     train = pd.read_csv(root / "train.csv").assign(path=["train/r1.png", "train/r2.png"])
     train.to_csv(root / "train.csv", index=False)
     assert setup_error(root, test_csv="test.csv", path_col="path") == (
-        "error: <root>/test.csv: 1 id(s) of sample_submission.csv are not listed, e.g. t1: "
+        "error: <root>/test.csv: 1 id(s) of sample_submission.csv have no row, e.g. t1: "
         "give every test image a row with its path")
 
 

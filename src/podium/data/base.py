@@ -26,7 +26,7 @@ from podium.data.layouts import ClassFolders
 from podium.data.samplers import EpochSeeded
 from podium.data.splits import split_indices
 from podium.errors import PodiumError
-from podium.io import read_csv
+from podium.io import read_csv, read_sample_submission
 from podium.spec import DataSpec
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,8 @@ class CompetitionDataModule(L.LightningDataModule):
     def read_sample(self, sample: pd.DataFrame | None = None) -> None:
         """The sample submission (or `sample`, one a layout wrote): the test ids, their
         order and the submission's header."""
-        self.sample = sample if sample is not None else read_csv(
-            self.root / self.sample_submission_path, [self.id_col], "the sample submission")
+        self.sample = sample if sample is not None else read_sample_submission(
+            self.root / self.sample_submission_path, self.id_col)
         self.test_ids = self.sample[self.id_col].tolist()
 
     def split(self) -> None:

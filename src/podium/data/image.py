@@ -24,6 +24,7 @@ from podium.data.decode import (
     first_image_channels,
 )
 from podium.data.layouts import class_folders, paths_from_test_csv
+from podium.io import check_filled
 from podium.spec import DataSpec
 
 
@@ -75,6 +76,9 @@ class ImageDataModule(CompetitionDataModule):
         layout = class_folders(self.root, self.train_csv, self.id_col, self.target_col)
         if layout is None:
             train = self.read_labels([self.path_col] if self.path_col else [])
+            if self.path_col:
+                check_filled(train, self.root / self.train_csv, self.path_col, self.id_col,
+                             f"give every image its {self.path_col} (relative to data.root)")
             paths = train[self.path_col].tolist() if self.path_col else None
         else:  # no train.csv, train/<class>/ folders: podium.data.layouts
             layout.check_unused(group_col=self.group_col, path_col=self.path_col)

@@ -16,24 +16,16 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError
+from podium.io import check_filled, check_ids
 
 
 def check_values(frame: pd.DataFrame, path: Path, id_col: str, target_col: str,
                  allow_empty: bool = False) -> None:
-    """Empty targets and duplicate ids break training silently: stop with the first one.
-    `allow_empty`: multi-label data, where an empty cell is the empty label set."""
-    empty = frame[frame[target_col].str.strip() == ""] if not allow_empty else frame[:0]
-    if len(empty):
-        raise PodiumError(
-            f"{path}: empty {target_col} for id {empty[id_col].iloc[0]} "
-            f"({len(empty)} row(s)); fill or drop those rows"
-        )
-    duplicated = frame[frame[id_col].duplicated()]
-    if len(duplicated):
-        raise PodiumError(
-            f"{path}: id {duplicated[id_col].iloc[0]} appears more than once "
-            f"({len(duplicated)} duplicate(s)); ids must be unique"
-        )
+    """Empty targets and empty or duplicate ids break training silently: stop with the
+    first one. `allow_empty`: multi-label data, where an empty cell is the empty label set."""
+    if not allow_empty:
+        check_filled(frame, path, target_col, id_col)
+    check_ids(frame, path, id_col)
 
 def sort_labels(values: Sequence[str]) -> list[str]:
     """Sorted unique labels: numerically when every label is a number, else as text."""

@@ -25,7 +25,7 @@ import pandas as pd
 from podium.data.decode import IMAGE_EXTENSIONS
 from podium.data.labels import sort_labels
 from podium.errors import PodiumError
-from podium.io import read_csv, write_atomic
+from podium.io import check_filled, check_same_ids, read_csv, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +164,16 @@ def write_sample_submission(root: Path, path: Path, id_col: str, target_col: str
 def paths_from_test_csv(path: Path, id_col: str, path_col: str | None, ids: list[str],
                    sample_name: str) -> list[str]:
     """The test images' paths, one per id of the sample submission, from `data.test_csv`
-    (its id column and `data.path_col`, as in train.csv)."""
+    (its id column and `data.path_col`, as in train.csv): each id once, every id of the
+    sample submission with a path (other rows may be there: a table of every image)."""
     if not path_col:
         raise PodiumError(f"data.test_csv={path.name} needs data.path_col, the column of "
                           f"image paths in it (and in train.csv)")
-    table = read_csv(path, [id_col, path_col], "the test image paths (data.test_csv)")
+    table = read_csv(path, [id_col, path_col], "the test image paths (data.test_csv)",
+                     id_col=id_col)
+    check_same_ids(path, table[id_col].tolist(), ids, sample_name,
+                   f"give every test image a row with its {path_col}", extra_ok=True)
+    check_filled(table[table[id_col].isin(set(ids))], path, path_col, id_col,
+                 f"give every test image its {path_col} (relative to data.root)")
     by_id = dict(zip(table[id_col], table[path_col], strict=True))
-    missing = [i for i in ids if i not in by_id]
-    if missing:
-        raise PodiumError(
-            f"{path}: {len(missing)} id(s) of {sample_name} are not listed, e.g. "
-            f"{missing[0]}: give every test image a row with its {path_col}"
-        )
     return [by_id[i] for i in ids]

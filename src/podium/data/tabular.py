@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from podium.data.base import CompetitionDataModule, TensorRows
 from podium.errors import PodiumError
-from podium.io import read_csv
+from podium.io import check_columns, check_same_ids, read_csv
 from podium.spec import DataSpec
 
 
@@ -115,17 +115,24 @@ class TabularDataModule(CompetitionDataModule):
     def find_test(self) -> None:
         """A model trained elsewhere (make predict): its feature columns, from the spec."""
         self.features = list(self.spec.features["columns"])
-        self.test_frame = self.read_test_frame()
+        self.test_frame = self.read_test_frame("the model was trained on them: give the "
+                                               "test table every feature column it was "
+                                               "trained on")
 
-    def read_test_frame(self) -> pd.DataFrame:
-        """test.csv's feature rows in the sample submission's order."""
+    def read_test_frame(self, fix: str | None = None) -> pd.DataFrame:
+        """test.csv's feature rows in the sample submission's order: one row per id of the
+        sample submission (no other), every feature column there (`fix`: what to do when
+        one is not)."""
         path = self.root / self.test_csv
-        test = read_csv(path, [self.id_col, *self.features], "the test table")
+        test = read_csv(path, [self.id_col], "the test table", id_col=self.id_col)
+        fix = fix or (f"the test table needs every feature column of {self.train_csv} (or "
+                      f"leave a column out of both with data.drop_cols)")
+        check_columns(test, path, self.features, fix, kind="feature column")
+        check_same_ids(path, test[self.id_col].tolist(), self.test_ids,
+                       self.sample_submission_path, f"{self.test_csv} and "
+                       f"{self.sample_submission_path} must list the same test ids (is "
+                       f"data.test_csv or data.sample_submission another competition's?)")
         test = test.set_index(self.id_col)
-        missing = [i for i in self.test_ids if i not in test.index]
-        if missing:
-            raise PodiumError(f"{path}: no row for sample submission id {missing[0]} "
-                              f"({len(missing)} missing)")
         return test.loc[self.test_ids, self.features].reset_index(drop=True)
 
     def read_test(self) -> Dataset:
