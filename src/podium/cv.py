@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -44,7 +43,7 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
         print(f"fold in {job} failed: {(job / 'failed.txt').read_text().strip()}")
     if not folds:
         raise PodiumError(f"no fold in {cv_dir} finished: see the folds' train.log")
-    check_disjoint(folds, cfg.data.id_col)
+    check_disjoint(folds, cfg.data.id_col, cfg.data.target_col)
     resolve_metric(cfg)
     # the folds share one weight, as when the folder is given to make submit (a sweep's cv
     # trial folder has a config of its own: its folds are listed here, not by expand_runs)
@@ -65,11 +64,12 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
     return summary
 
 
-def check_disjoint(folds: list[Path], id_col: str) -> None:
-    """Each training id is validated by one fold only."""
+def check_disjoint(folds: list[Path], id_col: str, target_col: str) -> None:
+    """Each training id is validated by one fold only (each fold's oof.csv read and
+    checked: podium.run.read_oof)."""
     seen: dict[str, Path] = {}
     for fold in folds:
-        ids = pd.read_csv(fold / run.OOF, usecols=[id_col], dtype=str, keep_default_na=False)
+        ids = run.read_oof(fold / run.OOF, id_col, target_col)
         for value in ids[id_col]:
             if value in seen:
                 raise PodiumError(f"id {value} is in the oof.csv of {seen[value]} and of "

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from podium.errors import PodiumError
+
 if TYPE_CHECKING:  # pandas loads when a file is read or written: entry points start light
     import pandas as pd
 
@@ -54,24 +56,69 @@ def oof_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
     return frame
 
 
+def redo(path: Path) -> str:
+    """What to do about a run's unusable prediction file."""
+    return (f"a run's {Path(path).name} is podium's own output: predict again, or leave "
+            f"{Path(path).parent} out of the ensemble")
+
+
 def read_probs(path: Path, id_col: str) -> pd.DataFrame:
-    """A test_probs.csv: ids as text, probabilities as the float32 they were predicted in
-    (the text round-trips exactly), so a file and a fresh prediction average identically."""
+    """A run's test_probs.csv: id + one finite number per class (regression: the prediction
+    column), each id once; every problem one line naming the run folder and the file.
+    Probabilities come back as the float32 they were predicted in (the text round-trips
+    exactly), so a file and a fresh prediction average identically; the class columns in
+    class order (sorted as podium sorts labels), whatever order a hand-written file has:
+    the positive class of a binary task is the second."""
+    from podium.data.labels import sort_labels
+    from podium.io import read_csv
+
+    frame = read_csv(path, [id_col], "a run's test probabilities", id_col=id_col,
+                     fix=redo(path), remedy=redo(path))
+    columns = [c for c in frame.columns if c != id_col]
+    if not columns:
+        raise PodiumError(f"{path} has only the column '{id_col}': it needs one probability "
+                          f"column per class; {redo(path)}")
+    return numbers(frame[[id_col, *sort_labels(columns)]], path, columns, id_col)
+
+
+def read_oof(path: Path, id_col: str, target_col: str,
+             classes: Sequence[str] = ()) -> pd.DataFrame | None:
+    """A run's oof.csv, or None: id (each once), the true label as text (`None`, `NA` and
+    an empty multi-label set stay what they are), probabilities as in `read_probs` in
+    every other column; `classes` (the columns of its test_probs.csv, or the model's) must
+    be there."""
     import pandas as pd
 
-    frame = pd.read_csv(path, dtype={id_col: str})
-    return frame.astype({c: np.float32 for c in frame.columns[1:]})
-
-
-def read_oof(path: Path, id_col: str, target_col: str) -> pd.DataFrame | None:
-    """A run's oof.csv, or None; labels as text (`None`, `NA` and an empty multi-label set
-    stay what they are), probabilities as in `read_probs`."""
-    import pandas as pd
+    from podium.io import read_csv
 
     if not Path(path).is_file():
         return None
-    frame = pd.read_csv(path, dtype={id_col: str, target_col: str}, keep_default_na=False)
-    return frame.astype({c: np.float32 for c in frame.columns[3:]})
+    frame = read_csv(path, [id_col, target_col, *map(str, classes)], "a run's out-of-fold "
+                     "predictions", id_col=id_col, fix=redo(path), remedy=redo(path))
+    if "fold" in frame:  # a number, or empty where an ensemble averaged the folds away
+        frame["fold"] = pd.to_numeric(frame["fold"].replace("", np.nan), errors="coerce")
+    columns = [c for c in frame.columns if c not in (id_col, "fold", target_col)]
+    return numbers(frame, path, columns, id_col)
+
+
+def numbers(frame: pd.DataFrame, path: Path, columns: Sequence[str], id_col: str
+            ) -> pd.DataFrame:
+    """`columns` as float32; a cell that is no finite number (text, empty, NaN, inf, out
+    of float32's range) is named with its column, id and row."""
+    import pandas as pd
+
+    for column in columns:
+        with np.errstate(over="ignore"):  # 1e300: inf in float32, reported below
+            values = pd.to_numeric(frame[column].str.strip(), errors="coerce").astype(
+                np.float32)
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy()))
+        if len(bad):
+            raise PodiumError(
+                f"{path}: column '{column}' holds '{frame[column].iloc[bad[0]]}' for id "
+                f"{frame[id_col].iloc[bad[0]]} (row {bad[0] + 1}; {len(bad)} bad value(s)), "
+                f"not a finite number; {redo(path)}")
+        frame[column] = values
+    return frame
 
 
 def read_metrics(run: Path) -> dict:

@@ -209,13 +209,14 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     from podium.model.metrics import LABEL_METRICS, infer_mode
     from podium.submission.crossfit import make_parts
     from podium.submission.formats import choose_format, write_submission
-    from podium.submission.leaderboard import leaderboard
+    from podium.submission.leaderboard import answer_key, leaderboard
     from podium.submission.postprocess import fit_postprocess, postprocess_learner
     from podium.submission.thresholds import fit_binary_threshold
 
     cfg = members[0].cfg
     data, metric = cfg.data, cfg.metric.competition
     task = data.get("task", "multiclass")
+    key = answer_key(answers, data.id_col)  # checked before anything is written
     total = sum(m.weight for m in members)
     summary = Summary(runs=[str(m.run) for m in members],
                       weights=[m.weight / total for m in members], metric=metric,
@@ -259,7 +260,7 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     path = write_submission(output_dir, sample, probs[id_col].tolist(), test, class_names,
                             id_col, task, shape)
     summary.submission = str(path)
-    summary.leaderboard = leaderboard(path, answers, id_col, task)
+    summary.leaderboard = leaderboard(path, key, id_col, task)
     return summary
 
 
@@ -277,13 +278,12 @@ def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
     """The ensemble on the test set of the competition the members were trained on
     (train, cv, refit, submit): the members' own predictions, and with `tta` theirs with
     the views."""
-    from podium.io import read_csv
+    from podium.io import read_sample_submission
     from podium.submission.members import own_predictions
 
     data = members[0].cfg.data
-    sample = read_csv(Path(data.root) / data.sample_submission, [data.id_col],
-                      "the sample submission")
-    predictions = [own_predictions(m, tta) for m in members]
+    sample = read_sample_submission(Path(data.root) / data.sample_submission, data.id_col)
+    predictions = [own_predictions(m, tta, sample) for m in members]
     answers = Path(data.answers) if data.get("answers") else None
     return write_ensemble(members, output_dir, sample, predictions, fmt, postprocess, force,
                           answers)

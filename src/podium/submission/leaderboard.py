@@ -11,26 +11,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from podium.errors import PodiumError
+from podium.io import read_csv
+
 LEADERBOARD_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "mae": "MAE",
                      "auroc": "AUROC", "logloss": "log-loss"}
 
 
+def answer_key(path: Path | None, id_col: str) -> pd.DataFrame | None:
+    """The answer key (`data.answers`): id (each once) and the true label column; None when
+    there is none (every real competition). Read before the submission is written, so a
+    bad key stops the run with nothing written."""
+    if path is None or not Path(path).is_file():
+        return None
+    answers = read_csv(Path(path), [id_col], "the answer key (data.answers)", id_col=id_col,
+                       fix="set data.answers to the demo's answers.csv, or to null")
+    if len(answers.columns) < 2:
+        raise PodiumError(f"{path} has only the column '{id_col}': an answer key needs the "
+                          f"true label column; set data.answers=null to score nothing")
+    return answers
 
 
-def leaderboard(submission_path: Path, answers_path: Path | None, id_col: str,
+def leaderboard(submission_path: Path, answers: pd.DataFrame | None, id_col: str,
                 task: str = "multiclass") -> dict[str, float]:
-    """The demo's "leaderboard": the submission scored against the held-back answers, by
-    what its shape asks for: MAE (regression), AUROC (a binary probability column),
-    log-loss (one probability column per class), MAP@k (k labels per row), else macro-F1.
-    {} when there is no answer key (every real competition)."""
+    """The demo's "leaderboard": the submission scored against the held-back `answers`
+    (answer_key) by what its shape asks for: MAE (regression), AUROC (a binary probability
+    column), log-loss (one probability column per class), MAP@k (k labels per row), else
+    macro-F1. {} when there is no answer key (every real competition)."""
     from sklearn import metrics
 
     from podium.data.labels import sort_labels
 
-    if answers_path is None or not Path(answers_path).is_file():
+    if answers is None:
         return {}
-    submission = pd.read_csv(submission_path, dtype=str, keep_default_na=False)
-    answers = pd.read_csv(answers_path, dtype=str, keep_default_na=False)
+    submission = read_csv(Path(submission_path), [id_col], "the submission", id_col=id_col)
     label_col = [c for c in answers.columns if c != id_col][0]
     merged = answers.merge(submission, on=id_col, suffixes=("", "_pred"))
     truth = merged[label_col]

@@ -143,11 +143,29 @@ def same_views(member: Member, tta: Sequence) -> bool:
             == OmegaConf.to_container(OmegaConf.create(list(tta))))
 
 
-def own_predictions(member: Member, tta: Sequence = ()
+def read_predictions(folder: Path, names: Sequence[str], data: DictConfig,
+                     sample: pd.DataFrame | None = None) -> Predictions:
+    """A member's (test_probs, oof) pair `names` read and checked (podium.run): the oof's
+    class columns those of the test file, and (given the sample submission) the test ids
+    exactly the sample's, put in its order."""
+    from podium.io import check_same_ids
+
+    path = folder / names[0]
+    test = run.read_probs(path, data.id_col)
+    if sample is not None:
+        ids = sample[data.id_col].tolist()
+        check_same_ids(path, test[data.id_col].tolist(), ids, "the sample submission",
+                       f"the run predicted another test set; {run.redo(path)}")
+        test = test.set_index(data.id_col).loc[ids].reset_index()
+    oof = run.read_oof(folder / names[1], data.id_col, data.target_col, test.columns[1:])
+    return Predictions(test, oof)
+
+
+def own_predictions(member: Member, tta: Sequence = (), sample: pd.DataFrame | None = None
                     ) -> tuple[Predictions, Predictions | None]:
     """(plain, with the tta views or None) on the member's own competition: read from its
-    files, or predicted again from best.ckpt (both views in one pass; the OOF on its
-    validation split)."""
+    files (their test ids checked against `sample`, when given), or predicted again from
+    best.ckpt (both views in one pass; the OOF on its validation split)."""
     from podium.callbacks.predictions import plain_view, tta_view
 
     data, folder = member.cfg.data, member.run
@@ -155,14 +173,11 @@ def own_predictions(member: Member, tta: Sequence = ()
     if tta and same_views(member, tta):
         names += [run.tta_name(n) for n in names]
     if all((folder / n).is_file() for n in names[::2]):
-        read = [run.read_probs(folder / names[0], data.id_col),
-                run.read_oof(folder / names[1], data.id_col, data.target_col)]
+        plain = read_predictions(folder, names[:2], data, sample)
         if not tta:
-            return Predictions(*read), None
+            return plain, None
         if len(names) == 4:
-            return Predictions(*read), Predictions(
-                run.read_probs(folder / names[2], data.id_col),
-                run.read_oof(folder / names[3], data.id_col, data.target_col))
+            return plain, read_predictions(folder, names[2:], data, sample)
     from podium.build import build_datamodule
 
     datamodule = build_datamodule(member.cfg)
@@ -208,6 +223,7 @@ def new_folder_predictions(member: Member, data: DictConfig, tta: Sequence = ()
     test = predict_probs(module, datamodule.predict_test_dataloader())
     frame = lambda view: run.probs_frame(datamodule.test_ids, view(test).numpy(),  # noqa: E731
                                          spec.class_names, spec.id_col)
-    oof = run.read_oof(member.run / run.OOF, spec.id_col, member.cfg.data.target_col)
+    oof = run.read_oof(member.run / run.OOF, spec.id_col, member.cfg.data.target_col,
+                       spec.class_names)
     with_tta = Predictions(frame(tta_view), None) if tta else None
     return Predictions(frame(plain_view), oof), with_tta, datamodule.sample
