@@ -7,6 +7,7 @@ and a message ending in "..." is compared up to there.
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 from pathlib import Path
@@ -60,6 +61,8 @@ def first_id(root: Path) -> str:
 
 
 def setup_error(root: Path, **kwargs) -> str:
+    if (root / "test.csv").is_file():  # listed_test_paths: the test images listed in test.csv
+        kwargs = {"path_col": "path", "test_csv": "test.csv", **kwargs}
     with pytest.raises(PodiumError) as err:
         ImageDataModule(root=str(root), **kwargs).setup("fit")
     return "error: " + str(err.value).replace(str(root), "<root>")
@@ -81,7 +84,31 @@ BREAKAGES = {
         r, lambda f: f.assign(label=["rare"] + list(f.label[1:]))),
     "images differ in size": lambda r: Image.new("L", (9, 9)).save(
         r / "train" / f"{first_id(r)}.png"),
+    "a CSV is empty (0 bytes, or blank lines)": lambda r: (
+        r / "sample_submission.csv").write_bytes(b""),
+    "a CSV has a header but no rows": lambda r: edit_csv(
+        r, lambda f: f.iloc[:0], "sample_submission.csv"),
+    "a CSV is not UTF-8 text (UTF-16, Latin-1, binary data)": lambda r: (
+        r / "sample_submission.csv").write_bytes(
+            (r / "sample_submission.csv").read_text().encode("utf-16")),
+    "a CSV is an archive (zip, gzip)": lambda r: (r / "sample_submission.csv").write_bytes(
+        gzip.compress((r / "sample_submission.csv").read_bytes())),
+    "an id is empty (in any CSV with ids)": lambda r: edit_csv(
+        r, lambda f: f.assign(id=[f.id[0], "", *f.id[2:]]), "sample_submission.csv"),
+    "the sample submission has only the id column": lambda r: edit_csv(
+        r, lambda f: f[["id"]], "sample_submission.csv"),
+    "`data.test_csv` gives a test image no path": lambda r: listed_test_paths(r, blank=1),
 }
+
+
+def listed_test_paths(root: Path, blank: int) -> None:
+    """train.csv and a test.csv (data.test_csv) with a path column; row `blank` of
+    test.csv without its path."""
+    edit_csv(root, lambda f: f.assign(path="train/" + f.id + ".png"))
+    sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
+    paths = ["test/" + i + ".png" for i in sample.id]
+    paths[blank] = ""
+    sample[["id"]].assign(path=paths).to_csv(root / "test.csv", index=False)
 
 
 @pytest.mark.parametrize("row", list(BREAKAGES))
@@ -121,6 +148,31 @@ def test_multilabel_rows(demo_root, tmp_path):
     assert_says(f"error: {err.value}", "the sample submission names a label the model does "
                 "not know (multi-label, one column per label)")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("row", "change"), [
+    ("a tabular `test.csv` lacks feature columns of `train.csv`",
+     lambda t: t.drop(columns=["bmi", "s3"])),
+    ("a tabular `test.csv` lists other ids than the sample submission",
+     lambda t: t.assign(id=["99999", *t.id[1:]])),
+])
+def test_tabular_test_csv_rows(row, change, tmp_path):
+    from podium.data.demo import build_tabular_demo
+    from podium.data.tabular import TabularDataModule
+
+    root = build_tabular_demo(tmp_path / "comp", "regression")
+    edit_csv(root, change, "test.csv")
+    with pytest.raises(PodiumError) as err:
+        TabularDataModule(root=str(root), task="regression", target_col="target").setup("fit")
+    assert_says("error: " + str(err.value).replace(str(root), "<root>"), row)
+
+
+def test_run_file_row(tmp_path):
+    from test_inputs import TEST_PROBS, hand_run, submit_error
+
+    run = hand_run(tmp_path, TEST_PROBS.replace("0.2,", "abc,"))
+    assert_says(f"error: {submit_error(tmp_path, run)}", "a run's `test_probs.csv` or "
+                "`oof.csv` holds a value that is no number (`make submit`)")
 
 
 def test_missing_root_row(tmp_path):
