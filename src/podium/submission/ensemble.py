@@ -282,6 +282,7 @@ def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
     from podium.submission.members import own_predictions
 
     data = members[0].cfg.data
+    check_members_agree(members, force)  # another competition's member: named as such first
     sample = read_sample_submission(Path(data.root) / data.sample_submission, data.id_col)
     predictions = [own_predictions(m, tta, sample) for m in members]
     answers = Path(data.answers) if data.get("answers") else None
