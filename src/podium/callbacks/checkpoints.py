@@ -30,8 +30,14 @@ class RunCheckpoint(ModelCheckpoint):
     a monitor (conf/callbacks/default.yaml's `last_checkpoint`: `last.ckpt` after every
     validation, or every training epoch without one) starts its file afresh there.
 
-    Only public API: the arguments of ModelCheckpoint and `load_state_dict`.
+    Only public API: the arguments of ModelCheckpoint, `state_key` and `load_state_dict`.
     """
+
+    @property
+    def state_key(self) -> str:
+        """Lightning tells callbacks apart by this key: two instances also differ by their
+        file (best, last), since with no validation split both watch nothing."""
+        return f"{super().state_key}[{self.filename}]"
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")
