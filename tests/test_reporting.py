@@ -232,17 +232,18 @@ def test_make_runs_ranks_within_each_competition_and_metric(tmp_path, capsys):
 
     table = pd.read_csv(tmp_path / "runs.csv", keep_default_na=False)
     table["name"] = table.path.map(lambda p: p.rsplit("/", 1)[-1])
-    groups = {key: list(g.name) for key, g in table.groupby(["data_root", "monitor"],
+    groups = {key: list(g.name) for key, g in table.groupby(["data_root", "competition"],
                                                              sort=False)}
-    assert groups == {("/comp/data/digits", "val/f1_macro"): ["a2", "a1", "a4", "a3"],
-                      ("/comp/data/houses", "val/loss"): ["b2", "b1"]}  # min: lowest first
+    assert groups == {("/comp/data/digits", "f1_macro"): ["a2", "a1", "a4", "a3"],
+                      ("/comp/data/houses", "loss"): ["b2", "b1"]}  # min: lowest first
+    assert set(table.scored_on) == {"val"}
     assert list(table["rank"]) == [1, 2, 3, 4, 1, 2]
     assert list(table.debug) == ["", "", "debug=fdr", "limit_train_batches=3", "", ""]
     assert set(table.run_name) == {"focal"} and set(table.best_epoch) == {3}
     out = capsys.readouterr().out
     assert "6 runs under" in out and "2 group(s)" in out
-    assert "data.root=/comp/data/digits  val/f1_macro  (4 runs)" in out
-    assert "data.root=/comp/data/houses  val/loss  (2 runs)" in out
+    assert "data.root=/comp/data/digits  metric.competition=f1_macro  (4 runs)" in out
+    assert "data.root=/comp/data/houses  metric.competition=loss  (2 runs)" in out
 
 
 def test_make_runs_keeps_seed_groups_within_a_competition(tmp_path):
