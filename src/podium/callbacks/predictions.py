@@ -58,10 +58,10 @@ def gather_predictions(trainer: L.Trainer, predictions, batch_indices) -> list[t
     return gathered
 
 
-class PredictionWriter(BasePredictionWriter):
-    """After `trainer.predict`: `test_probs.csv` and, with a validation split, `oof.csv`
-    (out-of-fold under cross-validation); `test_probs_tta.csv`/`oof_tta.csv` with tta views.
-    Rows are gathered from every rank under DDP; rank zero writes."""
+class GatheredWriter(BasePredictionWriter):
+    """A writer of `trainer.predict`'s output that sees every rank's rows: the test set's
+    and the validation split's predictions, gathered (in order) on rank zero, which calls
+    `write(datamodule, test, val)` (val: None without a validation split)."""
 
     def __init__(self, output_dir: str) -> None:
         super().__init__(write_interval="epoch")
@@ -69,14 +69,23 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions, batch_indices) -> None:
-        data = trainer.datamodule
-        if data is None:
+        if trainer.datamodule is None:
             return
         gathered = gather_predictions(trainer, predictions, batch_indices)  # every rank
-        if not trainer.is_global_zero:
-            return
-        by_name = dict(zip(PREDICT_SETS, gathered, strict=False))
-        test, val = by_name["test"], by_name.get("val")  # val_fraction=0: test only
+        if trainer.is_global_zero:
+            by_name = dict(zip(PREDICT_SETS, gathered, strict=False))
+            self.write(trainer.datamodule, by_name["test"], by_name.get("val"))
+
+    def write(self, data, test: torch.Tensor, val: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+
+class PredictionWriter(GatheredWriter):
+    """After `trainer.predict`: `test_probs.csv` and, with a validation split, `oof.csv`
+    (out-of-fold under cross-validation); `test_probs_tta.csv`/`oof_tta.csv` with tta views.
+    Rows are gathered from every rank under DDP; rank zero writes."""
+
+    def write(self, data, test: torch.Tensor, val: torch.Tensor | None) -> None:
         if len(test) != len(data.test_ids) or len(val if val is not None else ()) != len(
                 data.val_ids):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
-from lightning.pytorch.callbacks import BasePredictionWriter
+import torch
 
-from podium.callbacks.predictions import gather_predictions, plain_view
-from podium.data.base import PREDICT_SETS
+from podium.callbacks.predictions import GatheredWriter, plain_view
 
 
 def per_class_table(labels: np.ndarray, predicted: np.ndarray,
@@ -96,24 +94,15 @@ def write_class_report(output_dir: Path, labels: np.ndarray, probs: np.ndarray,
     return table
 
 
-class ClassReport(BasePredictionWriter):
+class ClassReport(GatheredWriter):
     """After `trainer.predict` (the best checkpoint), the validation split's per-class
     precision/recall/F1/support table and confusion matrix in `report/` (classification).
     Under DDP every rank's shard is gathered first: the report covers the whole split."""
 
-    def __init__(self, output_dir: str) -> None:
-        super().__init__(write_interval="epoch")
-        self.output_dir = Path(output_dir)
-
-    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           predictions, batch_indices) -> None:
-        data = trainer.datamodule
-        if data is None or not data.has_validation or data.task == "regression":
+    def write(self, data, test: torch.Tensor, val: torch.Tensor | None) -> None:
+        if val is None or data.task == "regression":
             return
-        gathered = gather_predictions(trainer, predictions, batch_indices)  # every rank
-        if not trainer.is_global_zero or len(gathered) < 2:
-            return
-        val = plain_view(gathered[PREDICT_SETS.index("val")]).numpy()
+        val = plain_view(val).numpy()
         if len(val) != len(data.val_idx):
             return  # fast_dev_run / limit_predict_batches: part of the split only
         write_class_report(self.output_dir, data.labels[data.val_idx], val, data.class_names)
