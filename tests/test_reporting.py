@@ -29,7 +29,7 @@ def piped_run(tmp_path_factory, demo_root):
     logs = tmp_path_factory.mktemp("logs")
     proc = run_cli("podium.train", "debug=limit", f"trainer.max_epochs={EPOCHS}",
                    f"paths.log_dir={logs}", f"data.root={demo_root}",
-                   f"data.demo_root={demo_root}")
+                   f"data.demo_root={demo_root}", process=True)
     (run,) = run_dirs(logs)
     return proc.stdout, run
 

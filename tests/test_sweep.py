@@ -280,7 +280,7 @@ def test_two_workers_share_one_study_each_trial_once(tmp_path, demo_root):
     logs = tmp_path / "logs"
     proc = run_cli("podium.train", "-m", "hparams_search=lr_wd", "sweep_name=demo",
                    "hydra.sweeper.n_trials=5", "hydra.sweeper.workers=2", "debug=fdr",
-                   f"data.root={demo_root}", f"paths.log_dir={logs}")
+                   f"data.root={demo_root}", f"paths.log_dir={logs}", process=True)
     from podium.sweep.study import counts
 
     trials = study_trials(logs / "sweep" / "demo" / "optuna.journal", "lr_wd")
