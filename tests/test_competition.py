@@ -77,7 +77,7 @@ def test_competition_picks_the_oof_score_of_a_cv_folder(tmp_path, demo_root):
 
     logs = tmp_path / "logs"
     run_cli("podium.train", "-m", "task_name=cv", "sweep_name=c", "data.n_folds=2",
-            "data.fold=0,1", "trainer.max_epochs=2", "model.net.depth=8",
+            "data.fold=0,1", "trainer.max_epochs=2", "model.net.depth=8", "model.net.width=4",
             "metric.competition=accuracy", f"data.root={demo_root}",
             f"data.demo_root={demo_root}", f"paths.log_dir={logs}", "print_config=false")
     [cv_dir] = list((logs / "cv" / "c").iterdir())

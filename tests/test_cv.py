@@ -27,6 +27,7 @@ def cv_dir(tmp_path_factory, demo_root):
     logs = tmp_path_factory.mktemp("logs")
     run_cli("podium.train", "-m", "task_name=cv", "experiment=baseline", "sweep_name=baseline",
             f"data.n_folds={FOLDS}", f"data.fold=range(0,{FOLDS})", "debug=limit",
+            "model.net.depth=8", "model.net.width=4",
             f"data.root={demo_root}", f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
     [cv] = list((logs / "cv" / "baseline").iterdir())
     return cv

@@ -17,6 +17,7 @@ from conftest import CONF, ROOT, run_cli, run_dirs
 def ddp_run(tmp_path_factory, demo_root):
     logs = tmp_path_factory.mktemp("logs")
     proc = run_cli("podium.train", "trainer=ddp_cpu", "debug=limit", "trainer.max_epochs=1",
+                   "model.net.depth=8", "model.net.width=4",
                    "tta=hflip", f"data.root={demo_root}", f"data.demo_root={demo_root}",
                    f"paths.log_dir={logs}", process=True)
     return logs, proc

@@ -158,7 +158,8 @@ def test_class_folders_train_end_to_end_to_the_csv_layouts_score(demo_root, tmp_
     scores, probs = [], []
     for name, root in (("csv", csv_root), ("folders", folders)):
         cfg = make_cfg(tmp_path / name, [f"data.root={root}", "trainer.max_epochs=2", "seed=5",
-                                         "data.decode_workers=2"])
+                                         "data.decode_workers=2", "model.net.depth=8",
+                                         "model.net.width=4"])
         scores.append(train(cfg).metrics["leaderboard/f1_macro"])
         run = Path(cfg.paths.output_dir)
         assert json.loads((run / "metrics.json").read_text())["leaderboard/f1_macro"] == scores[-1]

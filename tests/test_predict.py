@@ -17,7 +17,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from conftest import ROOT, make_cfg, run_cli
 from podium.data.demo import build_tabular_demo
 
-TINY = ["model.net.depth=8", "trainer.max_epochs=3", "seed=3"]
+TINY = ["model.net.depth=8", "model.net.width=4", "trainer.max_epochs=3", "seed=3"]
 
 
 def train_cli(tmp: Path, root: Path, *overrides: str) -> Path:

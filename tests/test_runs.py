@@ -65,7 +65,8 @@ def test_minimised_monitor_sorts_lowest_first(tmp_path):
 def test_a_real_two_seed_multirun(tmp_path, demo_root):
     logs = tmp_path / "logs"
     run_cli("podium.train", "-m", "seed=1,2", "debug=limit", "trainer.max_epochs=1",
-            f"data.root={demo_root}", f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
+            "model.net.depth=8", "model.net.width=4", f"data.root={demo_root}",
+            f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
     runs = sorted(p.parent for p in (logs / "train").glob("multirun/*/*/.hydra"))
     assert len(runs) == 2
     values = [json.loads((r / "metrics.json").read_text())["val/f1_macro"] for r in runs]
