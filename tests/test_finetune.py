@@ -6,10 +6,13 @@ from __future__ import annotations
 import copy
 from functools import partial
 
+import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 from lightning.pytorch.callbacks import Callback
+from sklearn.metrics import f1_score
 from tiny_fit import fit, one_thread  # noqa: F401
 
 from conftest import image_spec, make_cfg
@@ -56,7 +59,10 @@ def test_a_checkpoint_rebuilds_without_the_weights_file(weights_file, tmp_path):
                               f"model.weights_file={tmp_path / 'gone.pth'}"])
     with pytest.raises(PodiumError, match="gone.pth not found"):
         build_module(cfg, image_spec("abcd"))
-    assert build_module(cfg, image_spec("abcd"), pretrained=False).net is not None
+    rebuilt = build_module(cfg, image_spec("abcd"), pretrained=False).net
+    reference = timm.create_model("test_resnet", num_classes=4, in_chans=1)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
+        {k: v.shape for k, v in reference.state_dict().items()}
 
 
 def test_weights_file_without_pretrained_is_a_one_line_error(weights_file, tmp_path):
@@ -151,4 +157,13 @@ def test_finetune_run_from_a_weights_file_writes_a_submission(weights_file, tmp_
                               "trainer.max_epochs=2", f"data.root={demo_root}",
                               f"data.demo_root={demo_root}"])
     metrics = train(cfg).metrics
-    assert metrics["val/f1_macro"] > 0 and (tmp_path / "run" / "submission.csv").is_file()
+    run = tmp_path / "run"
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})  # the best checkpoint's predictions
+    classes = list(pd.read_csv(run / "test_probs.csv", nrows=0).columns[1:])
+    predicted = np.array(classes)[oof[classes].to_numpy().argmax(1)]
+    assert metrics["val/f1_macro"] == pytest.approx(
+        f1_score(oof.label, predicted, labels=classes, average="macro", zero_division=0),
+        abs=1e-6)
+    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
+    assert list(submission.id) == list(sample.id) and set(submission.label) <= set(classes)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from sklearn.metrics import f1_score
 from test_what_happens import assert_says
 
 from conftest import make_cfg
@@ -162,10 +163,14 @@ def test_class_folders_train_end_to_end_to_the_csv_layouts_score(demo_root, tmp_
                                          "model.net.width=4"])
         scores.append(train(cfg).metrics["leaderboard/f1_macro"])
         run = Path(cfg.paths.output_dir)
+        answers = pd.read_csv(demo_root / "answers.csv", dtype=str).set_index("id")
+        submission = pd.read_csv(run / "submission.csv", dtype=str)
+        assert scores[-1] == pytest.approx(f1_score(answers.label[submission.id],
+                                                    submission.label, average="macro"))
         assert json.loads((run / "metrics.json").read_text())["leaderboard/f1_macro"] == scores[-1]
         probs.append(pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id"))
     assert (folders / "sample_submission.csv").is_file()
-    assert scores[0] == scores[1] and 0.0 < scores[0] <= 1.0
+    assert scores[0] == scores[1]
     folder_probs = probs[1].loc[probs[0].index]
     assert np.allclose(folder_probs.to_numpy(), probs[0].to_numpy(), atol=1e-5)
 

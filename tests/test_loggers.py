@@ -151,7 +151,8 @@ def test_learning_curves_callback_needs_a_csv_logger_and_rank_zero(tmp_path, cap
     from podium.callbacks.curves import LearningCurves
 
     csv = CSVLogger(tmp_path, name="csv", version="")
-    assert csv.experiment is not None  # created as in fit (clears an existing metrics.csv)
+    # created as in fit (clears an existing metrics.csv): the file the callback reads
+    assert csv.experiment.metrics_file_path == str(Path(csv.log_dir) / "metrics.csv")
     hand_made_metrics(Path(csv.log_dir) / "metrics.csv")
     callback = LearningCurves(str(tmp_path), monitor="val/f1_macro")
     png = tmp_path / "report" / "learning_curves.png"
