@@ -63,7 +63,7 @@ def test_minimised_monitor_sorts_lowest_first(tmp_path):
     assert table.best.tolist() == [0.2, 0.5]
 
 
-def test_a_real_two_seed_multirun(tmp_path, demo_root):
+def test_a_real_two_seed_multirun(tmp_path, demo_root, capsys):
     logs = tmp_path / "logs"
     started = time.monotonic()
     run_cli("podium.train", "-m", "seed=1,2", "debug=limit", "trainer.max_epochs=1",
@@ -74,8 +74,9 @@ def test_a_real_two_seed_multirun(tmp_path, demo_root):
     assert len(runs) == 2
     values = [json.loads((r / "metrics.json").read_text())["val/f1_macro"] for r in runs]
 
-    proc = run_cli("scripts.summarize_runs", str(logs))  # `make runs DIR=...`
-    assert "2 runs under" in proc.stdout
+    capsys.readouterr()
+    assert summarize_runs.main([str(logs)]) == 0  # `make runs DIR=...`
+    assert "2 runs under" in capsys.readouterr().out
     table = pd.read_csv(logs / "runs.csv")
     assert sorted(table.path) == sorted(str(r) for r in runs)
     assert table.best.tolist() == sorted(values, reverse=True)

@@ -1,4 +1,5 @@
-"""The class-balanced sampler under real Lightning DDP: 2 CPU processes, disjoint shards."""
+"""The class-balanced sampler under real Lightning DDP: 2 CPU processes (forked from this
+one: no interpreter to start), disjoint shards."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class RecordIndices(L.LightningModule):
 
 
 def test_ddp_shards_are_disjoint_and_cover_each_epoch(tmp_path):
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=EPOCHS,
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork", max_epochs=EPOCHS,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
     trainer.fit(RecordIndices(str(tmp_path)))
