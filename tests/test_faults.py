@@ -125,6 +125,10 @@ def whole(tmp_path_factory, demo_root) -> Path:
     return train(tmp_path_factory.mktemp("whole") / "run", demo_root)
 
 
+# Slow: a third fresh interpreter and training for what the kill test below checks already
+# (its resumed runs equal this reference byte for byte: test_probs.csv, submission.csv,
+# metrics, every weight of both checkpoints).
+@pytest.mark.slow
 def test_two_identical_runs_give_byte_identical_outputs(whole, tmp_path, demo_root):
     again = train(tmp_path / "run", demo_root)
     assert (again / "submission.csv").read_bytes() == (whole / "submission.csv").read_bytes()
@@ -176,6 +180,7 @@ def test_sigkill_at_three_moments_then_resume_matches_whole_run(whole, tmp_path,
     for epoch, values in resumed.items():
         assert values == history[epoch], epoch
     assert (d / "submission.csv").read_bytes() == (whole / "submission.csv").read_bytes()
+    assert (d / "test_probs.csv").read_bytes() == (whole / "test_probs.csv").read_bytes()
     for name in ("last.ckpt", "best.ckpt"):
         resumed = weights(c / "checkpoints" / name)
         for key, value in weights(whole / "checkpoints" / name).items():

@@ -275,6 +275,9 @@ def test_pruner_stops_the_bad_region_and_make_runs_shows_it(tmp_path, demo_root)
     assert "sweep." not in " ".join(table.overrides)  # the trial number is not a parameter
 
 
+# Slow: three interpreters (the sweep and its two workers). Claiming a trial once under a
+# race between processes, the heart of it, is in the fast suite: the racing test above.
+@pytest.mark.slow
 def test_two_workers_share_one_study_each_trial_once(tmp_path, demo_root):
     """`make sweep JOBS=2`: two worker processes on one study run 5 trials, none twice."""
     logs = tmp_path / "logs"
