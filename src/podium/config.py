@@ -12,13 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from podium import CONFIG_DIR
 from podium.errors import PodiumError
-
-# conf/ of the checkout (make install: editable), else the copy inside the wheel (a bundle)
-_SOURCE_CONF = Path(__file__).resolve().parents[2] / "conf"
-CONFIG_DIR = str(_SOURCE_CONF if _SOURCE_CONF.is_dir()
-                 else Path(__file__).resolve().parent / "conf")
-
 
 CONFIG_ORDER = ("data", "model", "loss", "optimizer", "scheduler", "sampler", "augment",
                 "trainer")

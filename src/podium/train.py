@@ -196,7 +196,7 @@ def main(cfg: DictConfig) -> float | None:
     if (cfg.get("sweep") or {}).get("objective") == "cv":  # a trial of k folds
         from podium.sweep.objective import cv_objective
 
-        return cv_objective(cfg)
+        return cv_objective(cfg, train)
     outcome = train(cfg)
     metrics = outcome.metrics
     if rank_zero_only.rank == 0:

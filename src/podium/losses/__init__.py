@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from podium.config import CONFIG_DIR
+from podium import CONFIG_DIR
 from podium.errors import PodiumError
 from podium.spec import TASKS, check_task
 

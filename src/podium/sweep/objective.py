@@ -13,6 +13,7 @@ trial there; the folds done are gathered all the same.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
     from optuna.trial import Trial
 
 
-def cv_objective(cfg: DictConfig) -> float | None:
-    """Train the trial's `data.n_folds` folds, gather them; the OOF competition score."""
+def cv_objective(cfg: DictConfig, train: Callable) -> float | None:
+    """Train the trial's `data.n_folds` folds with `train` (podium.train.train, passed in by
+    the entry point), gather them; the OOF competition score."""
     from podium.cv import gather_folds
     from podium.model.metrics import never_logged, resolve_metric
     from podium.sweep.sweeper import check_objective
-    from podium.train import train
 
     check_objective(cfg)
     resolve_metric(cfg)
