@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from podium.submission.oof import better
+
 K = 5         # parts of a seeded k-fold when the OOF has no folds of its own
 SEED = 0      # its seed: the same rows give the same parts in every run
 MIN_ROWS = 4  # fewer rows cannot be cross-fitted (each part needs rows to fit on)
@@ -96,16 +98,6 @@ def cross_fit(learn: Learn, probs: np.ndarray, y: np.ndarray, parts: Parts,
     return score(y, pooled)
 
 
-def strictly_better(after: float, before: float, metric: str) -> bool:
-    """`after` beats `before` by `metric`'s direction (min for losses and errors)."""
-    from podium.model.metrics import infer_mode
-
-    tolerance = 1e-12
-    if infer_mode(metric) == "min":
-        return after < before - tolerance
-    return after > before + tolerance
-
-
 def judge(name: str, learn: Learn, plain: Learn, probs: np.ndarray, y: np.ndarray,
           parts: Parts, score: Score, metric: str) -> tuple[Fitted, dict, str | None]:
     """Fit `learn` on every row and cross-fitted; use it only when its cross-fitted score
@@ -127,8 +119,10 @@ def judge(name: str, learn: Learn, plain: Learn, probs: np.ndarray, y: np.ndarra
     if np.array_equal(fitted.decide(probs), without.decide(probs)):
         return without, report, f"{name} not used: fitted on every OOF row it changes no " \
                                 f"decision"
-    if not strictly_better(cross_fitted, before, metric):
-        sign = "<=" if strictly_better(1.0, 0.0, metric) else ">="
+    if not better(cross_fitted, before, metric, strict=True):
+        from podium.model.metrics import infer_mode
+
+        sign = ">=" if infer_mode(metric) == "min" else "<="
         return without, report, (f"{name} not used: cross-fitted OOF {metric} "
                                  f"{cross_fitted:.4f} {sign} {before:.4f} without it")
     report["used"] = True

@@ -54,11 +54,13 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
     metrics = task_metrics(task, len(class_names), k).clone(prefix="oof/")
     return {key: float(v) for key, v in metrics(probs, target).items()}
 
-def better(after: float, before: float, metric: str) -> bool:
-    """`after` is no worse than `before` for `metric` (min for losses and errors)."""
+def better(after: float, before: float, metric: str, strict: bool = False) -> bool:
+    """`after` is no worse than `before` for `metric` (min for losses and errors); with
+    `strict`, better by more than a float tie."""
     from podium.model.metrics import infer_mode
 
-    return after <= before if infer_mode(metric) == "min" else after >= before
+    gain = (before - after) if infer_mode(metric) == "min" else (after - before)
+    return gain > 1e-12 if strict else gain >= 0
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
