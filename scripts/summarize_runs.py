@@ -3,20 +3,22 @@ metric, best first.
 
     python scripts/summarize_runs.py logs/sweep/focal [--csv out.csv] [--top 30]
 
-A run is a folder with `.hydra/config.yaml` and `metrics.json` (or `failed.txt`); a
-cross-validation folder (`make cv`) is one row, and its folds are not listed again. Scores
-are comparable only on the same data and metric, so runs are grouped by competition
-(`data.root`, resolved) and `metric.competition`, and ranked within their group by one
-score in that metric's own direction: the OOF score where there is one (a cross-validation
-folder; a refit of one takes its OOF score), the validation score otherwise; column
-`scored_on` says which (oof | val | refit: oof | refit: val). Columns: data_root,
-competition, rank, run_name, experiment, overrides, score, scored_on, best (the monitored
-validation value `metric.monitor` of the best checkpoint; a cross-validation folder: the
-folds' mean), best_epoch, epochs, wall time (from the config's to metrics.json's
-modification time), status (ok, failed, or pruned: a sweep trial its pruner stopped early,
-`pruned.txt`), debug (what makes the run a quick check: a `debug=` option, fast_dev_run,
-overfit_batches or limit_*_batches; such runs sort after the real ones), path. Runs that
-differ only in `seed` form a seed group: `seed_mean` / `seed_std` / `seeds` of the score.
+A run is a folder with `.hydra/config.yaml` and `metrics.json` (or `failed.txt`); a cross-
+validation folder (`make cv`) is one row, and its folds are not listed again. Scores are
+comparable only on the same data and metric, so runs are grouped by competition
+(`data.root`, resolved), `metric.competition` and the test prior its validation was
+weighted by (`data.test_prior`: a score under a uniform prior is another yardstick), and
+ranked within their group by one score in that metric's own direction: the OOF score where
+there is one (a cross-validation folder; a refit of one takes its OOF score), the
+validation score otherwise; column `scored_on` says which (oof | val | refit: oof | refit:
+val). Columns: data_root, competition, test_prior, rank, run_name, experiment, overrides,
+score, scored_on, best (the monitored validation value `metric.monitor` of the best
+checkpoint; a cross-validation folder: the folds' mean), best_epoch, epochs, wall time
+(from the config's to metrics.json's modification time), status (ok, failed, or pruned: a
+sweep trial its pruner stopped early, `pruned.txt`), debug (what makes the run a quick
+check: a `debug=` option, fast_dev_run, overfit_batches or limit_*_batches; such runs sort
+after the real ones), path. Runs that differ only in `seed` form a seed group: `seed_mean`
+/ `seed_std` / `seeds` of the score.
 Failed runs sort last. The tables are printed with rich and written, one after the other,
 to `<DIR>/runs.csv`.
 """
@@ -39,10 +41,11 @@ from podium.run import CONFIG, HYDRA_DIR, METRICS
 
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
           "experiment=", "hparams_search=", "sweep.")
-COLUMNS = ["data_root", "competition", "rank", "run_name", "experiment", "overrides", "score",
-           "scored_on", "best", "best_epoch", "seed_mean", "seed_std", "seeds", "epochs",
-           "wall_s", "status", "debug", "path"]
-SHOWN = [c for c in COLUMNS if c not in ("data_root", "competition")]  # in each title
+COLUMNS = ["data_root", "competition", "test_prior", "rank", "run_name", "experiment",
+           "overrides", "score", "scored_on", "best", "best_epoch", "seed_mean", "seed_std",
+           "seeds", "epochs", "wall_s", "status", "debug", "path"]
+GROUP = ["data_root", "competition", "test_prior"]  # runs scored by one yardstick
+SHOWN = [c for c in COLUMNS if c not in GROUP]  # in each title
 TEXT = ("run_name", "experiment", "overrides", "scored_on", "status", "debug", "path")
 
 
@@ -122,6 +125,8 @@ def run_row(run: Path) -> dict | None:
         "experiment": choices.get("experiment", ""),
         "overrides": " ".join(o for o in overrides if not o.startswith(HIDDEN)),
         "competition": competition, "mode": infer_mode(competition), "seed": config.get("seed"),
+        "test_prior": str((metrics.get("test_prior") or {}).get("setting")
+                          or (config.get("data") or {}).get("test_prior") or "train"),
         "score": score, "scored_on": scored_on, "best": metrics.get(monitor, math.nan),
         "epochs": metrics.get("epochs", math.nan),
         "wall_s": round(end.stat().st_mtime - start, 1),
@@ -184,8 +189,7 @@ def seed_groups(table: pd.DataFrame) -> pd.DataFrame:
         lambda o: " ".join(x for x in o.split() if not x.startswith("seed=")))
     table[["seed_mean", "seed_std"]] = math.nan
     table["seeds"] = 1
-    for _, group in table[table.status == "ok"].groupby(["data_root", "group", "competition",
-                                                         "scored_on"]):
+    for _, group in table[table.status == "ok"].groupby([*GROUP, "group", "scored_on"]):
         if group.seed.nunique() > 1:
             table.loc[group.index, "seed_mean"] = group.score.mean()
             table.loc[group.index, "seed_std"] = group.score.std(ddof=0)
@@ -199,10 +203,10 @@ def best_first(table: pd.DataFrame) -> pd.DataFrame:
     ones, NaN (failed) last; `rank` counts within the group."""
     signed = np.where(table["mode"] == "min", table.score, -table.score)
     order = np.lexsort((np.nan_to_num(signed, nan=np.inf), table.debug.ne("").to_numpy(),
-                        table.score.isna().to_numpy(), table.competition.to_numpy(),
-                        table.data_root.to_numpy()))
+                        table.score.isna().to_numpy(), table.test_prior.to_numpy(),
+                        table.competition.to_numpy(), table.data_root.to_numpy()))
     table = table.iloc[order].reset_index(drop=True)
-    table["rank"] = table.groupby(["data_root", "competition"]).cumcount() + 1
+    table["rank"] = table.groupby(GROUP).cumcount() + 1
     return table[COLUMNS]
 
 
@@ -213,9 +217,9 @@ def show(table: pd.DataFrame, title: str, top: int | None) -> None:
 
     console = Console(width=200)
     console.print(title)
-    for (root, competition), group in table.groupby(["data_root", "competition"], sort=False):
+    for (root, competition, prior), group in table.groupby(GROUP, sort=False):
         shown = Table(title=f"data.root={root or '?'}  metric.competition={competition}  "
-                            f"({len(group)} runs)")
+                            f"data.test_prior={prior}  ({len(group)} runs)")
         columns = [c for c in SHOWN if c in ("rank", "run_name", "score", "scored_on")
                    or not group[c].replace("", np.nan).isna().all()]  # empty ones: CSV only
         for column in columns:

@@ -188,6 +188,18 @@ def test_fold_rows(row, folds, demo_root):
     assert_says(setup_error(demo_root, **folds), row)
 
 
+def test_test_prior_rows(demo_root, tmp_path):
+    root = copy_demo(demo_root, tmp_path)
+    classes = sorted(set(pd.read_csv(root / "train.csv").label))
+    pd.DataFrame({"class": [c for c in classes if c != "nine"], "share": 1}).to_csv(
+        root / "prior.csv", index=False)
+    assert_says(setup_error(root, test_prior="prior.csv"),
+                "`data.test_prior` names a CSV that leaves out a class")
+    edit_csv(root, lambda f: f.assign(label=range(len(f))))
+    assert_says(setup_error(root, test_prior="uniform", task="regression"),
+                "`data.test_prior` other than `train` on a task without exclusive classes")
+
+
 def test_converted_images_and_messy_headers_row(demo_root, tmp_path):
     assert ROWS["grayscale / RGBA images, a BOM or spaces in CSV headers"].startswith("nothing")
     root = copy_demo(demo_root, tmp_path)

@@ -59,7 +59,8 @@ def predict(cfg: DictConfig) -> Summary:
         predictions.append((plain, with_tta))
     output_dir = Path(cfg.paths.output_dir)
     summary = write_ensemble(members, output_dir, sample, predictions, cfg.submission.format,
-                             instantiate(cfg.get("postprocess")), cfg.force)
+                             instantiate(cfg.get("postprocess")), cfg.force,
+                             test_prior=cfg.get("test_prior"))
     write_json(output_dir / run.METRICS, {**summary.to_dict(), "data_root": str(cfg.data.root)})
     return summary
 

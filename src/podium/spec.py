@@ -35,6 +35,9 @@ class DataSpec:
     mean, std: per-channel image normalisation in [0, 1] units; empty = none (tabular).
     image_size: (H, W) images are decoded at (None: as stored); test images must match.
     id_col, target_col: the competition's column names.
+    test_prior: the test set's class prior (`data.test_prior`: uniform or a CSV); empty =
+        the training prior (`train`) or one estimated after prediction (`estimate`).
+    test_prior_setting: what `data.test_prior` said (train | uniform | estimate | a CSV).
     """
 
     task: str
@@ -48,6 +51,17 @@ class DataSpec:
     target_col: str = "label"
     features: dict[str, Any] = field(default_factory=dict)  # tabular encoders (podium.data.tabular)
     train_rows: int = 0
+    test_prior: tuple[float, ...] = ()
+    test_prior_setting: str = "train"
+
+    @property
+    def class_weights(self) -> tuple[float, ...] | None:
+        """Validation rows' weights per class under the test prior (None: unweighted)."""
+        if not self.test_prior:
+            return None
+        from podium.prior import class_weights
+
+        return tuple(class_weights(self.test_prior, self.class_counts).tolist())
 
     @property
     def image_inputs(self) -> bool:
@@ -57,14 +71,14 @@ class DataSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain lists/dicts/strings/numbers: what a checkpoint stores."""
         data = asdict(self)
-        for key in ("class_names", "class_counts", "mean", "std", "image_size"):
+        for key in ("class_names", "class_counts", "mean", "std", "image_size", "test_prior"):
             data[key] = list(data[key]) if data[key] is not None else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSpec:
         data = dict(data)
-        for key in ("class_names", "class_counts", "mean", "std"):
+        for key in ("class_names", "class_counts", "mean", "std", "test_prior"):
             data[key] = tuple(data.get(key) or ())
         size = data.get("image_size")
         data["image_size"] = tuple(size) if size is not None else None

@@ -37,7 +37,7 @@ def submit(cfg: DictConfig) -> Summary:
     output_dir = Path(cfg.paths.output_dir)
     summary = submit_members(members, output_dir, cfg.submission.format,
                              instantiate(cfg.get("postprocess")), list(cfg.get("tta") or []),
-                             cfg.force)
+                             cfg.force, cfg.get("test_prior"))
     write_json(output_dir / run.METRICS, summary.to_dict())
     return summary
 

@@ -105,6 +105,7 @@ class CompetitionDataModule(L.LightningDataModule):
         answers: str | None = None,
         target_cols: Sequence[str] | None = None,
         label_sep: str = " ",
+        test_prior: str = "train",
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -120,6 +121,7 @@ class CompetitionDataModule(L.LightningDataModule):
         self.answers = Path(answers) if answers else None  # a demo's answer key
         # multilabel: 0/1 columns, one per label, instead of a column of label sets
         self.target_cols, self.label_sep = list(target_cols or []), label_sep
+        self.test_prior = str(test_prior)  # podium.prior: train | uniform | estimate | a CSV
         self.spec: DataSpec | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -222,9 +224,14 @@ class CompetitionDataModule(L.LightningDataModule):
         else:
             counts = () if self.task == "regression" else tuple(np.bincount(
                 self.labels[self.train_idx], minlength=len(self.class_names)).tolist())
+        from podium import prior
+
+        prior.check_setting(self.test_prior, self.task)
+        test_prior = prior.resolve(self.test_prior, self.class_names, self.root)
         return {"task": self.task, "class_names": tuple(self.class_names),
                 "class_counts": counts, "id_col": self.id_col, "target_col": self.target_col,
-                "train_rows": len(self.train_idx)}
+                "train_rows": len(self.train_idx), "test_prior_setting": self.test_prior,
+                "test_prior": () if test_prior is None else tuple(test_prior.tolist())}
 
     # -- loaders ---------------------------------------------------------------------------
     def loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:

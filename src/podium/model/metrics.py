@@ -20,16 +20,24 @@ true class ranks first, `mrr` would report `map@k`'s value for the whole epoch.
 
 podium's own per-row metrics (the rankings, `logloss`, `f1_samples`) are torchmetrics'
 MeanMetric over a per-row value (`RowMean`): its sum and count states, its DDP reduction.
+
+Under a test prior (podium.prior, `data.test_prior`), each row of class c weighs
+`class_weights[c]` = test_prior[c] / train_prior[c]: the label metrics come from a weighted
+confusion matrix (`WeightedLabelScore`), the per-row ones are weighted means, top-k accuracy
+a weighted mean of hits. Equal to scikit-learn's with `sample_weight`. AUROC compares each
+class's rows with the others' and does not change when a whole class is reweighted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, open_dict
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -60,15 +68,25 @@ class RowMean(MeanMetric):
 
     full_state_update = False
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, class_weights: Sequence[float] | None = None, **kwargs: Any) -> None:
         super().__init__(nan_strategy="disable", **kwargs)  # a NaN row makes a NaN mean
         self.set_dtype(torch.float64)
+        # a row of class c weighs class_weights[c] (a test prior), else 1
+        self.class_weights = (None if class_weights is None else
+                              torch.as_tensor(np.asarray(class_weights), dtype=torch.float64))
 
     def row_values(self, preds: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        super().update(self.row_values(preds, target))
+        values = self.row_values(preds, target).to(self.dtype)
+        if self.class_weights is None:
+            return super().update(values)
+        weights = self.class_weights.to(values.device)[target.long().view(-1)]
+        # MeanMetric.update(values, weights) is the call, but under nan_strategy="disable"
+        # torchmetrics replaces the weights by ones (checked: 1.9.0): its two states directly
+        self.mean_value += (values * weights).sum()
+        self.weight += weights.sum()
 
     def compute(self) -> Tensor:
         return super().compute().float()
@@ -115,10 +133,87 @@ class LogLoss(RowMean):
         return -probs.gather(1, target.long().view(-1, 1)).log().view(-1)
 
 
-def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass"
-                           ) -> MetricCollection:
-    """Accuracy hides a class that is never predicted; the macro averages do not."""
+class TopKHit(RowMean):
+    """Top-k accuracy as a mean of per-row hits (the true class among the k highest
+    scores; ties count against it): weighted under a test prior."""
+
+    higher_is_better = True
+
+    def __init__(self, k: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.k = k
+
+    def row_values(self, scores: Tensor, target: Tensor) -> Tensor:
+        true = scores.gather(1, target.long().view(-1, 1))
+        return ((scores > true).sum(dim=1) < self.k).to(torch.float64)
+
+
+def confusion_score(metric: str, cm: np.ndarray) -> float:
+    """A label metric (LABEL_METRICS) of a confusion matrix (rows: true class, columns:
+    predicted; counts or summed row weights), as scikit-learn computes it (zero_division=0)."""
+    cm = np.asarray(cm, dtype=float)
+    tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
+    f1 = ratio(2 * tp, predicted + actual)
+    scores = {
+        "acc": lambda: tp.sum() / cm.sum() if cm.sum() > 0 else 0.0,
+        "f1_macro": lambda: f1.mean(),
+        "f1_weighted": lambda: (f1 * actual).sum() / actual.sum() if actual.sum() > 0 else 0.0,
+        "precision_macro": lambda: ratio(tp, predicted).mean(),
+        "recall_macro": lambda: ratio(tp, actual).mean(),
+        "balanced_acc": lambda: ratio(tp, actual).mean(),
+    }
+    if metric not in scores:
+        raise PodiumError(f"{metric} is not a label metric: use one of {', '.join(scores)}")
+    return float(scores[metric]())
+
+
+class WeightedLabelScore(Metric):
+    """A label metric (`metric`: acc, f1_macro, ...) of the confusion matrix of
+    argmax(probabilities), each row counted with its class's weight (`class_weights`)."""
+
+    full_state_update = False
+
+    def __init__(self, metric: str, class_weights: Sequence[float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        n = len(class_weights)
+        self.metric, self.num_classes = metric, n
+        self.class_weights = torch.as_tensor(np.asarray(class_weights), dtype=torch.float64)
+        self.add_state("confusion", torch.zeros(n, n, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        target = target.long().view(-1)
+        cells = target * self.num_classes + probs.argmax(dim=1)
+        weights = self.class_weights.to(probs.device)[target]
+        self.confusion += torch.bincount(cells, weights, minlength=self.num_classes ** 2
+                                         ).view(self.num_classes, -1).to(self.confusion.dtype)
+
+    def compute(self) -> Tensor:
+        return torch.tensor(confusion_score(self.metric, self.confusion.cpu().numpy()),
+                            dtype=torch.float32)
+
+
+def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass",
+                           class_weights: Sequence[float] | None = None) -> MetricCollection:
+    """Accuracy hides a class that is never predicted; the macro averages do not.
+    `class_weights`: each row of class c weighs class_weights[c] (a test prior)."""
     top = max(1, min(k, num_classes))
+    per_class = ["balanced_acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"]
+    if class_weights is not None:
+        weighted = {name: WeightedLabelScore(name, class_weights)
+                    for name in ["acc", *per_class]}
+        metrics = {
+            "acc": weighted["acc"], **{name: weighted[name] for name in per_class},
+            f"acc_top{k}": TopKHit(top, class_weights=class_weights),
+            f"map@{k}": TrueClassRank("map", k, class_weights=class_weights),
+            "mrr": TrueClassRank("mrr", class_weights=class_weights),
+            f"ndcg@{k}": TrueClassRank("ndcg", k, class_weights=class_weights),
+            "logloss": LogLoss(class_weights=class_weights),
+        }
+        if task == "binary":  # a whole class reweighted leaves AUROC as it is
+            metrics["auroc"] = MulticlassAUROC(num_classes, average="macro")
+        # one weighted confusion matrix for the six label metrics
+        return MetricCollection(metrics, compute_groups=[["acc", *per_class]])
     metrics = {
         "acc": MulticlassAccuracy(num_classes, average="micro"),
         "balanced_acc": MulticlassRecall(num_classes, average="macro"),
@@ -138,7 +233,6 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
         metrics["auroc"] = MulticlassAUROC(num_classes, average="macro")
     # The per-class stat scores (tp, fp, tn, fn per class) are the same state for these
     # five whatever the data; every other metric keeps its own state.
-    per_class = ["balanced_acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"]
     return MetricCollection(metrics, compute_groups=[per_class])
 
 
@@ -191,14 +285,15 @@ def regression_metrics() -> MetricCollection:
     }, compute_groups=[["mse", "rmse"]])  # one sum of squared errors; the others their own
 
 
-def task_metrics(task: str, num_classes: int, k: int = 3) -> MetricCollection:
-    """The collection for `data.task`."""
+def task_metrics(task: str, num_classes: int, k: int = 3,
+                 class_weights: Sequence[float] | None = None) -> MetricCollection:
+    """The collection for `data.task` (`class_weights`: classification under a test prior)."""
     check_task(task)
     if task == "regression":
         return regression_metrics()
     if task == "multilabel":
         return multilabel_metrics(num_classes)
-    return classification_metrics(num_classes, k, task)
+    return classification_metrics(num_classes, k, task, class_weights)
 
 
 def never_logged(key: str, logged, setting: str = "metric.monitor") -> str:

@@ -85,7 +85,13 @@ class CompetitionModule(L.LightningModule):
         self.regression = spec.task == "regression"
         self.multilabel = spec.task == "multilabel"
         metrics = task_metrics(spec.task, len(spec.class_names), metric_k)
-        self.val_metrics = metrics.clone(prefix="val/")
+        # val/: under the test set's class prior (data.test_prior) when one is set: each row
+        # weighs test_prior[c] / train_prior[c]; val_train_prior/: the same rows unweighted
+        weights = spec.class_weights
+        self.val_metrics = (metrics if weights is None else task_metrics(
+            spec.task, len(spec.class_names), metric_k, weights)).clone(prefix="val/")
+        self.val_train_prior = (None if weights is None
+                                else metrics.clone(prefix="val_train_prior/"))
         # On (augmented) training batches two metrics tell over- from under-fitting; the
         # whole collection every step would cost ~10% of a small model's step time.
         train_keys = [k for k in TRAIN_METRICS if k in metrics] or list(metrics)
@@ -143,6 +149,9 @@ class CompetitionModule(L.LightningModule):
         self.val_metrics.update(scores, targets)
         self.log("val/loss", self.loss(logits, targets), on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+        if self.val_train_prior is not None:
+            self.val_train_prior.update(scores, targets)
+            self.log_dict(self.val_train_prior, on_epoch=True)
 
     def predict_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int,
                      dataloader_idx: int = 0) -> Tensor:

@@ -53,6 +53,7 @@ class Summary:
     threshold: dict | None = None    # threshold, before, after_in_sample, after_cross_fitted, used
     leaderboard: dict[str, float] = field(default_factory=dict)  # demos only
     warnings: list[str] = field(default_factory=list)
+    test_prior: dict | None = None   # setting, prior, train_prior, estimated, total_variation
 
     @property
     def oof_score(self) -> float | None:
@@ -91,6 +92,8 @@ class Summary:
 
         lines = [f"member {r}: weight {w:.3f}" for r, w in zip(self.runs, self.weights,
                                                                strict=True)]
+        if self.test_prior:
+            lines.append(prior_line(self.test_prior))
         if self.tta and "before" in self.tta:
             lines.append(f"tta: OOF {self.tta['metric']} {self.tta['before']:.4f} before -> "
                          f"{self.tta['after']:.4f} after (in-sample: a choice, nothing fitted)"
@@ -122,6 +125,63 @@ def step_line(step: dict) -> str:
     return (f"{name}{at}: OOF {step['metric']} {step['before']:.4f} before, "
             f"{step['after_in_sample']:.4f} after in-sample, {crossed} -> "
             f"{'used' if step['used'] else 'not used'}")
+
+
+def prior_line(report: dict) -> str:
+    """`test prior uniform: a 0.500, b 0.500 (training prior: a 0.900, b 0.100; EM estimate
+    from the test predictions: a 0.480, b 0.520, total variation 0.02)`."""
+    from podium.prior import describe
+
+    names = list(report["train_prior"])
+    show = lambda key: describe(list(report[key].values()), names)  # noqa: E731
+    line = f"test prior {report['setting']}: {show('prior')} (training prior: {show('train_prior')}"
+    if "estimated" in report:
+        line += (f"; EM estimate from the test predictions: {show('estimated')}, total "
+                 f"variation {report['total_variation']:.2f}")
+    return line + ")"
+
+
+def choose_test_prior(setting: str, plain: list[Predictions], members: list[Member],
+                      data) -> tuple[np.ndarray | None, dict | None, list[str]]:
+    """The prior validation and post-processing target (podium.prior): `uniform` or a CSV
+    as given, `estimate` by EM on the members' averaged test probabilities (calibrated on
+    the OOF rows), `train` none. Whatever the setting, the EM estimate is compared with the
+    prior assumed (the training prior for `train`): a total variation above 0.2 is a
+    one-line warning naming data.test_prior. Returns (prior or None, report, warnings)."""
+    from podium import prior
+    from podium.submission.postprocess import oof_labels
+
+    task = data.get("task", "multiclass")
+    prior.check_setting(setting, task)
+    if task not in prior.CLASSIFICATION:
+        return None, None, []
+    names = [str(c) for c in plain[0].test.columns[1:]]
+    target = prior.resolve(setting, names, data.root)
+    oof = combine_oof([p.oof for p in plain], data.id_col, data.target_col)
+    if oof is None:
+        warning = ([] if setting != "estimate" else
+                   ["data.test_prior=estimate: no validation predictions to calibrate on; the "
+                    "training prior is kept"])
+        return target, None, warning
+    y = oof_labels(oof, names, data.target_col)
+    train = np.bincount(y, minlength=len(names)) / len(y)
+    test = average_probs([p.test for p in plain], [m.run for m in members],
+                         [m.weight for m in members]).iloc[:, 1:].to_numpy(np.float64)
+    estimated = prior.estimate(test, oof[names].to_numpy(np.float64), y, train)
+    target = estimated if setting == "estimate" else target
+    assumed = train if target is None else target
+    distance = prior.total_variation(estimated, assumed)
+    report = {"setting": setting, "prior": dict(zip(names, assumed.tolist(), strict=True)),
+              "train_prior": dict(zip(names, train.tolist(), strict=True)),
+              "estimated": dict(zip(names, estimated.tolist(), strict=True)),
+              "total_variation": distance}
+    warnings = []
+    if distance > prior.FAR and setting != "estimate":
+        warnings.append(f"the test predictions imply a class prior far from data.test_prior="
+                        f"{setting} (total variation {distance:.2f}; EM estimate: "
+                        f"{prior.describe(estimated, names)}): set data.test_prior=estimate, "
+                        f"uniform or a CSV of class,share")
+    return target, report, warnings
 
 
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
@@ -174,7 +234,8 @@ def check_members_agree(members: list[Member], force: bool) -> list[str]:
 
 
 def choose_views(summary: Summary, plain: list[Predictions], with_tta: list[Predictions],
-                 cfg, force: bool) -> list[Predictions]:
+                 cfg, force: bool, test_prior: np.ndarray | None = None
+                 ) -> list[Predictions]:
     """The tta views, kept when they do not lower the combined OOF score (or `force`)."""
     data, metric = cfg.data, summary.metric
     scores = []
@@ -188,7 +249,7 @@ def choose_views(summary: Summary, plain: list[Predictions], with_tta: list[Pred
             return with_tta if force else plain
         names = list(predictions[0].test.columns[1:])
         scores.append(oof_scores(oof, names, data.target_col, data.get("task", "multiclass"),
-                                 cfg.metric.k)[f"oof/{metric}"])
+                                 cfg.metric.k, test_prior)[f"oof/{metric}"])
     helps = better(scores[1], scores[0], metric)
     summary.tta = {"used": helps or force, "before": scores[0], "after": scores[1],
                    "metric": metric}
@@ -202,15 +263,23 @@ def choose_views(summary: Summary, plain: list[Predictions], with_tta: list[Pred
 def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame,
                    predictions: Sequence[tuple[Predictions, Predictions | None]],
                    fmt: str = "auto", postprocess=None, force: bool = False,
-                   answers: Path | None = None) -> Summary:
+                   answers: Path | None = None, test_prior: str | None = None) -> Summary:
     """The one road: `predictions` holds each member's (plain, with tta or None). Writes
     `output_dir`'s submission (and, when `output_dir` is not a member's own folder, the
-    ensemble's `test_probs.csv` and `oof.csv`, so that it can be a member in turn)."""
+    ensemble's `test_probs.csv` and `oof.csv`, so that it can be a member in turn).
+    `test_prior`: a data.test_prior setting (None: the first member's)."""
     from podium.model.metrics import LABEL_METRICS, infer_mode
+    from podium.prior import CLASSIFICATION
     from podium.submission.crossfit import make_parts
     from podium.submission.formats import choose_format, write_submission
     from podium.submission.leaderboard import answer_key, leaderboard
-    from podium.submission.postprocess import fit_postprocess, postprocess_learner
+    from podium.submission.postprocess import (
+        LogitAdjust,
+        fit_postprocess,
+        oof_labels,
+        prior_weights,
+        step_learners,
+    )
     from podium.submission.thresholds import fit_binary_threshold
 
     cfg = members[0].cfg
@@ -222,9 +291,14 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
                       weights=[m.weight / total for m in members], metric=metric,
                       mode=infer_mode(metric), warnings=check_members_agree(members, force))
     plain, with_tta = zip(*predictions, strict=True)
+    prior, summary.test_prior, warnings = choose_test_prior(
+        str(test_prior or data.get("test_prior") or "train"), list(plain), members, data)
+    summary.warnings += warnings
+    if prior is not None and postprocess is None:  # the test predictions shifted to it
+        postprocess = LogitAdjust()
     chosen = list(plain)
     if with_tta[0] is not None:
-        chosen = choose_views(summary, list(plain), list(with_tta), cfg, force)
+        chosen = choose_views(summary, list(plain), list(with_tta), cfg, force, prior)
     probs = average_probs([p.test for p in chosen], [m.run for m in members],
                           [m.weight for m in members])
     oof = combine_oof([p.oof for p in chosen], data.id_col, data.target_col)
@@ -233,16 +307,22 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
         run_files(output_dir, probs, oof)
     test = probs.iloc[:, 1:].to_numpy()
     if oof is not None:
-        summary.oof = oof_scores(oof, class_names, data.target_col, task, cfg.metric.k)
+        summary.oof = oof_scores(oof, class_names, data.target_col, task, cfg.metric.k, prior)
     label_metric = metric in LABEL_METRICS or task == "multilabel"
+    # a shift to the test prior can help a metric of probabilities too (log-loss, MAP@k)
+    shifts = isinstance(postprocess, LogitAdjust) and task in CLASSIFICATION
     pre = None  # post-processing that is used, as a learner: the threshold refits it per part
-    if postprocess and oof is not None and label_metric:
+    y = None if oof is None or task not in CLASSIFICATION else \
+        oof_labels(oof, class_names, data.target_col)
+    if postprocess and oof is not None and (label_metric or shifts):
         adjust, summary.postprocess, warning = fit_postprocess(
-            postprocess, oof, class_names, data.target_col, metric, task)
+            postprocess, oof, class_names, data.target_col, metric, task, None, prior,
+            cfg.metric.k)
         summary.warnings += [warning] if warning else []
         test = adjust(test)
         if summary.postprocess["used"] and task != "multilabel":
-            pre = postprocess_learner(postprocess, class_names, metric)
+            pre = step_learners(postprocess, class_names, metric, y, prior, task,
+                                cfg.metric.k)[0]
     elif postprocess:
         summary.warnings.append(f"postprocess skipped: it needs oof.csv and a label metric "
                                 f"(metric.competition={metric})")
@@ -250,10 +330,10 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
                           cfg.metric.k)
     if task == "binary" and shape.format == "label" and oof is not None \
             and metric in LABEL_METRICS:  # the cut that the metric wants, not 0.5
-        index = {str(c): i for i, c in enumerate(class_names)}
-        y = oof[data.target_col].astype(str).map(index).to_numpy()
+        weights = None if prior is None else prior_weights(prior, y, 2)
         cut, summary.threshold, warning = fit_binary_threshold(
-            oof[class_names].to_numpy(dtype=np.float64), y, metric, make_parts(oof, y), pre)
+            oof[class_names].to_numpy(dtype=np.float64), y, metric, make_parts(oof, y), pre,
+            weights)
         summary.warnings += [warning] if warning else []
         shape = replace(shape, threshold=cut)
     summary.format = {"name": shape.format, "why": shape.why}
@@ -274,7 +354,8 @@ def run_files(output_dir: Path, probs: pd.DataFrame, oof: pd.DataFrame | None) -
 
 
 def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
-                   postprocess=None, tta: Sequence = (), force: bool = False) -> Summary:
+                   postprocess=None, tta: Sequence = (), force: bool = False,
+                   test_prior: str | None = None) -> Summary:
     """The ensemble on the test set of the competition the members were trained on
     (train, cv, refit, submit): the members' own predictions, and with `tta` theirs with
     the views."""
@@ -287,4 +368,4 @@ def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
     predictions = [own_predictions(m, tta, sample) for m in members]
     answers = Path(data.answers) if data.get("answers") else None
     return write_ensemble(members, output_dir, sample, predictions, fmt, postprocess, force,
-                          answers)
+                          answers, test_prior)

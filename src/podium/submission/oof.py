@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from podium import run
-from podium.errors import PodiumError
 
 
 def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: str
@@ -30,8 +29,10 @@ def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: 
     return oof.groupby([id_col, target_col], sort=False, dropna=False).mean().reset_index()
 
 def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
-               task: str = "multiclass", k: int = 3) -> dict[str, float]:
-    """Every validation metric of the task, computed once over all OOF predictions."""
+               task: str = "multiclass", k: int = 3, test_prior: np.ndarray | None = None
+               ) -> dict[str, float]:
+    """Every validation metric of the task, computed once over all OOF predictions; with a
+    `test_prior`, each row of class c weighs test_prior[c] / (the OOF's share of c)."""
     import torch
 
     from podium.model.metrics import task_metrics
@@ -51,7 +52,13 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
     else:
         index = {str(name): i for i, name in enumerate(class_names)}
         target = torch.tensor(oof[target_col].astype(str).map(index).to_numpy())
-    metrics = task_metrics(task, len(class_names), k).clone(prefix="oof/")
+    weights = None
+    if test_prior is not None and task not in ("multilabel", "regression"):
+        from podium.prior import class_weights
+
+        weights = class_weights(test_prior, np.bincount(target.numpy(),
+                                                        minlength=len(class_names)))
+    metrics = task_metrics(task, len(class_names), k, weights).clone(prefix="oof/")
     return {key: float(v) for key, v in metrics(probs, target).items()}
 
 def better(after: float, before: float, metric: str, strict: bool = False) -> bool:
@@ -63,30 +70,19 @@ def better(after: float, before: float, metric: str, strict: bool = False) -> bo
     return gain > 1e-12 if strict else gain >= 0
 
 
-def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    return np.bincount(y * n_classes + pred, minlength=n_classes**2).reshape(n_classes, -1)
+def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int,
+              weights: np.ndarray | None = None) -> np.ndarray:
+    """Rows: true class, columns: predicted; each row counted once, or with its weight."""
+    return np.bincount(y * n_classes + pred, weights=weights,
+                       minlength=n_classes**2).reshape(n_classes, -1)
 
 
-def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int,
+                class_weights: np.ndarray | None = None) -> float:
     """A label metric (podium.model.metrics.LABEL_METRICS) from the confusion matrix: fast
-    enough to search with, equal to scikit-learn's (zero_division=0)."""
-    return confusion_score(metric, confusion(y, pred, n_classes))
+    enough to search with, equal to scikit-learn's (zero_division=0; `class_weights`: each
+    row weighs its class's weight, scikit-learn's `sample_weight`)."""
+    from podium.model.metrics import confusion_score
 
-
-def confusion_score(metric: str, cm: np.ndarray) -> float:
-    """`label_score` of a confusion matrix (rows: true class, columns: predicted)."""
-    cm = cm.astype(float)
-    tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
-    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
-    f1 = ratio(2 * tp, predicted + actual)
-    scores = {
-        "acc": lambda: tp.sum() / max(cm.sum(), 1),
-        "f1_macro": lambda: f1.mean(),
-        "f1_weighted": lambda: (f1 * actual).sum() / max(actual.sum(), 1),
-        "precision_macro": lambda: ratio(tp, predicted).mean(),
-        "recall_macro": lambda: ratio(tp, actual).mean(),
-        "balanced_acc": lambda: ratio(tp, actual).mean(),
-    }
-    if metric not in scores:
-        raise PodiumError(f"{metric} is not a label metric: use one of {', '.join(scores)}")
-    return float(scores[metric]())
+    weights = None if class_weights is None else np.asarray(class_weights)[y]
+    return confusion_score(metric, confusion(y, pred, n_classes, weights))

@@ -28,21 +28,26 @@ from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
 from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
+Objective = Callable[[np.ndarray, np.ndarray], float]  # (truth, log-probs) -> higher is better
 
 
 def f1_offsets(logp: np.ndarray, y: np.ndarray, rounds: int = 3,
-               grid: np.ndarray | None = None, metric: str = "f1_macro") -> np.ndarray:
-    """Per-class offsets maximising `metric` of argmax(logp + offsets), one class at a time."""
+               grid: np.ndarray | None = None, metric: str = "f1_macro",
+               objective: Objective | None = None) -> np.ndarray:
+    """Per-class offsets maximising `objective` (default: `metric` of argmax(logp +
+    offsets)), one class at a time."""
     n_classes = logp.shape[1]
     grid = np.linspace(-2.0, 2.0, 41) if grid is None else grid
+    objective = objective or (lambda truth, z: label_score(metric, truth, z.argmax(1),
+                                                           n_classes))
     offsets = np.zeros(n_classes)
-    best = label_score(metric, y, logp.argmax(1), n_classes)
+    best = objective(y, logp)
     for _ in range(rounds):
         for c in range(n_classes):
             for delta in grid:
                 trial = offsets.copy()
                 trial[c] = delta
-                score = label_score(metric, y, (logp + trial).argmax(1), n_classes)
+                score = objective(y, logp + trial)
                 if score > best + 1e-12:
                     best, offsets = score, trial
     return offsets
@@ -56,75 +61,147 @@ class F1Offsets:
     def __init__(self, rounds: int = 3) -> None:
         self.rounds = rounds
 
-    def fit(self, logp: np.ndarray, y: np.ndarray, metric: str,
-            class_names: Sequence[str]) -> tuple[np.ndarray, dict]:
-        shift = f1_offsets(logp, y, self.rounds, metric=metric)
+    def fit(self, logp: np.ndarray, y: np.ndarray, objective: Objective,
+            class_names: Sequence[str], test_prior: np.ndarray | None = None
+            ) -> tuple[np.ndarray, dict]:
+        shift = f1_offsets(logp, y, self.rounds, objective=objective)
         return shift, {"offsets": dict(zip(map(str, class_names), shift.tolist(), strict=True))}
 
 
 class LogitAdjust:
-    """Subtract tau * log(OOF class prior), tau in 0..2 (first best: 0 = no change on ties)."""
+    """Add log(test prior) - tau * log(train prior) to the log-probabilities (Menon et al.
+    2021, post hoc), tau in 0..2 chosen on the OOF rows (the first best). The train prior is
+    the OOF rows' class shares; without a test prior (data.test_prior=train) the target is
+    uniform. tau = 1 is Bayes' rule for a model trained with plain cross-entropy; a model
+    trained with a logit-adjusted loss (balanced softmax) already predicts for a uniform
+    prior and prefers tau near 0."""
 
     name = "logit_adjust"
 
-    def fit(self, logp: np.ndarray, y: np.ndarray, metric: str,
-            class_names: Sequence[str]) -> tuple[np.ndarray, dict]:
+    def fit(self, logp: np.ndarray, y: np.ndarray, objective: Objective,
+            class_names: Sequence[str], test_prior: np.ndarray | None = None
+            ) -> tuple[np.ndarray, dict]:
         n_classes = logp.shape[1]
         log_prior = np.log(np.bincount(y, minlength=n_classes).clip(1) / len(y))
+        target = 0.0 if test_prior is None else np.log(np.clip(test_prior, 1e-12, None))
         taus = np.linspace(0.0, 2.0, 21)
-        scores = [label_score(metric, y, (logp - t * log_prior).argmax(1), n_classes)
-                  for t in taus]
+        scores = [objective(y, logp + target - t * log_prior) for t in taus]
         tau = float(taus[int(np.argmax(scores))])
-        return -tau * log_prior, {"tau": tau}
+        return target - tau * log_prior, {"tau": tau}
 
 
-def postprocess_learner(step, class_names: Sequence[str], metric: str) -> Learn:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def postprocess_learner(step, class_names: Sequence[str], objective: Objective,
+                        on_labels: bool = True, test_prior: np.ndarray | None = None
+                        ) -> Learn:
     """`step` (F1Offsets, LogitAdjust) as a learner: fitted on some rows' (N, C)
-    probabilities and class indices, deciding argmax(log p + shift)."""
+    probabilities and class indices, deciding argmax(log p + shift) (`on_labels`), else the
+    shifted probabilities (a metric of probabilities: log-loss, MAP@k)."""
 
     def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
-        shift, report = step.fit(log_probs(probs), y, metric, class_names)
+        shift, report = step.fit(log_probs(probs), y, objective, class_names, test_prior)
 
         def adjust(test: np.ndarray) -> np.ndarray:
-            logits = log_probs(test) + shift
-            exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-            return exp / exp.sum(axis=1, keepdims=True)
+            return softmax(log_probs(test) + shift)
 
-        return Fitted(lambda test: (log_probs(test) + shift).argmax(1), report, adjust)
+        decide = (lambda test: (log_probs(test) + shift).argmax(1)) if on_labels else adjust
+        return Fitted(decide, report, adjust)
 
     return learn
 
 
-def argmax_learner(probs: np.ndarray, y: np.ndarray) -> Fitted:
-    """No post-processing: argmax, the probabilities as they are."""
-    return Fitted(lambda test: test.argmax(1), {}, lambda test: test)
+def plain_learner(on_labels: bool = True) -> Learn:
+    """No post-processing: argmax (`on_labels`), else the probabilities as they are."""
+
+    def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
+        return Fitted((lambda test: test.argmax(1)) if on_labels else (lambda test: test), {},
+                      lambda test: test)
+
+    return learn
 
 
 def log_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
 
 
+def decision_score(metric: str, n_classes: int, class_weights: np.ndarray | None = None,
+                   task: str = "multiclass", k: int = 3) -> tuple[bool, Callable]:
+    """(`on_labels`, score(truth, decisions)): a label metric scores argmax labels from a
+    (weighted) confusion matrix, any other classification metric scores probabilities
+    (podium.model.metrics, each row weighted by its class's weight)."""
+    from podium.model.metrics import LABEL_METRICS
+
+    if metric in LABEL_METRICS:
+        return True, lambda y, pred: label_score(metric, y, pred, n_classes, class_weights)
+    import torch
+
+    from podium.model.metrics import task_metrics
+
+    scorer = task_metrics(task, n_classes, k, class_weights)[metric]
+
+    def score(y: np.ndarray, probs: np.ndarray) -> float:
+        scorer.reset()
+        scorer.update(torch.tensor(np.asarray(probs), dtype=torch.float32), torch.tensor(y))
+        return float(scorer.compute())
+
+    return False, score
+
+
 def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
                     metric: str = "f1_macro", task: str = "multiclass",
-                    parts: Parts | None = None) -> tuple[Adjust, dict, str | None]:
+                    parts: Parts | None = None, test_prior: np.ndarray | None = None,
+                    k: int = 3) -> tuple[Adjust, dict, str | None]:
     """Learn `step` (F1Offsets, LogitAdjust; multi-label: Thresholds) on the OOF predictions
-    for the label metric `metric`, judged by its cross-fitted score (`parts`: the OOF's folds,
-    else a seeded stratified k-fold; podium.submission.crossfit.make_parts). Returns the test
-    adjustment (the identity when the step is not used), the report (`before`,
-    `after_in_sample`, `after_cross_fitted`, `used`, what was learned on every row) and a
-    one-line warning when the step is not used."""
+    for `metric` (a label metric; LogitAdjust also a metric of probabilities), judged by its
+    cross-fitted score (`parts`: the OOF's folds, else a seeded stratified k-fold;
+    podium.submission.crossfit.make_parts). With a `test_prior` every score weighs each row
+    by test_prior / (the OOF's class shares), and LogitAdjust shifts toward that prior.
+    Returns the test adjustment (the identity when the step is not used), the report
+    (`before`, `after_in_sample`, `after_cross_fitted`, `used`, what was learned on every
+    row) and a one-line warning when the step is not used."""
     from podium.submission.thresholds import Thresholds, fit_threshold_postprocess
 
     if isinstance(step, Thresholds) or task == "multilabel":
         return fit_threshold_postprocess(step, oof, class_names, target_col, task, metric,
                                          parts)
-    index = {name: i for i, name in enumerate(class_names)}
-    y = oof[target_col].map(index).to_numpy()
+    y = oof_labels(oof, class_names, target_col)
     probs = oof[list(class_names)].to_numpy(dtype=np.float64)
     parts = parts if parts is not None else make_parts(oof, y)
-    learn = postprocess_learner(step, class_names, metric)
-    n_classes = len(class_names)
-    fitted, report, warning = judge(step.name, learn, argmax_learner, probs, y, parts,
-                                    lambda truth, pred: label_score(metric, truth, pred,
-                                                                    n_classes), metric)
+    learn, plain, score = step_learners(step, class_names, metric, y, test_prior, task, k)
+    fitted, report, warning = judge(step.name, learn, plain, probs, y, parts, score, metric)
     return fitted.adjust, report, warning
+
+
+def step_learners(step, class_names: Sequence[str], metric: str, y: np.ndarray,
+                  test_prior: np.ndarray | None = None, task: str = "multiclass", k: int = 3
+                  ) -> tuple[Learn, Learn, Callable]:
+    """(the step as a learner, the plain prediction as one, the score both are judged by):
+    a label metric decides labels, another classification metric probabilities; with a
+    `test_prior`, rows weigh test_prior / the class shares of `y` (all OOF rows)."""
+    from podium.model.metrics import infer_mode
+
+    n_classes = len(class_names)
+    weights = None if test_prior is None else prior_weights(test_prior, y, n_classes)
+    on_labels, score = decision_score(metric, n_classes, weights, task, k)
+    sign = -1.0 if infer_mode(metric) == "min" else 1.0
+    objective = ((lambda truth, z: sign * score(truth, z.argmax(1))) if on_labels
+                 else (lambda truth, z: sign * score(truth, softmax(z))))
+    return (postprocess_learner(step, class_names, objective, on_labels, test_prior),
+            plain_learner(on_labels), score)
+
+
+def oof_labels(oof: pd.DataFrame, class_names: Sequence[str], target_col: str) -> np.ndarray:
+    """The OOF rows' true class indices."""
+    index = {str(name): i for i, name in enumerate(class_names)}
+    return oof[target_col].astype(str).map(index).to_numpy()
+
+
+def prior_weights(test_prior: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class weights test_prior / (the rows' own class shares)."""
+    from podium.prior import class_weights
+
+    return class_weights(test_prior, np.bincount(y, minlength=n_classes))

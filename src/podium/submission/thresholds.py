@@ -19,33 +19,40 @@ import pandas as pd
 
 from podium import run
 from podium.errors import PodiumError
+from podium.model.metrics import confusion_score
 from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
-from podium.submission.oof import confusion_score, label_score
+from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
 
 
-def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str) -> dict:
+def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str,
+                   class_weights: np.ndarray | None = None) -> dict:
     """The decision threshold on p(positive) that maximises the label metric `metric` on
-    (validation or OOF) predictions; 0.5 unless another threshold is strictly better."""
-    before = label_score(metric, y, (p1 >= 0.5).astype(int), 2)
+    (validation or OOF) predictions (each row weighing its class's weight, when given);
+    0.5 unless another threshold is strictly better."""
+    before = label_score(metric, y, (p1 >= 0.5).astype(int), 2, class_weights)
     best, threshold = before, 0.5
-    for t, cm in threshold_confusions(p1, y):
+    weights = None if class_weights is None else np.asarray(class_weights)[y]
+    for t, cm in threshold_confusions(p1, y, weights):
         score = confusion_score(metric, cm)
         if score > best + 1e-12:
             best, threshold = score, float(t)
     return {"threshold": threshold, "metric": metric, "before": before, "after": best}
 
 
-def threshold_confusions(p1: np.ndarray, y: np.ndarray):
+def threshold_confusions(p1: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None):
     """(t, confusion matrix of `p1 >= t`) for every distinct value t of `p1`, ascending:
-    counted once from the sorted rows (O(n log n)), not by scoring every split again."""
+    counted once from the sorted rows (O(n log n)), not by scoring every split again.
+    `weights`: each row counts with its weight instead of 1."""
     values, counts = np.unique(-p1, return_counts=True)  # descending p, rows per value
     order = np.argsort(-p1, kind="stable")
-    positives_sorted = np.asarray(y)[order].astype(bool)
-    at_least = np.cumsum(counts)                      # rows with p >= value
-    tp = np.cumsum(positives_sorted)[at_least - 1]    # positives among them
-    positives, rows = int(positives_sorted.sum()), len(p1)
+    weights = np.ones(len(p1)) if weights is None else np.asarray(weights, np.float64)
+    positive_weights = (np.asarray(y).astype(bool) * weights)[order]
+    row_weights = np.cumsum(weights[order])
+    at_least = row_weights[np.cumsum(counts) - 1]     # weight of the rows with p >= value
+    tp = np.cumsum(positive_weights)[np.cumsum(counts) - 1]  # of the positives among them
+    positives, rows = positive_weights.sum(), row_weights[-1]
     fp = at_least - tp
     for i in range(len(values) - 1, -1, -1):          # ascending thresholds
         yield -values[i], np.array([[rows - positives - fp[i], fp[i]],
@@ -53,7 +60,8 @@ def threshold_confusions(p1: np.ndarray, y: np.ndarray):
 
 
 def threshold_learner(metric: str, pre: Learn | None = None,
-                      threshold: float | None = None) -> Learn:
+                      threshold: float | None = None,
+                      class_weights: np.ndarray | None = None) -> Learn:
     """The binary decision `p(positive) >= t` as a learner: `t` learned by `best_threshold`
     (or fixed at `threshold`), on the probabilities `pre` (post-processing, learned on the
     same rows) makes, when given."""
@@ -61,21 +69,23 @@ def threshold_learner(metric: str, pre: Learn | None = None,
     def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
         made = pre(probs, y).adjust if pre else (lambda p: p)
         cut = threshold if threshold is not None else \
-            best_threshold(made(probs)[:, 1], y, metric)["threshold"]
+            best_threshold(made(probs)[:, 1], y, metric, class_weights)["threshold"]
         return Fitted(lambda test: (made(test)[:, 1] >= cut).astype(int), {"threshold": cut})
 
     return learn
 
 
 def fit_binary_threshold(probs: np.ndarray, y: np.ndarray, metric: str, parts: Parts,
-                         pre: Learn | None = None) -> tuple[float, dict, str | None]:
+                         pre: Learn | None = None, class_weights: np.ndarray | None = None
+                         ) -> tuple[float, dict, str | None]:
     """The cut the submission uses (0.5 unless the learned one's cross-fitted score beats
     0.5's), the report (`threshold`: learned on every row) and a warning when not used.
-    `pre`: post-processing the test set gets first; it is refitted within every part."""
-    fitted, report, warning = judge("threshold", threshold_learner(metric, pre),
-                                    threshold_learner(metric, pre, 0.5), probs, y, parts,
-                                    lambda truth, pred: label_score(metric, truth, pred, 2),
-                                    metric)
+    `pre`: post-processing the test set gets first; it is refitted within every part.
+    `class_weights`: each row weighs its class's weight (a test prior)."""
+    fitted, report, warning = judge(
+        "threshold", threshold_learner(metric, pre, class_weights=class_weights),
+        threshold_learner(metric, pre, 0.5, class_weights), probs, y, parts,
+        lambda truth, pred: label_score(metric, truth, pred, 2, class_weights), metric)
     return fitted.info["threshold"], report, warning
 
 

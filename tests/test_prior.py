@@ -1,0 +1,275 @@
+"""data.test_prior: weighted validation metrics, the prior's resolution, its EM estimate and
+the post-hoc shift to it, against scikit-learn and hand-computed references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
+
+from podium import prior
+from podium.errors import PodiumError
+from podium.model.metrics import classification_metrics
+from podium.submission.oof import label_score, oof_scores
+from podium.submission.postprocess import LogitAdjust, fit_postprocess
+from podium.submission.thresholds import best_threshold
+
+
+def long_tailed(n_classes: int = 5, seed: int = 0, rows: int = 600):
+    """Labels drawn from a long-tailed prior and noisy probabilities that favour them."""
+    rng = np.random.default_rng(seed)
+    train_prior = 0.5 ** np.arange(n_classes)
+    train_prior /= train_prior.sum()
+    y = rng.choice(n_classes, size=rows, p=train_prior)
+    logits = rng.normal(size=(rows, n_classes)) + 1.5 * np.eye(n_classes)[y]
+    logits += np.log(train_prior)  # a model fitted to the training prior
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return probs, y, train_prior
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary"])
+def test_weighted_metrics_equal_scikit_learn_sample_weight(task):
+    n = 2 if task == "binary" else 5
+    probs, y, _ = long_tailed(n, seed=1)
+    test_prior = np.full(n, 1.0 / n)
+    counts = np.bincount(y, minlength=n)
+    weights = prior.class_weights(test_prior, counts)
+    w = weights[y]
+    metrics = classification_metrics(n, k=2, task=task, class_weights=weights)
+    got = {k: float(v) for k, v in metrics(torch.tensor(probs, dtype=torch.float32),
+                                             torch.tensor(y)).items()}
+    pred = probs.argmax(1)
+    labels = list(range(n))
+    expected = {
+        "acc": accuracy_score(y, pred, sample_weight=w),
+        "balanced_acc": balanced_accuracy_score(y, pred, sample_weight=w),
+        "f1_macro": f1_score(y, pred, average="macro", sample_weight=w, zero_division=0),
+        "f1_weighted": f1_score(y, pred, average="weighted", sample_weight=w, zero_division=0),
+        "precision_macro": precision_score(y, pred, average="macro", sample_weight=w,
+                                           zero_division=0),
+        "recall_macro": recall_score(y, pred, average="macro", sample_weight=w,
+                                     zero_division=0),
+        "logloss": log_loss(y, probs, sample_weight=w, labels=labels),
+    }
+    if task == "multiclass":
+        expected["acc_top2"] = top_k_accuracy_score(y, probs, k=2, sample_weight=w,
+                                                    labels=labels)
+        ranks = (probs >= probs[np.arange(len(y)), y][:, None]).sum(1)
+        expected["mrr"] = np.average(1.0 / ranks, weights=w)  # hand-computed
+        expected["map@2"] = np.average(np.where(ranks <= 2, 1.0 / ranks, 0.0), weights=w)
+    else:  # AUROC compares classes: reweighting a whole class leaves it unchanged
+        expected["auroc"] = roc_auc_score(y, probs[:, 1], sample_weight=w)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-5), key
+    # the weights change what they should: the weighted accuracy is not the plain one
+    assert abs(got["acc"] - accuracy_score(y, pred)) > 0.01
+
+
+def test_label_score_and_threshold_weighted_equal_scikit_learn():
+    probs, y, _ = long_tailed(2, seed=2, rows=400)
+    weights = prior.class_weights([0.5, 0.5], np.bincount(y))
+    pred = probs.argmax(1)
+    assert label_score("f1_macro", y, pred, 2, weights) == pytest.approx(
+        f1_score(y, pred, average="macro", sample_weight=weights[y]))
+    found = best_threshold(probs[:, 1], y, "acc", weights)
+    brute = max(accuracy_score(y, (probs[:, 1] >= t).astype(int), sample_weight=weights[y])
+                for t in np.unique(probs[:, 1]))
+    assert found["after"] == pytest.approx(brute)
+    assert found["before"] == pytest.approx(
+        accuracy_score(y, (probs[:, 1] >= 0.5).astype(int), sample_weight=weights[y]))
+
+
+def test_oof_scores_under_a_prior_weigh_by_the_oof_shares():
+    probs, y, _ = long_tailed(3, seed=3)
+    names = ["a", "b", "c"]
+    oof = pd.DataFrame(probs, columns=names).assign(label=[names[i] for i in y])
+    scores = oof_scores(oof, names, "label", test_prior=np.array([0.2, 0.3, 0.5]))
+    w = (np.array([0.2, 0.3, 0.5]) / (np.bincount(y) / len(y)))[y]
+    assert scores["oof/acc"] == pytest.approx(accuracy_score(y, probs.argmax(1),
+                                                             sample_weight=w), abs=1e-6)
+
+
+def test_resolve_settings(tmp_path):
+    assert prior.resolve("train", ["a", "b"]) is None
+    assert prior.resolve("estimate", ["a", "b"]) is None
+    assert prior.resolve("uniform", ["a", "b", "c", "d"]).tolist() == [0.25] * 4
+    (tmp_path / "prior.csv").write_text("class,share\nb,3\na,1\n")
+    assert prior.resolve("prior.csv", ["a", "b"], tmp_path).tolist() == [0.25, 0.75]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("class,share\na,1\n", r"missing \['b'\]"),
+    ("class,share\na,1\nb,x\n", "not a number"),
+    ("class,share\na,-1\nb,2\n", "non-negative"),
+    ("class,share,more\na,1,2\nb,1,2\n", "3 columns"),
+])
+def test_a_bad_prior_file_is_one_line(tmp_path, text, message):
+    (tmp_path / "prior.csv").write_text(text)
+    with pytest.raises(PodiumError, match=message) as error:
+        prior.resolve(str(tmp_path / "prior.csv"), ["a", "b"])
+    assert "\n" not in str(error.value)
+
+
+def test_a_prior_needs_exclusive_classes():
+    with pytest.raises(PodiumError, match="data.test_prior=uniform needs data.task"):
+        prior.check_setting("uniform", "regression")
+    prior.check_setting("train", "multilabel")  # nothing to say
+    with pytest.raises(PodiumError, match="not train, uniform, estimate or a CSV"):
+        prior.resolve("balanced", ["a", "b"])
+
+
+def digits_model_predictions(tmp_path):
+    """The demo's training and test images (its folder, built here) as pixel rows, a fixed
+    model (scikit-learn's logistic regression) fitted on half the training rows: its
+    probabilities on the other half (the OOF rows) and on the test set, with the labels."""
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+
+    from podium.data.demo import build_demo
+
+    root = build_demo(tmp_path / "demo")
+
+    def pixels(frame: pd.DataFrame, folder: str) -> np.ndarray:
+        return np.stack([np.asarray(Image.open(root / folder / f"{i}.png"), float).ravel()
+                         for i in frame["id"]]) / 255.0
+
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    test = pd.read_csv(root / "answers.csv", dtype=str)
+    classes = sorted(train["label"].unique())
+    y_train = train["label"].map(classes.index).to_numpy()
+    y_test = test["label"].map(classes.index).to_numpy()
+    x_train, x_test = pixels(train, "train"), pixels(test, "test")
+    half = np.arange(len(y_train)) % 2 == 0
+    model = LogisticRegression(max_iter=2000, C=0.1).fit(x_train[half], y_train[half])
+    return (model.predict_proba(x_train[~half]), y_train[~half], model.predict_proba(x_test),
+            y_test, np.bincount(y_train, minlength=10) / len(y_train))
+
+
+def test_em_estimates_the_demo_test_prior_and_a_resampled_one(tmp_path):
+    oof, y_oof, test, y_test, train_prior = digits_model_predictions(tmp_path)
+    oof_prior = np.bincount(y_oof, minlength=10) / len(y_oof)
+    uniform = np.full(10, 0.1)
+    assert prior.total_variation(train_prior, uniform) > 0.15  # a real shift to find
+    estimated = prior.estimate(test, oof, y_oof, oof_prior)
+    assert prior.total_variation(estimated, uniform) < 0.05
+    # the test set resampled to the training prior: EM finds that prior instead
+    rng = np.random.default_rng(0)
+    keep = np.round(train_prior / train_prior.max() * 60).astype(int)
+    rows = np.concatenate([rng.permutation(np.flatnonzero(y_test == c))[:keep[c]]
+                           for c in range(10)])
+    resampled = np.bincount(y_test[rows], minlength=10) / len(rows)
+    estimated = prior.estimate(test[rows], oof, y_oof, oof_prior)
+    assert prior.total_variation(estimated, resampled) < 0.05
+
+
+def test_calibration_undoes_a_model_trained_for_another_prior():
+    """A balanced-softmax model predicts for a uniform prior: the biases put the training
+    prior back, so EM on training-distributed rows finds the training prior."""
+    probs, y, train_prior = long_tailed(4, seed=4, rows=3000)
+    balanced = prior.shift(probs, train_prior, np.full(4, 0.25))  # as balanced softmax would
+    half = np.arange(len(y)) % 2 == 0
+    estimated = prior.estimate(balanced[~half], balanced[half], y[half],
+                               np.bincount(y[half], minlength=4) / half.sum())
+    assert prior.total_variation(estimated, np.bincount(y[~half], minlength=4) / (~half).sum()
+                                 ) < 0.03
+
+
+def test_em_matches_a_hand_computed_fixed_point():
+    """Two classes, two kinds of rows: the prior EM converges to is the one under which
+    the mean shifted posterior reproduces itself."""
+    probs = np.array([[0.9, 0.1]] * 30 + [[0.2, 0.8]] * 70)
+    found = prior.estimate_em(probs, np.array([0.5, 0.5]))
+    assert prior.shift(probs, np.array([0.5, 0.5]), found).mean(0) == pytest.approx(found,
+                                                                                 abs=1e-6)
+
+
+def frame(probs: np.ndarray, y: np.ndarray, names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(probs, columns=names).assign(label=[names[i] for i in y])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_shift_never_lowers_the_prior_weighted_oof_score_of_noise(seed):
+    """Noise probabilities: whatever tau the step learns, it is used only when its
+    cross-fitted prior-weighted score beats the plain one."""
+    rng = np.random.default_rng(seed)
+    names = ["a", "b", "c"]
+    y = rng.choice(3, size=300, p=[0.7, 0.2, 0.1])
+    probs = rng.dirichlet(np.ones(3), size=300)
+    uniform = np.full(3, 1 / 3)
+    adjust, report, warning = fit_postprocess(LogitAdjust(), frame(probs, y, names), names,
+                                              "label", "f1_macro", test_prior=uniform)
+    if report["used"]:
+        assert report["after_cross_fitted"] > report["before"]
+    else:
+        assert np.array_equal(adjust(probs), probs) and warning
+
+
+def test_the_shift_to_a_uniform_prior_helps_a_balanced_test_set():
+    probs, y, train_prior = long_tailed(5, seed=5, rows=3000)
+    names = list("abcde")
+    uniform = np.full(5, 0.2)
+    adjust, report, _ = fit_postprocess(LogitAdjust(), frame(probs, y, names), names, "label",
+                                        "f1_macro", test_prior=uniform)
+    assert report["used"] and 0.5 <= report["tau"] <= 1.5  # Bayes: tau = 1 for this model
+    # a balanced test set from the same model: the shifted decisions score higher there
+    test_probs, test_y, _ = long_tailed(5, seed=6, rows=20000)
+    balanced = np.concatenate([np.flatnonzero(test_y == c)[:200] for c in range(5)])
+    plain = f1_score(test_y[balanced], test_probs[balanced].argmax(1), average="macro")
+    shifted = f1_score(test_y[balanced], adjust(test_probs[balanced]).argmax(1),
+                       average="macro")
+    assert shifted > plain + 0.02
+
+
+def test_the_shift_helps_log_loss_under_the_prior():
+    probs, y, _ = long_tailed(4, seed=7, rows=2000)
+    names = list("abcd")
+    adjust, report, _ = fit_postprocess(LogitAdjust(), frame(probs, y, names), names, "label",
+                                        "logloss", test_prior=np.full(4, 0.25))
+    assert report["used"] and report["after_cross_fitted"] < report["before"]
+    w = prior.class_weights(np.full(4, 0.25), np.bincount(y))[y]
+    assert log_loss(y, adjust(probs), sample_weight=w) < log_loss(y, probs, sample_weight=w)
+
+
+def test_a_run_under_the_uniform_prior_weighs_validation_and_shifts_the_file(tmp_path,
+                                                                             demo_root):
+    """The demo under data.test_prior=uniform: val/ metrics are the best checkpoint's
+    validation predictions scored with scikit-learn's sample_weight = (1/C) / training
+    share, val_train_prior/ the same unweighted; metrics.json says which prior, and the
+    submission went through the shift's proof."""
+    import json
+
+    from conftest import run_cli, run_dirs
+
+    run_cli("podium.train", "data.test_prior=uniform", "trainer.max_epochs=3",
+            "model.net.depth=8", "model.net.width=4", f"data.root={demo_root}",
+            f"data.demo_root={demo_root}", f"paths.log_dir={tmp_path}")
+    run = run_dirs(tmp_path)[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+    train = pd.read_csv(demo_root / "train.csv", dtype={"id": str})
+    classes = sorted(train.label.unique())
+    training_split = train[~train.id.isin(oof.id)]
+    share = training_split.label.value_counts(normalize=True).reindex(classes).to_numpy()
+    y = oof.label.map(classes.index).to_numpy()
+    pred = oof[classes].to_numpy().argmax(1)
+    w = (1 / len(classes)) / share[y]
+    assert metrics["val/f1_macro"] == pytest.approx(
+        f1_score(y, pred, average="macro", sample_weight=w), abs=1e-4)
+    assert metrics["val/acc"] == pytest.approx(accuracy_score(y, pred, sample_weight=w),
+                                               abs=1e-4)
+    assert metrics["val_train_prior/acc"] == pytest.approx(accuracy_score(y, pred), abs=1e-4)
+    assert metrics["test_prior"]["setting"] == "uniform"
+    assert metrics["test_prior"]["prior"] == {c: pytest.approx(0.1) for c in classes}
+    assert metrics["postprocess"]["name"] == "logit_adjust"
+    assert (run / "submission.csv").is_file()
