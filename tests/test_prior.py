@@ -273,3 +273,16 @@ def test_a_run_under_the_uniform_prior_weighs_validation_and_shifts_the_file(tmp
     assert metrics["test_prior"]["prior"] == {c: pytest.approx(0.1) for c in classes}
     assert metrics["postprocess"]["name"] == "logit_adjust"
     assert (run / "submission.csv").is_file()
+
+
+def test_the_bootstrap_spread_of_accuracy_is_the_binomial_one():
+    """A validation score's standard error: accuracy p over n rows has sqrt(p(1-p)/n)."""
+    from podium.submission.oof import bootstrap_se, decision_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    pred = np.where(rng.random(400) < 0.8, y, (y + 1) % 3)
+    p = (pred == y).mean()
+    _, score = decision_score("acc", 3)
+    se = bootstrap_se(score, y, pred, rounds=400)
+    assert se == pytest.approx(np.sqrt(p * (1 - p) / 400), rel=0.15)

@@ -54,6 +54,8 @@ class Summary:
     leaderboard: dict[str, float] = field(default_factory=dict)  # demos only
     warnings: list[str] = field(default_factory=list)
     test_prior: dict | None = None   # setting, prior, train_prior, estimated, total_variation
+    oof_se: float | None = None      # bootstrap standard error of oof_score (classification)
+    oof_rows: int = 0
 
     @property
     def oof_score(self) -> float | None:
@@ -103,8 +105,10 @@ class Summary:
                 lines.append(step_line(step))
         lines += [f"warning: {w}" for w in self.warnings]
         if self.oof_score is not None:
+            spread = (f" (± {self.oof_se:.4f}: bootstrap standard error of the "
+                      f"{self.oof_rows} rows)" if self.oof_se is not None else "")
             lines.append(f"OOF {self.metric} (metric.competition) before post-processing: "
-                         f"{self.oof_score:.4f}")
+                         f"{self.oof_score:.4f}{spread}")
         if (self.postprocess or self.threshold) and self.oof_score_submitted is not None:
             lines.append(f"OOF {self.metric} of the submission (cross-fitted where a learned "
                          f"step is used): {self.oof_score_submitted:.4f}")
@@ -182,6 +186,21 @@ def choose_test_prior(setting: str, plain: list[Predictions], members: list[Memb
                         f"{prior.describe(estimated, names)}): set data.test_prior=estimate, "
                         f"uniform or a CSV of class,share")
     return target, report, warnings
+
+
+def oof_spread(probs: np.ndarray, y: np.ndarray, metric: str, prior: np.ndarray | None,
+               task: str, k: int) -> float | None:
+    """The bootstrap standard error of the OOF score of `metric` (under the prior)."""
+    from podium.submission.oof import bootstrap_se, decision_score
+    from podium.submission.postprocess import prior_weights
+
+    n_classes = probs.shape[1]
+    weights = None if prior is None else prior_weights(prior, y, n_classes)
+    on_labels, score = decision_score(metric, n_classes, weights, task, k)
+    try:
+        return bootstrap_se(score, y, probs.argmax(1) if on_labels else probs)
+    except ValueError:  # a resample without both classes (AUROC of a tiny split)
+        return None
 
 
 def average_probs(frames: list[pd.DataFrame], runs: list[Path],
@@ -306,14 +325,18 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     if not {str(m.run) for m in members} & {str(output_dir)}:  # an ensemble's own folder
         run_files(output_dir, probs, oof)
     test = probs.iloc[:, 1:].to_numpy()
+    y = None if oof is None or task not in CLASSIFICATION else \
+        oof_labels(oof, class_names, data.target_col)
     if oof is not None:
         summary.oof = oof_scores(oof, class_names, data.target_col, task, cfg.metric.k, prior)
+        summary.oof_rows = len(oof)
+    if y is not None:
+        summary.oof_se = oof_spread(oof[class_names].to_numpy(np.float64), y, metric, prior,
+                                    task, cfg.metric.k)
     label_metric = metric in LABEL_METRICS or task == "multilabel"
     # a shift to the test prior can help a metric of probabilities too (log-loss, MAP@k)
     shifts = isinstance(postprocess, LogitAdjust) and task in CLASSIFICATION
     pre = None  # post-processing that is used, as a learner: the threshold refits it per part
-    y = None if oof is None or task not in CLASSIFICATION else \
-        oof_labels(oof, class_names, data.target_col)
     if postprocess and oof is not None and (label_metric or shifts):
         adjust, summary.postprocess, warning = fit_postprocess(
             postprocess, oof, class_names, data.target_col, metric, task, None, prior,

@@ -7,7 +7,7 @@ the validation split (a run) or on the members' combined OOF predictions (an ens
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,3 +86,40 @@ def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int,
 
     weights = None if class_weights is None else np.asarray(class_weights)[y]
     return confusion_score(metric, confusion(y, pred, n_classes, weights))
+
+
+def decision_score(metric: str, n_classes: int, class_weights: np.ndarray | None = None,
+                   task: str = "multiclass", k: int = 3) -> tuple[bool, Callable]:
+    """(`on_labels`, score(truth, decisions)): a label metric scores argmax labels from a
+    (weighted) confusion matrix, any other classification metric scores probabilities
+    (podium.model.metrics, each row weighted by its class's weight)."""
+    from podium.model.metrics import LABEL_METRICS
+
+    if metric in LABEL_METRICS:
+        return True, lambda y, pred: label_score(metric, y, pred, n_classes, class_weights)
+    import torch
+
+    from podium.model.metrics import task_metrics
+
+    scorer = task_metrics(task, n_classes, k, class_weights)[metric]
+
+    def score(y: np.ndarray, probs: np.ndarray) -> float:
+        scorer.reset()
+        scorer.update(torch.tensor(np.asarray(probs), dtype=torch.float32), torch.tensor(y))
+        return float(scorer.compute())
+
+    return False, score
+
+
+def bootstrap_se(score, y: np.ndarray, decisions: np.ndarray, rounds: int = 200,
+                 seed: int = 0) -> float:
+    """The standard error of `score(y, decisions)` over `rounds` bootstrap resamples of the
+    rows: how far another split of the same size could move the number (a validation
+    split of a hundred rows moves macro-F1 by several points)."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    values = []
+    for _ in range(rounds):
+        rows = rng.integers(0, n, n)
+        values.append(score(y[rows], decisions[rows]))
+    return float(np.std(values, ddof=1))

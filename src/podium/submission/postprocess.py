@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
-from podium.submission.oof import label_score
+from podium.submission.oof import decision_score, label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
 Objective = Callable[[np.ndarray, np.ndarray], float]  # (truth, log-probs) -> higher is better
@@ -126,29 +126,6 @@ def plain_learner(on_labels: bool = True) -> Learn:
 
 def log_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
-
-
-def decision_score(metric: str, n_classes: int, class_weights: np.ndarray | None = None,
-                   task: str = "multiclass", k: int = 3) -> tuple[bool, Callable]:
-    """(`on_labels`, score(truth, decisions)): a label metric scores argmax labels from a
-    (weighted) confusion matrix, any other classification metric scores probabilities
-    (podium.model.metrics, each row weighted by its class's weight)."""
-    from podium.model.metrics import LABEL_METRICS
-
-    if metric in LABEL_METRICS:
-        return True, lambda y, pred: label_score(metric, y, pred, n_classes, class_weights)
-    import torch
-
-    from podium.model.metrics import task_metrics
-
-    scorer = task_metrics(task, n_classes, k, class_weights)[metric]
-
-    def score(y: np.ndarray, probs: np.ndarray) -> float:
-        scorer.reset()
-        scorer.update(torch.tensor(np.asarray(probs), dtype=torch.float32), torch.tensor(y))
-        return float(scorer.compute())
-
-    return False, score
 
 
 def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
