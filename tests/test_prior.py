@@ -273,6 +273,13 @@ def test_a_run_under_the_uniform_prior_weighs_validation_and_shifts_the_file(tmp
     assert metrics["test_prior"]["prior"] == {c: pytest.approx(0.1) for c in classes}
     assert metrics["postprocess"]["name"] == "logit_adjust"
     assert (run / "submission.csv").is_file()
+    # a refit has no validation rows: it learns the shift on the OOF rows of the run it refits
+    run_cli("podium.refit", f"run={run}", "epochs=2", f"paths.log_dir={tmp_path}")
+    refit = run_dirs(tmp_path, "refit")[0]
+    refitted = json.loads((refit / "metrics.json").read_text())
+    assert refitted["test_prior"]["setting"] == "uniform"
+    assert refitted["postprocess"]["name"] == "logit_adjust"
+    assert refitted["postprocess"]["before"] == pytest.approx(metrics["postprocess"]["before"])
 
 
 def test_the_bootstrap_spread_of_accuracy_is_the_binomial_one():

@@ -8,6 +8,9 @@ from its metrics.json, or for a cross-validation folder the mean over its folds,
 `epochs=N` overrides that. Writes a new run folder `logs/refit/<experiment>/<time>/` with
 checkpoints, `test_probs.csv`, `submission.csv` and the config it trained
 (`.hydra/config.yaml`, so `make submit RUN=<refit folder>` averages it like any run).
+Having no validation rows, the refit learns what the one road learns on OOF rows (the tta
+choice, the shift to `data.test_prior`, post-processing, the decision threshold) on the
+OOF of the run or folds it refits (`refit_of` in its config).
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ def best_epochs(runs: list[Path]) -> int:
     return max(1, int(sum(counts) / len(counts) + 0.5))  # half up, not to even
 
 
-def refit_config(run_cfg: DictConfig, epochs: int, experiment: str) -> DictConfig:
-    """The run's config on every labelled row for `epochs` epochs, written as a new run."""
+def refit_config(run_cfg: DictConfig, epochs: int, experiment: str,
+                 sources: list[Path] = ()) -> DictConfig:
+    """The run's config on every labelled row for `epochs` epochs, written as a new run;
+    `refit_of`: the runs whose OOF rows the one road learns its steps on (it has none)."""
     with open_dict(run_cfg):
+        run_cfg.refit_of = [str(s) for s in sources]
         run_cfg.data.val_fraction = 0
         run_cfg.data.n_folds = None
         run_cfg.data.fold = None
@@ -60,7 +66,8 @@ def refit(cfg: DictConfig) -> dict:
 
     runs = expand_runs([Path(cfg.run)])
     epochs = cfg.epochs or best_epochs(runs)
-    train_cfg = refit_config(run_config(runs[0], cfg.paths), epochs, experiment_of(cfg.run))
+    train_cfg = refit_config(run_config(runs[0], cfg.paths), epochs, experiment_of(cfg.run),
+                             runs)
     output_dir = Path(cfg.paths.output_dir)
     write_atomic(output_dir / run.CONFIG, OmegaConf.to_yaml(train_cfg), replace=True)
     outcome = train(train_cfg)

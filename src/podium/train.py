@@ -124,7 +124,7 @@ def submit_run(cfg: DictConfig, datamodule) -> Summary | None:
     from hydra.utils import instantiate
 
     from podium.submission.ensemble import write_ensemble
-    from podium.submission.members import Member, own_predictions
+    from podium.submission.members import Member, own_predictions, with_refit_oof
 
     output_dir = Path(cfg.paths.output_dir)
     if not (output_dir / run.TEST_PROBS).is_file():
@@ -134,7 +134,8 @@ def submit_run(cfg: DictConfig, datamodule) -> Summary | None:
     member = Member(output_dir, cfg, 1.0)
     tta = list(cfg.get("tta") or [])
     return write_ensemble([member], output_dir, datamodule.sample,
-                          [own_predictions(member, tta)], cfg.submission.format,
+                          [with_refit_oof(member, *own_predictions(member, tta))],
+                          cfg.submission.format,
                           instantiate(cfg.get("postprocess")), cfg.get("force", False),
                           datamodule.answers)
 

@@ -383,12 +383,12 @@ def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
     (train, cv, refit, submit): the members' own predictions, and with `tta` theirs with
     the views."""
     from podium.io import read_sample_submission
-    from podium.submission.members import own_predictions
+    from podium.submission.members import own_predictions, with_refit_oof
 
     data = members[0].cfg.data
     check_members_agree(members, force)  # another competition's member: named as such first
     sample = read_sample_submission(Path(data.root) / data.sample_submission, data.id_col)
-    predictions = [own_predictions(m, tta, sample) for m in members]
+    predictions = [with_refit_oof(m, *own_predictions(m, tta, sample)) for m in members]
     answers = Path(data.answers) if data.get("answers") else None
     return write_ensemble(members, output_dir, sample, predictions, fmt, postprocess, force,
                           answers, test_prior)

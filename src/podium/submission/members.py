@@ -227,3 +227,26 @@ def new_folder_predictions(member: Member, data: DictConfig, tta: Sequence = ()
                        spec.class_names)
     with_tta = Predictions(frame(tta_view), None) if tta else None
     return Predictions(frame(plain_view), oof), with_tta, datamodule.sample
+
+
+def with_refit_oof(member: Member, plain: Predictions, with_tta: Predictions | None
+                   ) -> tuple[Predictions, Predictions | None]:
+    """A refit (`make refit`) has no validation rows: what the one road learns on OOF rows
+    (the tta choice, the shift to the test prior, post-processing, the threshold) it learns
+    on the OOF of the runs it refits (`refit_of`: the same recipe on part of the rows)."""
+    sources = member.cfg.get("refit_of")
+    if not sources or plain.oof is not None:
+        return plain, with_tta
+    from podium.submission.oof import combine_oof
+
+    data = member.cfg.data
+
+    def borrowed(name: str) -> pd.DataFrame | None:
+        frames = [run.read_oof(Path(s) / name, data.id_col, data.target_col,
+                               plain.test.columns[1:]) for s in sources]
+        return combine_oof(frames, data.id_col, data.target_col)
+
+    plain = Predictions(plain.test, borrowed(run.OOF))
+    if with_tta is not None:
+        with_tta = Predictions(with_tta.test, borrowed(run.tta_name(run.OOF)))
+    return plain, with_tta
