@@ -293,3 +293,28 @@ def test_the_bootstrap_spread_of_accuracy_is_the_binomial_one():
     _, score = decision_score("acc", 3)
     se = bootstrap_se(score, y, pred, rounds=400)
     assert se == pytest.approx(np.sqrt(p * (1 - p) / 400), rel=0.15)
+
+
+def test_estimate_shifts_to_the_em_prior_and_submit_can_choose_another(tmp_path, demo_root):
+    """data.test_prior=estimate: validation as the split is, the file shifted toward the EM
+    estimate of the test prior; `make submit test_prior=uniform` decides again for the
+    finished run, without training."""
+    import json
+
+    from conftest import run_cli, run_dirs
+
+    run_cli("podium.train", "data.test_prior=estimate", "trainer.max_epochs=2",
+            "model.net.depth=8", "model.net.width=4", f"data.root={demo_root}",
+            f"data.demo_root={demo_root}", f"paths.log_dir={tmp_path}")
+    run = run_dirs(tmp_path)[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "val_train_prior/acc" not in metrics  # nothing weighted: the prior comes later
+    report = metrics["test_prior"]
+    assert report["setting"] == "estimate" and report["prior"] == report["estimated"]
+    assert sum(report["prior"].values()) == pytest.approx(1.0)
+    assert metrics["postprocess"]["name"] == "logit_adjust"
+    proc = run_cli("podium.submit", f"runs=[{run}]", "test_prior=uniform",
+                   f"paths.log_dir={tmp_path}")
+    assert "test prior uniform: eight 0.100" in proc.stdout
+    submitted = json.loads((run_dirs(tmp_path, "submit")[0] / "metrics.json").read_text())
+    assert submitted["test_prior"]["setting"] == "uniform"
