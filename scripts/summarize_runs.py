@@ -8,9 +8,9 @@ cross-validation folder (`make cv`) is one row, and its folds are not listed aga
 are comparable only on the same data and metric, so runs are grouped by competition
 (`data.root`, resolved) and `metric.competition`, and ranked within their group by one
 score in that metric's own direction: the OOF score where there is one (a cross-validation
-folder; a refit of one takes its OOF score), the validation score otherwise; column
-`scored_on` says which (oof | val | refit: oof | refit: val). Columns: data_root,
-competition, rank, run_name, experiment, overrides, score, scored_on, best (the monitored
+folder, `make gbdt`'s folder; a refit of one takes its OOF score), the validation score
+otherwise; column `scored_on` says which (oof | val | refit: oof | refit: val). Columns:
+data_root, competition, rank, run_name, experiment, overrides, score, scored_on, best (the monitored
 validation value `metric.monitor` of the best checkpoint; a cross-validation folder: the
 folds' mean), best_epoch, epochs, wall time (from the config's to metrics.json's
 modification time), status (ok, failed, or pruned: a sweep trial its pruner stopped early,
@@ -108,6 +108,8 @@ def run_row(run: Path) -> dict | None:
     competition = (metrics.get("competition") or (config.get("metric") or {}).get("competition")
                    or monitor.rsplit("/", 1)[-1])
     score, scored_on = metrics.get(f"val/{competition}", math.nan), "val"
+    if "folds" in metrics and f"oof/{competition}" in metrics:  # its own folds (make gbdt)
+        score, scored_on = metrics[f"oof/{competition}"], "oof"
     if metrics.get("refit_of"):  # the estimate of what it refits: its OOF, else its validation
         score, scored_on = refit_estimate(run, metrics["refit_of"], competition)
     start = (run / CONFIG).stat().st_mtime
