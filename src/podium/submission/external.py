@@ -36,6 +36,7 @@ class Header:
     id_col: str
     classes: list[str]
     target_col: str | None  # None: no oof.csv
+    missing: list[str]      # test_probs.csv's columns that oof.csv lacks
 
 
 def is_external(folder: Path) -> bool:
@@ -62,14 +63,14 @@ def read_header(folder: Path) -> Header:
     id_col, classes = columns[0], sort_labels(columns[1:])
     oof = Path(folder) / run.OOF
     if not oof.is_file():
-        return Header(id_col, classes, None)
-    header = list(read_csv(oof, [id_col, *classes], "a member's out-of-fold predictions",
-                           fix=f"oof.csv needs test_probs.csv's columns (see {FORMAT})").columns)
+        return Header(id_col, classes, None, [])
+    header = list(read_csv(oof, [], "a member's out-of-fold predictions").columns)
     rest = [c for c in header if c not in (id_col, FOLD, *classes)]
-    if len(rest) != 1:
+    missing = [c for c in (id_col, *classes) if c not in header]
+    if len(rest) != 1 and not missing:
         raise PodiumError(f"{oof}: columns {rest} besides the id, '{FOLD}' and the classes: "
                           f"oof.csv needs exactly one, the true label (see {FORMAT})")
-    return Header(id_col, classes, rest[0])
+    return Header(id_col, classes, rest[0] if len(rest) == 1 else None, missing)
 
 
 def reference_classes(member) -> list[str] | None:
@@ -93,9 +94,18 @@ def check_agrees(folder: Path, header: Header, data: DictConfig, classes: Sequen
         raise PodiumError(f"{where} has the class columns {header.classes}, {other} "
                           f"{list(classes)}: only predictions of the same classes can be "
                           f"blended (one column per class, named as the training labels)")
+    check_oof_columns(folder, header)
     if header.target_col is not None and header.target_col != data.target_col:
         raise PodiumError(f"{Path(folder) / run.OOF} has the label column "
                           f"'{header.target_col}', {other} '{data.target_col}': name it so")
+
+
+def check_oof_columns(folder: Path, header: Header) -> None:
+    """oof.csv has test_probs.csv's id and class columns."""
+    if header.missing:
+        raise PodiumError(f"{Path(folder) / run.OOF} lacks the column(s) {header.missing} of "
+                          f"its test_probs.csv: oof.csv needs the id, the true label and the "
+                          f"same class columns (see {FORMAT})")
 
 
 def check_rows(folder: Path, data: DictConfig) -> None:
@@ -157,6 +167,7 @@ def standalone_config(folder: Path, header: Header, options: DictConfig | None) 
     given in `options` (conf/submit.yaml's `external`), the rest from the files."""
     from podium.model.metrics import resolve_metric
 
+    check_oof_columns(folder, header)
     root = (options or {}).get("data_root")
     if not root:
         raise PodiumError(f"{folder} holds only predictions (no .hydra/config.yaml): give its "
