@@ -194,6 +194,16 @@ def test_a_hand_written_member_joins_a_podium_run(tables, tmp_path):
     np.testing.assert_allclose(test.malignant, mean, atol=1e-6)
 
 
+def podium_run(folder, root):
+    """The folder with a podium run's config (the keys make gbdt's has that a member uses)."""
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text(
+        f"data:\n  root: {root}\n  id_col: id\n  target_col: target\n  task: binary\n"
+        f"  sample_submission: sample_submission.csv\n  train_csv: train.csv\n"
+        f"metric:\n  competition: auroc\n")
+    return folder
+
+
 def rewrite(folder, name, change):
     path = folder / name
     change(pd.read_csv(path, dtype=str, keep_default_na=False)).to_csv(path, index=False)
@@ -211,12 +221,7 @@ def rewrite(folder, name, change):
 def test_a_member_that_differs_is_one_line_and_writes_nothing(tables, tmp_path, name, change,
                                                               message):
     root = tables["binary"]
-    trees = write_member(tmp_path / "reference", root, good(0.3))
-    (trees / ".hydra").mkdir()  # a podium run's config, as make gbdt writes it
-    (trees / ".hydra" / "config.yaml").write_text(
-        f"data:\n  root: {root}\n  id_col: id\n  target_col: target\n  task: binary\n"
-        f"  sample_submission: sample_submission.csv\n  train_csv: train.csv\n"
-        f"metric:\n  competition: auroc\n")
+    trees = podium_run(write_member(tmp_path / "reference", root, good(0.3)), root)
     hand = write_member(tmp_path / "hand", root, good(0.3))
     rewrite(hand, name, change)
     proc, _, written = submit(tmp_path, f"runs=[{trees},{hand}]", check=False)

@@ -184,7 +184,8 @@ def learn_weights(oofs: dict[Path, pd.DataFrame], class_names: Sequence[str], cf
     in_sample = score(np.tensordot(learned, stack, axes=1))
     equal = score(stack.mean(axis=0))
     labels = np.zeros(len(first), dtype=int) if task == "regression" else truth
-    parts = make_parts(first, labels)  # the OOF's folds, else a seeded k-fold of the rows
+    folded = next((o for o in oofs.values() if "fold" in o and o["fold"].notna().all()), first)
+    parts = make_parts(folded, labels)  # a member's folds, else a seeded k-fold of the rows
     cross = score(cross_fitted(learn, stack, parts.held_out)) if parts.held_out else None
     if cross is not None and better(cross, singles[best], metric, strict=True) \
             and better(in_sample, singles[best], metric):
