@@ -121,10 +121,15 @@ def test_bar_to_beat_is_the_folders_score(gbdt_runs, demos, tmp_path):
     from podium.gbdt import bar_to_beat
 
     root = demos["regression"]
+    folder, _ = gbdt_runs["regression"]
+    mae = json.loads((folder / "metrics.json").read_text())["oof/mae"]
     cfg = make_cfg(tmp_path, ["data=demo_regression", f"data.root={root}", "data.n_folds=3"],
                    config_name="gbdt", resolve=False)
-    folder, _ = gbdt_runs["regression"]
-    assert bar_to_beat(cfg) == json.loads((folder / "metrics.json").read_text())["oof/mae"]
+    assert bar_to_beat(cfg) == mae
+    # a training config (make eda's, a run's): conf/gbdt.yaml's trees, the folds given
+    train_cfg = make_cfg(tmp_path, ["data=demo_regression", f"data.root={root}"])
+    assert bar_to_beat(train_cfg, n_folds=3) == mae
+    assert train_cfg.data.n_folds is None  # the caller's config is left as it was
     assert not (tmp_path / "logs").exists()  # nothing written
 
 

@@ -117,9 +117,20 @@ def cross_validate_table(cfg: DictConfig) -> Result:
     return Result(data, columns, cv, oof, test, scores)
 
 
-def bar_to_beat(cfg: DictConfig) -> float:
+def bar_to_beat(cfg: DictConfig, n_folds: int | None = None) -> float:
     """The k-fold OOF score of `metric.competition` that HistGradientBoosting reaches on
-    this table with `cfg`'s folds: what a tabular network has to beat."""
+    this table: what a tabular network has to beat. `cfg`: any config with `data` (make
+    eda's, a training run's, conf/gbdt.yaml's); the trees' arguments are its `gbdt`, else
+    conf/gbdt.yaml's; the folds `n_folds`, else `data.n_folds`, else 5 (with `cfg`'s seed:
+    make cv's folds). Nothing is written."""
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        if cfg.get("gbdt") is None:
+            cfg.gbdt = OmegaConf.load(Path(CONFIG_DIR) / "gbdt.yaml").gbdt
+        cfg.data.n_folds = n_folds or cfg.data.get("n_folds") or 5
+        cfg.data.fold = None
     return cross_validate_table(cfg).score(cfg.metric.competition)
 
 
