@@ -39,6 +39,10 @@ cv: ## FOLDS-fold cross-validation of EXP (JOBS=n folds in parallel) -> logs/cv/
 	$(PY) -m podium.train -m task_name=cv experiment=$(EXP) sweep_name=$(EXP) data.n_folds=$(FOLDS) \
 		"data.fold=range(0,$(FOLDS))" $(if $(JOBS),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
+.PHONY: gbdt
+gbdt: ## HistGradientBoosting on a table, FOLDS-fold on make cv's folds: the bar to beat -> logs/gbdt/...
+	$(PY) -m podium.gbdt data.n_folds=$(FOLDS) $(ARGS)
+
 .PHONY: refit
 refit: ## retrain RUN (a run or cv folder) on all labelled data for its best epoch count -> logs/refit/...
 	$(PY) -m podium.refit run=$(RUN) $(ARGS)

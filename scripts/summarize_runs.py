@@ -9,16 +9,16 @@ comparable only on the same data and metric, so runs are grouped by competition
 (`data.root`, resolved), `metric.competition` and the test prior its validation was
 weighted by (`data.test_prior`: a score under a uniform prior is another yardstick), and
 ranked within their group by one score in that metric's own direction: the OOF score where
-there is one (a cross-validation folder; a refit of one takes its OOF score), the
-validation score otherwise; column `scored_on` says which (oof | val | refit: oof | refit:
-val). Columns: data_root, competition, test_prior, rank, run_name, experiment, overrides,
-score, scored_on, best (the monitored validation value `metric.monitor` of the best
-checkpoint; a cross-validation folder: the folds' mean), best_epoch, epochs, wall time
-(from the config's to metrics.json's modification time), status (ok, failed, or pruned: a
-sweep trial its pruner stopped early, `pruned.txt`), debug (what makes the run a quick
-check: a `debug=` option, fast_dev_run, overfit_batches or limit_*_batches; such runs sort
-after the real ones), path. Runs that differ only in `seed` form a seed group: `seed_mean`
-/ `seed_std` / `seeds` of the score.
+there is one (a cross-validation folder, `make gbdt`'s folder; a refit of one takes its
+OOF score), the validation score otherwise; column `scored_on` says which (oof | val |
+refit: oof | refit: val). Columns: data_root, competition, test_prior, rank, run_name,
+experiment, overrides, score, scored_on, best (the monitored validation value
+`metric.monitor` of the best checkpoint; a cross-validation folder: the folds' mean),
+best_epoch, epochs, wall time (from the config's to metrics.json's modification time),
+status (ok, failed, or pruned: a sweep trial its pruner stopped early, `pruned.txt`),
+debug (what makes the run a quick check: a `debug=` option, fast_dev_run, overfit_batches
+or limit_*_batches; such runs sort after the real ones), path. Runs that differ only in
+`seed` form a seed group: `seed_mean` / `seed_std` / `seeds` of the score.
 Failed runs sort last. The tables are printed with rich and written, one after the other,
 to `<DIR>/runs.csv`.
 """
@@ -111,6 +111,8 @@ def run_row(run: Path) -> dict | None:
     competition = (metrics.get("competition") or (config.get("metric") or {}).get("competition")
                    or monitor.rsplit("/", 1)[-1])
     score, scored_on = metrics.get(f"val/{competition}", math.nan), "val"
+    if "folds" in metrics and f"oof/{competition}" in metrics:  # its own folds (make gbdt)
+        score, scored_on = metrics[f"oof/{competition}"], "oof"
     if metrics.get("refit_of"):  # the estimate of what it refits: its OOF, else its validation
         score, scored_on = refit_estimate(run, metrics["refit_of"], competition)
     start = (run / CONFIG).stat().st_mtime

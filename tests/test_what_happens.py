@@ -282,3 +282,27 @@ def test_wrong_type_row(tmp_path):
         check_types(cfg)
     assert_says(f"error: {err.value}", "a config value has the wrong type")
     check_types(make_cfg(tmp_path, ["optimizer.lr=1"]))  # an integer is a number too
+
+
+@pytest.mark.parametrize(("row", "name", "change", "args"), [
+    ("a member folder's class columns differ from the other members' (`make submit`)",
+     "test_probs.csv", lambda f: f.rename(columns={"benign": "healthy"}), ()),
+    ("a member folder's OOF ids are not the competition's training ids", "oof.csv",
+     lambda f: f.assign(id=["99999", *f.id[1:]]), ()),
+    ("`weights=auto` with members validated on other rows", "oof.csv",
+     lambda f: f.iloc[10:], ("weights=auto",)),
+])
+def test_member_folder_rows(row, name, change, args, tmp_path):
+    from test_blend import good, podium_run, rewrite, write_member
+
+    from podium.data.demo import build_tabular_demo
+
+    root = build_tabular_demo(tmp_path / "comp", "binary")
+    run = podium_run(write_member(tmp_path / "run", root, good(0.3)), root)
+    member = write_member(tmp_path / "member", root, good(0.3), seed=1)
+    rewrite(member, name, change)
+    proc = run_cli("podium.submit", f"runs=[{run},{member}]", *args,
+                   f"paths.log_dir={tmp_path / 'logs'}", check=False)
+    said = proc.stderr.strip().replace(str(member), "<member>").replace(str(run), "<run>")
+    assert proc.returncode == 2
+    assert_says(said.replace(str(root), "<root>"), row)

@@ -4,7 +4,10 @@ A run is a training run folder or a cross-validation folder (all its folds); see
 podium.submission.ensemble. The class probabilities are averaged (optionally weighted), optionally
 post-processed with what the runs' out-of-fold predictions teach
 (`postprocess=f1_offsets|logit_adjust`), and written as a validated `submission.csv` with
-the averaged `test_probs.csv` into a new `logs/submit/...` folder.
+the averaged `test_probs.csv` into a new `logs/submit/...` folder. `weights=auto` learns
+one weight per folder on the OOF predictions (podium.submission.blend); a folder holding
+only `oof.csv` + `test_probs.csv` made outside podium is a member too
+(podium.submission.external).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from omegaconf import DictConfig
 
 from podium import run
 from podium.config import CONFIG_DIR
-from podium.errors import one_line_errors
+from podium.errors import PodiumError, one_line_errors
 
 if TYPE_CHECKING:
     from podium.submission.ensemble import Summary
@@ -33,11 +36,15 @@ def submit(cfg: DictConfig) -> Summary:
     from podium.submission.members import gather_members, latest_run
 
     given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
-    members = gather_members(given, cfg.paths, cfg.weights)
+    auto = cfg.weights == "auto"  # learned on the OOF (podium.submission.blend)
+    if isinstance(cfg.weights, str) and not auto:
+        raise PodiumError(f"weights={cfg.weights}: give one number per folder "
+                          f"(weights=[2,1]), null (equal) or auto (learned on the OOF)")
+    members = gather_members(given, cfg.paths, None if auto else cfg.weights, cfg.external)
     output_dir = Path(cfg.paths.output_dir)
     summary = submit_members(members, output_dir, cfg.submission.format,
                              instantiate(cfg.get("postprocess")), list(cfg.get("tta") or []),
-                             cfg.force, cfg.get("test_prior"))
+                             cfg.force, auto, cfg.get("test_prior"))
     write_json(output_dir / run.METRICS, summary.to_dict())
     return summary
 

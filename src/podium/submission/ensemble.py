@@ -51,6 +51,7 @@ class Summary:
     tta: dict | None = None          # used, before, after, metric
     postprocess: dict | None = None  # name, before, after_in_sample, after_cross_fitted, used
     threshold: dict | None = None    # threshold, before, after_in_sample, after_cross_fitted, used
+    blend: dict | None = None        # weights=auto: podium.submission.blend's weights + evidence
     leaderboard: dict[str, float] = field(default_factory=dict)  # demos only
     warnings: list[str] = field(default_factory=list)
     test_prior: dict | None = None   # setting, prior, train_prior, estimated, total_variation
@@ -96,6 +97,10 @@ class Summary:
                                                                strict=True)]
         if self.test_prior:
             lines.append(prior_line(self.test_prior))
+        if self.blend:
+            from podium.submission.blend import blend_lines
+
+            lines += blend_lines(self.blend)
         if self.tta and "before" in self.tta:
             lines.append(f"tta: OOF {self.tta['metric']} {self.tta['before']:.4f} before -> "
                          f"{self.tta['after']:.4f} after (in-sample: a choice, nothing fitted)"
@@ -282,13 +287,16 @@ def choose_views(summary: Summary, plain: list[Predictions], with_tta: list[Pred
 def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame,
                    predictions: Sequence[tuple[Predictions, Predictions | None]],
                    fmt: str = "auto", postprocess=None, force: bool = False,
-                   answers: Path | None = None, test_prior: str | None = None) -> Summary:
+                   answers: Path | None = None, blend: bool = False,
+                   test_prior: str | None = None) -> Summary:
     """The one road: `predictions` holds each member's (plain, with tta or None). Writes
     `output_dir`'s submission (and, when `output_dir` is not a member's own folder, the
-    ensemble's `test_probs.csv` and `oof.csv`, so that it can be a member in turn).
+    ensemble's `test_probs.csv` and `oof.csv`, so that it can be a member in turn). `blend`
+    (weights=auto): the members' weights are learned on their OOF (podium.submission.blend).
     `test_prior`: a data.test_prior setting (None: the first member's)."""
     from podium.model.metrics import LABEL_METRICS, infer_mode
     from podium.prior import CLASSIFICATION
+    from podium.submission.blend import blend_members, folder_weights
     from podium.submission.crossfit import make_parts
     from podium.submission.formats import choose_format, write_submission
     from podium.submission.leaderboard import answer_key, leaderboard
@@ -318,9 +326,13 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     chosen = list(plain)
     if with_tta[0] is not None:
         chosen = choose_views(summary, list(plain), list(with_tta), cfg, force, prior)
+    if blend:  # one weight per folder, learned on the OOF; proven like every learned step
+        members, summary.blend = blend_members(members, chosen, cfg, prior)
+        summary.weights = [m.weight / sum(m.weight for m in members) for m in members]
     probs = average_probs([p.test for p in chosen], [m.run for m in members],
                           [m.weight for m in members])
-    oof = combine_oof([p.oof for p in chosen], data.id_col, data.target_col)
+    oof = combine_oof([p.oof for p in chosen], data.id_col, data.target_col,
+                      folder_weights(members))
     id_col, class_names = data.id_col, list(probs.columns[1:])
     if not {str(m.run) for m in members} & {str(output_dir)}:  # an ensemble's own folder
         run_files(output_dir, probs, oof)
@@ -378,10 +390,10 @@ def run_files(output_dir: Path, probs: pd.DataFrame, oof: pd.DataFrame | None) -
 
 def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
                    postprocess=None, tta: Sequence = (), force: bool = False,
-                   test_prior: str | None = None) -> Summary:
+                   blend: bool = False, test_prior: str | None = None) -> Summary:
     """The ensemble on the test set of the competition the members were trained on
     (train, cv, refit, submit): the members' own predictions, and with `tta` theirs with
-    the views."""
+    the views; `blend`: weights learned on the OOF (weights=auto)."""
     from podium.io import read_sample_submission
     from podium.submission.members import own_predictions, with_refit_oof
 
@@ -391,4 +403,4 @@ def submit_members(members: list[Member], output_dir: Path, fmt: str = "auto",
     predictions = [with_refit_oof(m, *own_predictions(m, tta, sample)) for m in members]
     answers = Path(data.answers) if data.get("answers") else None
     return write_ensemble(members, output_dir, sample, predictions, fmt, postprocess, force,
-                          answers, test_prior)
+                          answers, blend, test_prior)

@@ -28,6 +28,7 @@ class Member:
     run: Path  # a run folder: .hydra/config.yaml, checkpoints/best.ckpt, test_probs.csv, oof.csv
     cfg: DictConfig
     weight: float
+    folder: Path | None = None  # the folder given (a cv folder's folds share it); None: run
 
 
 @dataclass
@@ -75,17 +76,25 @@ def run_config(folder: Path, paths: DictConfig) -> DictConfig:
 
 
 def gather_members(folders: Sequence[Path], paths: DictConfig,
-                   weights: Sequence[float] | None = None) -> list[Member]:
-    """One weight per folder given; a cross-validation folder's folds share it equally."""
+                   weights: Sequence[float] | None = None,
+                   external: DictConfig | None = None) -> list[Member]:
+    """One weight per folder given; a cross-validation folder's folds share it equally.
+    With `external` (make submit's options for them), a folder of predictions only (oof.csv
+    + test_probs.csv made outside podium: podium.submission.external) is a member too."""
+    from podium.submission.external import complete_external, is_external
+
     weights = list(weights) if weights else [1.0] * len(folders)
     if len(weights) != len(folders) or min(weights) < 0 or sum(weights) <= 0:
         raise PodiumError(f"weights={weights}: give one non-negative weight per folder "
                           f"({len(folders)} given)")
     members = []
     for folder, weight in zip(folders, weights, strict=True):
+        if external is not None and is_external(folder):
+            members.append(Member(folder, None, weight, folder))  # its config: below
+            continue
         runs = expand_runs([folder])
-        members += [Member(r, run_config(r, paths), weight / len(runs)) for r in runs]
-    return members
+        members += [Member(r, run_config(r, paths), weight / len(runs), folder) for r in runs]
+    return complete_external(members, external) if external is not None else members
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -15,18 +15,28 @@ import pandas as pd
 from podium import run
 
 
-def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: str
-                ) -> pd.DataFrame | None:
+def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: str,
+                weights: Sequence[float] | None = None) -> pd.DataFrame | None:
     """The members' OOF rows (with their fold when every id is predicted once); an id
-    predicted by several members gets their mean."""
-    frames = [f for f in frames if f is not None]
-    if not frames:
+    predicted by several members gets their mean, weighted by `weights` (one per frame)
+    when given (an id whose members all weigh 0 is left out)."""
+    weights = list(weights) if weights is not None else None
+    kept = [(f, 1.0 if weights is None else weights[i]) for i, f in enumerate(frames)
+            if f is not None]
+    if not kept:
         return None
-    oof = pd.concat(frames, ignore_index=True)
+    oof = pd.concat([f for f, _ in kept], ignore_index=True)
     if not oof[id_col].duplicated().any():  # folds of one cross-validation: each id once
         return oof
     oof = oof.drop(columns=["fold"], errors="ignore")
-    return oof.groupby([id_col, target_col], sort=False, dropna=False).mean().reset_index()
+    keys = [id_col, target_col]
+    if weights is None:
+        return oof.groupby(keys, sort=False, dropna=False).mean().reset_index()
+    w = np.concatenate([np.full(len(f), weight, dtype=np.float64) for f, weight in kept])
+    values = oof.drop(columns=keys).mul(w, axis=0).assign(_weight=w)
+    sums = pd.concat([oof[keys], values], axis=1).groupby(keys, sort=False, dropna=False).sum()
+    total = sums.pop("_weight")
+    return sums[total > 0].div(total[total > 0], axis=0).reset_index()
 
 def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
                task: str = "multiclass", k: int = 3, test_prior: np.ndarray | None = None
