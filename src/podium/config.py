@@ -98,12 +98,11 @@ def resolve_data(cfg: DictConfig, announce: bool = False) -> None:
     root = Path(str(OmegaConf.select(cfg, "data.root", default="") or ""))
     if data._target_ == IMAGE and not any(data.get(k) for k in ("train_images", "path_col")) \
             and looks_tabular(root, data.get("train_csv", "train.csv")):
-        image, table = group_file("data", "image"), group_file("data", "tabular")
-        mine = OmegaConf.to_container(data, resolve=False)
+        image, table, mine = (OmegaConf.to_container(c, resolve=False) for c in (
+            group_file("data", "image"), group_file("data", "tabular"), data))
         with open_dict(cfg):
-            cfg.data = OmegaConf.merge(table, {k: v for k, v in mine.items()
-                                               if k in table and k != "_target_"
-                                               and v != image.get(k)})
+            cfg.data = {**table, **{k: v for k, v in mine.items()
+                                    if k in table and k != "_target_" and v != image.get(k)}}
         say(announce, f"data: {root} holds train.csv and test.csv but no images: read as a "
                       f"table (data=tabular)")
     if cfg.data.get("task") == "auto":
