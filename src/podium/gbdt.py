@@ -96,10 +96,12 @@ def cross_validate_table(cfg: DictConfig) -> Result:
     """Read the table, fit one model per fold, score the OOF predictions (nothing written)."""
     import pandas as pd
 
+    from podium.config import resolve_data
     from podium.model.gbdt import column_kinds, cross_validate
     from podium.model.metrics import resolve_metric
     from podium.submission.oof import oof_scores
 
+    resolve_data(cfg)  # data.task=auto: the folder's task picks the default metric
     resolve_metric(cfg)
     data = read_table(cfg)
     columns = column_kinds(data.train_frame, data.features, data.categorical_cols)

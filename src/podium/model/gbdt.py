@@ -51,9 +51,9 @@ def column_kinds(frame: pd.DataFrame, features: Sequence[str],
                  categorical_cols: Sequence[str] | None) -> Columns:
     """The tabular datamodule's reading of the columns (podium.data.tabular): entirely
     numeric columns are numbers, the others (or `data.categorical_cols`) categories."""
-    from podium.data.tabular import numeric_columns
+    from podium.data.columns import is_numeric
 
-    numeric = numeric_columns(frame, features)
+    numeric = [c for c in features if is_numeric(frame[c])]
     categorical = (list(categorical_cols) if categorical_cols is not None
                    else [c for c in features if c not in numeric])
     return Columns([c for c in numeric if c not in categorical], categorical)
@@ -67,9 +67,9 @@ def fit_categories(frame: pd.DataFrame, columns: Columns) -> dict[str, list[str]
 def feature_matrix(frame: pd.DataFrame, columns: Columns,
                    categories: dict[str, list[str]]) -> np.ndarray:
     """float64 (N, F): numbers (missing: NaN), then category codes (unseen or empty: NaN)."""
-    from podium.data.tabular import as_numbers
+    from podium.data.columns import as_numbers
 
-    blocks = [as_numbers(frame[c]).to_numpy(dtype=np.float64) for c in columns.numeric]
+    blocks = [as_numbers(frame[c]) for c in columns.numeric]
     for column in columns.categorical:
         codes = pd.Categorical(frame[column].astype(str), categories=categories[column]).codes
         blocks.append(np.where(codes < 0, np.nan, codes).astype(np.float64))
