@@ -165,8 +165,6 @@ def build_tabular_demo(root: str | Path, kind: str, seed: int = 0,
 
     if kind not in DEMOS:
         raise PodiumError(f"data.demo={kind} is unknown: use one of {', '.join(DEMOS)}")
-    root = Path(root)
-    rng = np.random.default_rng(seed)
     if kind == "regression":
         data = load_diabetes(as_frame=True, scaled=False)
         features = data.frame.drop(columns="target")
@@ -176,19 +174,32 @@ def build_tabular_demo(root: str | Path, kind: str, seed: int = 0,
         data = load_breast_cancer(as_frame=True)
         features = data.frame.drop(columns="target")
         target = pd.Series(np.asarray(data.target_names)[data.target], name="target")
+    return write_table_competition(root, features, target, seed, test_fraction)
+
+
+def write_table_competition(root: str | Path, features: pd.DataFrame, target: pd.Series,
+                            seed: int = 0, test_fraction: float = 0.2) -> Path:
+    """A Kaggle-style table competition from labelled rows, atomically: a random
+    `test_fraction` of the rows becomes the test set (train.csv: id, features, target;
+    test.csv: id, features; sample_submission.csv: id + a placeholder target;
+    answers.csv: the test rows' true targets). Ids are shuffled row numbers, so they carry
+    no signal; missing feature values are written as empty cells."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
     n = len(features)
     ids = [f"{i:05d}" for i in rng.permutation(n)]
     order = rng.permutation(n)
     n_test = int(round(test_fraction * n))
     test_idx, train_idx = order[:n_test], order[n_test:]
-    table = features.assign(target=target.to_numpy())
+    table = features.reset_index(drop=True).assign(target=np.asarray(target))
     table.insert(0, "id", ids)
+    regression = pd.api.types.is_float_dtype(table["target"])
 
     with built_aside(root) as tmp:
         table.iloc[train_idx].to_csv(tmp / "train.csv", index=False)
         table.iloc[test_idx].drop(columns="target").to_csv(tmp / "test.csv", index=False)
         table.iloc[test_idx][["id", "target"]].to_csv(tmp / "answers.csv", index=False)
-        placeholder = 0.0 if kind == "regression" else str(target.iloc[0])
+        placeholder = 0.0 if regression else str(table["target"].iloc[0])
         sample = table.iloc[test_idx][["id"]].assign(target=placeholder)
         sample.to_csv(tmp / "sample_submission.csv", index=False)
     return root
