@@ -76,6 +76,10 @@ bench: ## podium vs a plain PyTorch loop (throughput ratio, loader, start-up) as
 bench-imbalance: ## every imbalance recipe on ../shared/data/cifar10-lt -> benchmarks/imbalance.md
 	$(PY) scripts/bench_imbalance.py $(ARGS)
 
+.PHONY: bench-tabular
+bench-tabular: ## experiment=tabular vs make gbdt and their blend on 5 bundled tables -> benchmarks/tabular.md
+	$(PY) scripts/bench_tabular.py $(ARGS)
+
 .PHONY: lr-find
 lr-find: ## Lightning's lr range test on EXP/ARGS: prints the suggested lr, saves lr_find.png
 	$(PY) -m podium.lr_find experiment=$(EXP) $(ARGS)

@@ -1,0 +1,242 @@
+"""`make bench-tabular`: experiment=tabular against the gradient-boosting bar, and their blend.
+
+On every table below, built as a competition folder (train.csv, test.csv,
+sample_submission.csv, answers.csv) in a work folder that is never committed, three commands
+run through make, as a user would type them:
+  make cv EXP=tabular FOLDS=5        the tabular recipe's 5-fold OOF score
+  make gbdt FOLDS=5                  HistGradientBoosting (conf/gbdt.yaml) on the same folds
+  make submit RUN="<cv> <gbdt>" ARGS="weights=auto"   the blend learned on their OOF
+Each is timed (wall clock, whatever else the machine runs). The score is the OOF score of the
+competition metric (the task's default: binary AUROC, multiclass macro-F1, regression MAE);
+the held-out test score (answers.csv, never used to choose anything) is listed beside it.
+The bar (issue: tabular competitions): the recipe's OOF >= the trees' on every table, the
+blend's >= both. Prints the results as JSON and writes benchmarks/tabular.md (+ .json).
+
+Tables (all ship inside installed packages, nothing is downloaded):
+  demo_binary      scikit-learn's breast cancer (conf/data/demo_binary.yaml)
+  demo_regression  scikit-learn's diabetes (conf/data/demo_regression.yaml)
+  wine             scikit-learn's load_wine: 178 rows, 13 numbers, 3 classes
+  penguins         palmerpenguins: species from island, sex (categorical) and measurements
+                   with missing values
+  cars             vega_datasets' cars: miles per gallon (regression) from numbers with
+                   missing horsepower, a categorical origin and a free-text name
+
+    python scripts/bench_tabular.py [--tables wine,cars] [--work DIR] [--folds 5]
+        [--set key=value ...] [--out benchmarks/tabular]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "tabular"
+
+
+def wine(root: Path) -> list[str]:
+    from sklearn.datasets import load_wine
+
+    from podium.data.demo import write_table_competition
+
+    data = load_wine(as_frame=True)
+    target = pd.Series(np.asarray(data.target_names)[data.target])
+    write_table_competition(root, data.data, target)
+    return ["data=tabular", f"data.root={root}"]
+
+
+def penguins(root: Path) -> list[str]:
+    from palmerpenguins import load_penguins
+
+    from podium.data.demo import write_table_competition
+
+    frame = load_penguins()
+    write_table_competition(root, frame.drop(columns="species"), frame["species"])
+    return ["data=tabular", f"data.root={root}"]
+
+
+def cars(root: Path) -> list[str]:
+    from vega_datasets import local_data
+
+    from podium.data.demo import write_table_competition
+
+    frame = local_data.cars().dropna(subset=["Miles_per_Gallon"])
+    frame["Year"] = pd.to_datetime(frame["Year"]).dt.year
+    target = frame.pop("Miles_per_Gallon").astype(float)
+    write_table_competition(root, frame, target)
+    return ["data=tabular", f"data.root={root}"]
+
+
+def demo(kind: str) -> Callable[[Path], list[str]]:
+    def build(root: Path) -> list[str]:
+        from podium.data.demo import build_tabular_demo
+
+        build_tabular_demo(root, kind)
+        return [f"data=demo_{kind}", f"data.root={root}", f"data.demo_root={root}"]
+    return build
+
+
+TABLES: dict[str, Callable[[Path], list[str]]] = {
+    "demo_binary": demo("binary"), "demo_regression": demo("regression"),
+    "wine": wine, "penguins": penguins, "cars": cars,
+}
+
+
+def make(target: str, variables: dict[str, str], log: Path) -> tuple[float, str]:
+    """`make TARGET VAR=...` with this interpreter; (wall seconds, stdout). The output goes
+    to `log` too; a failing command stops the bench with its last line."""
+    command = ["make", "-s", "-C", str(ROOT), target, f"PY={sys.executable}",
+               *(f"{k}={v}" for k, v in variables.items())]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's podium
+        filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    log.write_text(f"$ {' '.join(command)}\n{proc.stdout}\n{proc.stderr}")
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise SystemExit(f"make {target} failed ({log}): {last}")
+    return wall, proc.stdout
+
+
+def newest(folder: Path) -> Path:
+    return max((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+
+
+def scores(folder: Path) -> dict:
+    """The OOF score of the competition metric and the held-out test score of a folder's
+    metrics.json."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metric = metrics.get("competition") or metrics["metric"]
+    return {"metric": metric, "oof": metrics["oof_score"],
+            "test": metrics.get(metric, metrics.get(f"leaderboard/{metric}"))}
+
+
+def bench_table(name: str, work: Path, folds: int, extra: list[str]) -> dict:
+    """Build the table's folder, then cv, gbdt and the blend, each timed."""
+    root, logs = work / "data" / name, work / "logs" / name
+    data = TABLES[name](root)
+    logs.mkdir(parents=True, exist_ok=True)
+    args = " ".join([*data, f"paths.log_dir={logs}", *extra])
+    cv_wall, _ = make("cv", {"EXP": "tabular", "FOLDS": str(folds), "ARGS": args},
+                      logs / "cv.log")
+    cv_dir = newest(logs / "cv" / "tabular")
+    gbdt_wall, _ = make("gbdt", {"FOLDS": str(folds),
+                                 "ARGS": " ".join([*data, f"paths.log_dir={logs}"])},
+                        logs / "gbdt.log")
+    gbdt_dir = newest(logs / "gbdt" / "gbdt")
+    blend_wall, out = make("submit", {"RUN": f"{cv_dir} {gbdt_dir}",
+                                      "ARGS": f"weights=auto paths.log_dir={logs}"},
+                           logs / "submit.log")
+    blend_dir = newest(logs / "submit" / "ensemble")
+    tabular, gbdt, blend = scores(cv_dir), scores(gbdt_dir), scores(blend_dir)
+    lower = tabular["metric"] in ("mae", "mse", "rmse", "rmsle", "logloss")
+    sign = -1 if lower else 1
+    names = {str(cv_dir): "tabular", str(gbdt_dir): "gbdt"}
+    weights = next((line for line in out.splitlines() if line.startswith("weights: ")), "")
+    chosen = next((line.rsplit("-> ", 1)[-1] for line in out.splitlines()
+                   if line.startswith("blend (")), "")
+    for folder, short in names.items():
+        weights = weights.replace(folder, short)
+    return {
+        "table": name, "rows": len(pd.read_csv(root / "train.csv")), "metric": tabular["metric"],
+        "lower_is_better": lower,
+        "tabular": {**tabular, "wall_s": round(cv_wall, 1), "folder": str(cv_dir)},
+        "gbdt": {**gbdt, "wall_s": round(gbdt_wall, 1), "folder": str(gbdt_dir)},
+        "blend": {**blend, "wall_s": round(blend_wall, 1), "folder": str(blend_dir),
+                  "weights": weights.removeprefix("weights: "), "chosen": chosen},
+        "tabular_beats_gbdt": sign * tabular["oof"] >= sign * gbdt["oof"],
+        "blend_beats_both": sign * blend["oof"] >= max(sign * tabular["oof"],
+                                                       sign * gbdt["oof"]) - 1e-12,
+    }
+
+
+def fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    lines = [
+        "# experiment=tabular vs the gradient-boosting bar",
+        "",
+        f"`make bench-tabular` ({meta['command']}), {meta['date']}, {meta['cpus']} CPU cores "
+        f"shared with other work (wall times vary with the machine's load; {meta['note']}). "
+        f"Each table is a competition folder built from a dataset that ships in a package "
+        f"(80 % train, 20 % test with answers); {meta['folds']}-fold OOF score of the "
+        f"competition metric (the task's default) on the same folds for both: "
+        f"`make cv EXP=tabular`, `make gbdt` (HistGradientBoosting, conf/gbdt.yaml) and "
+        f"`make submit RUN=\"<cv> <gbdt>\" ARGS=\"weights=auto\"`. The held-out test score "
+        f"(answers.csv) is shown for reference and chose nothing. The bar: tabular OOF >= "
+        f"GBDT OOF, blend >= both.",
+        "",
+        "| table | rows | metric | tabular OOF | GBDT OOF | blend OOF | tabular >= GBDT | "
+        "blend >= both | tabular test | GBDT test | blend test | wall s (cv / gbdt / blend) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        t, g, b = r["tabular"], r["gbdt"], r["blend"]
+        metric = r["metric"] + (" (lower is better)" if r["lower_is_better"] else "")
+        lines.append(
+            f"| {r['table']} | {r['rows']} | {metric} | {fmt(t['oof'])} | {fmt(g['oof'])} | "
+            f"{fmt(b['oof'])} | {'yes' if r['tabular_beats_gbdt'] else '**no**'} | "
+            f"{'yes' if r['blend_beats_both'] else '**no**'} | {fmt(t['test'])} | "
+            f"{fmt(g['test'])} | {fmt(b['test'])} | {t['wall_s']:.0f} / {g['wall_s']:.0f} / "
+            f"{b['wall_s']:.0f} |")
+    lines += ["", "Blend weights (`weights=auto`: learned on the OOF, kept only when they "
+                  "beat the best member cross-fitted):", ""]
+    lines += [f"- {r['table']}: {r['blend']['weights']} ({r['blend']['chosen']})"
+              for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", default=",".join(TABLES),
+                        help=f"comma-separated, of {', '.join(TABLES)}")
+    parser.add_argument("--work", default=None,
+                        help="folder for the tables and runs (default: a new temporary one)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--set", nargs="*", default=[],
+                        help="extra overrides for make cv EXP=tabular (key=value)")
+    parser.add_argument("--out", default=str(OUT), help="writes OUT.md and OUT.json")
+    parser.add_argument("--note", default="nothing else of this project ran",
+                        help="what else ran meanwhile, for the table's caption")
+    args = parser.parse_args()
+    names = [n for n in args.tables.split(",") if n]
+    unknown = sorted(set(names) - set(TABLES))
+    if unknown:
+        raise SystemExit(f"--tables: unknown {', '.join(unknown)}; known: {', '.join(TABLES)}")
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-tabular-"))
+    start = time.perf_counter()
+    results = []
+    for name in names:
+        results.append(bench_table(name, work, args.folds, args.set))
+        print(json.dumps(results[-1]), flush=True)
+    meta = {"command": "python scripts/bench_tabular.py" + (
+                f" --tables {args.tables}" if args.tables != ",".join(TABLES) else "") + (
+                f" --set {' '.join(args.set)}" if args.set else ""),
+            "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "folds": args.folds,
+            "python": platform.python_version(), "note": args.note,
+            "total_wall_s": round(time.perf_counter() - start, 1), "work": str(work)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results},
+                                                   indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(results, meta))
+    print(json.dumps({"meta": meta, "bar_met": all(
+        r["tabular_beats_gbdt"] and r["blend_beats_both"] for r in results)}))
+
+
+if __name__ == "__main__":
+    main()
