@@ -156,3 +156,10 @@ def test_regression_target_skew_log1p_and_baselines(tmp_path):
     summary, out, _ = eda_json(tmp_path / "2", "data=tabular", f"data.root={root}",
                                "data.task=regression")
     assert not summary["target"]["suggest_log1p"] and "no transform suggested" in out
+
+
+def test_multilabel_is_one_line(planted, tmp_path):
+    proc = run_cli("podium.eda", "task_name=eda", "data=tabular", f"data.root={planted}",
+                   "data.task=multilabel", f"paths.log_dir={tmp_path}", check=False)
+    assert proc.returncode == 2 and "make eda covers single-label data" in proc.stderr
+    assert not (tmp_path / "eda").exists() or not any((tmp_path / "eda").rglob("eda.json"))

@@ -140,8 +140,8 @@ def regression_section(console, data, scores: dict) -> tuple[dict, str, str]:
     from podium.data.profile import SKEWED, target_profile
 
     target = target_profile(data.labels, "regression", ())
-    table = Table(title=f"{data.root}: {len(data.labels)} training rows, target "
-                        f"{data.target_col}")
+    table = Table(title=f"{data.root}: {len(data.labels)} training rows, target column "
+                        f"'{data.target_col}'")
     for key in ("mean", "std", "min", "median", "max", "skew"):
         table.add_column(key, justify="right")
     table.add_row(*(f"{target[k]:.4g}" for k in ("mean", "std", "min", "median", "max",
