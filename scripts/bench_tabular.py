@@ -20,6 +20,9 @@ Tables (all ship inside installed packages, nothing is downloaded):
                    with missing values
   cars             vega_datasets' cars: miles per gallon (regression) from numbers with
                    missing horsepower, a categorical origin and a free-text name
+  seattle_weather  vega_datasets' Seattle weather: 1,461 days, the weather (sun, fog, rain,
+                   drizzle, snow: imbalanced, 31:1) from precipitation, temperatures, wind,
+                   month and year
 
     python scripts/bench_tabular.py [--tables wine,cars] [--work DIR] [--folds 5]
         [--set key=value ...] [--out benchmarks/tabular]
@@ -41,8 +44,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# One OpenMP thread per process (torch and the trees alike) unless OMP_NUM_THREADS says
+# otherwise: these models are tiny, and on a shared machine a second thread spins idle in
+# every parallel region whenever another process holds the core (folds ran 5-8x slower).
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "tabular"
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's podium, as the make commands get it
 
 
 def wine(root: Path) -> list[str]:
@@ -78,6 +85,19 @@ def cars(root: Path) -> list[str]:
     return ["data=tabular", f"data.root={root}"]
 
 
+def seattle_weather(root: Path) -> list[str]:
+    from vega_datasets import local_data
+
+    from podium.data.demo import write_table_competition
+
+    frame = local_data.seattle_weather()
+    dates = pd.to_datetime(frame.pop("date"))
+    frame["month"], frame["year"] = dates.dt.month, dates.dt.year
+    target = frame.pop("weather").astype(str)
+    write_table_competition(root, frame, target)
+    return ["data=tabular", f"data.root={root}"]
+
+
 def demo(kind: str) -> Callable[[Path], list[str]]:
     def build(root: Path) -> list[str]:
         from podium.data.demo import build_tabular_demo
@@ -89,7 +109,7 @@ def demo(kind: str) -> Callable[[Path], list[str]]:
 
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "demo_binary": demo("binary"), "demo_regression": demo("regression"),
-    "wine": wine, "penguins": penguins, "cars": cars,
+    "wine": wine, "penguins": penguins, "cars": cars, "seattle_weather": seattle_weather,
 }
 
 
@@ -98,8 +118,9 @@ def make(target: str, variables: dict[str, str], log: Path) -> tuple[float, str]
     to `log` too; a failing command stops the bench with its last line."""
     command = ["make", "-s", "-C", str(ROOT), target, f"PY={sys.executable}",
                *(f"{k}={v}" for k, v in variables.items())]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's podium
-        filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {"OMP_NUM_THREADS": "1", **os.environ,  # see THREADS
+           "PYTHONPATH": os.pathsep.join(  # this checkout's podium
+               filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
@@ -171,7 +192,8 @@ def markdown(results: list[dict], meta: dict) -> str:
         "# experiment=tabular vs the gradient-boosting bar",
         "",
         f"`make bench-tabular` ({meta['command']}), {meta['date']}, {meta['cpus']} CPU cores "
-        f"shared with other work (wall times vary with the machine's load; {meta['note']}). "
+        f"shared with other work, {meta['threads']} OpenMP thread(s) per process (wall times "
+        f"vary with the machine's load; {meta['note']}). "
         f"Each table is a competition folder built from a dataset that ships in a package "
         f"(80 % train, 20 % test with answers); {meta['folds']}-fold OOF score of the "
         f"competition metric (the task's default) on the same folds for both: "
@@ -228,6 +250,7 @@ def main() -> None:
                 f" --set {' '.join(args.set)}" if args.set else ""),
             "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "folds": args.folds,
             "python": platform.python_version(), "note": args.note,
+            "threads": os.environ.get("OMP_NUM_THREADS", "1"),
             "total_wall_s": round(time.perf_counter() - start, 1), "work": str(work)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
