@@ -192,8 +192,9 @@ def markdown(results: list[dict], meta: dict) -> str:
         "# experiment=tabular vs the gradient-boosting bar",
         "",
         f"`make bench-tabular` ({meta['command']}), {meta['date']}, {meta['cpus']} CPU cores "
-        f"shared with other work, {meta['threads']} OpenMP thread(s) per process (wall times "
-        f"vary with the machine's load; {meta['note']}). "
+        f"shared with other work, {meta['threads']} OpenMP thread(s) per process; wall times "
+        f"vary with the machine's load: {meta['note']}; the whole bench "
+        f"{meta['total_wall_s'] / 60:.0f} min. "
         f"Each table is a competition folder built from a dataset that ships in a package "
         f"(80 % train, 20 % test with answers); {meta['folds']}-fold OOF score of the "
         f"competition metric (the task's default) on the same folds for both: "
@@ -202,7 +203,7 @@ def markdown(results: list[dict], meta: dict) -> str:
         f"(answers.csv) is shown for reference and chose nothing. The bar: tabular OOF >= "
         f"GBDT OOF, blend >= both.",
         "",
-        "| table | rows | metric | tabular OOF | GBDT OOF | blend OOF | tabular >= GBDT | "
+        "| table | training rows | metric | tabular OOF | GBDT OOF | blend OOF | tabular >= GBDT | "
         "blend >= both | tabular test | GBDT test | blend test | wall s (cv / gbdt / blend) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
