@@ -125,7 +125,8 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     from podium.model.outputs import wrap_loss
 
     net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
-                      **table_layout(cfg, spec), **pretrained_weights(cfg, pretrained))
+                      **pretrained_weights(cfg, pretrained), _partial_=True
+                      )(**table_layout(cfg, spec))  # the layout as it is, not a config node
     augment = (instantiate(cfg.augment.get("batch"))
                if spec.image_inputs and cfg.get("augment") else None)
     if cfg.model.get("compile"):
@@ -153,7 +154,7 @@ def table_layout(cfg: DictConfig, spec) -> dict[str, Any]:
 
     target = get_object(str(cfg.model.net._target_))
     if spec.features and "features" in inspect.signature(target).parameters:
-        return {"features": spec.features, "_convert_": "all"}
+        return {"features": spec.features}
     return {}
 
 
