@@ -354,7 +354,11 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
             postprocess, oof, class_names, data.target_col, metric, task, None, prior,
             cfg.metric.k)
         summary.warnings += [warning] if warning else []
-        test = adjust(test)
+        # each member's test probabilities adjusted, then averaged: the step was learned on
+        # OOF rows that each came from one member, and an average is softer than its parts
+        shares = np.asarray([m.weight for m in members]) / sum(m.weight for m in members)
+        test = np.tensordot(shares, np.stack([adjust(p.test.iloc[:, 1:].to_numpy(np.float64))
+                                              for p in chosen]), axes=1)
         if summary.postprocess["used"] and task != "multilabel":
             pre = step_learners(postprocess, class_names, metric, y, prior, task,
                                 cfg.metric.k)[0]
