@@ -32,9 +32,16 @@ def test_option_composes_and_instantiates(group, option, tmp_path, demo_root):
     cfg = resolve_metric(make_cfg(tmp_path, [f"{group}={option}", f"data.root={demo_root}",
                                              *task]))
     inputs = {"in_features": 64} if cfg.model.net._target_.endswith("MLP") else {"in_chans": 1}
+    if cfg.model.net._target_.endswith("TabM"):  # a table's 64 numeric columns, 3 bins each
+        inputs = {"in_features": 64, "features": {
+            "numeric": {f"x{i}": {"indicator": False} for i in range(64)}, "categorical": {},
+            "bins": [[0.0, 64.0, 128.0, 255.0]] * 64}}
     net = instantiate(cfg.model.net, num_classes=3, **inputs)
     images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
-    logits = net(images.float())
+    logits = net(images.float().flatten(1) if "features" in inputs else images.float())
+    if logits.ndim == 3:  # an ensemble's members (TabM): (N, k, C)
+        assert logits.shape[1] == cfg.model.net.k
+        logits = logits.mean(dim=1)
     assert logits.shape == (4, 3)
 
     loss = build_loss(cfg, class_counts=[5, 3, 2])

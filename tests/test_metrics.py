@@ -92,7 +92,9 @@ def test_regression_metrics_equal_scikit_learn():
     target = rng.normal(100, 30, size=150).astype(np.float32)
     pred = (target + rng.normal(0, 20, size=150)).astype(np.float32)
     got = task_metrics("regression", 1)(torch.from_numpy(pred), torch.from_numpy(target))
-    assert set(got) == {"mae", "mse", "rmse", "r2"}
+    assert set(got) == {"mae", "mse", "rmse", "rmsle", "r2"}
+    assert float(got["rmsle"]) == pytest.approx(  # negative predictions are scored as 0
+        sk.root_mean_squared_log_error(target, pred.clip(0)), rel=1e-5)
     assert float(got["mae"]) == pytest.approx(sk.mean_absolute_error(target, pred), rel=1e-5)
     assert float(got["mse"]) == pytest.approx(sk.mean_squared_error(target, pred), rel=1e-5)
     assert float(got["rmse"]) == pytest.approx(np.sqrt(sk.mean_squared_error(target, pred)),

@@ -326,9 +326,10 @@ def test_the_shift_is_applied_to_each_member_before_the_average(tmp_path):
     shifting it instead moves the decisions further)."""
     import json
 
+    from test_blend import good, write_member
+
     from conftest import run_cli
     from podium.data.demo import build_tabular_demo
-    from test_blend import good, write_member
 
     root = build_tabular_demo(tmp_path / "binary", "binary")
     runs = [write_member(tmp_path / name, root, good(scale), seed=seed)

@@ -355,9 +355,11 @@ def test_study_belongs_to_its_data_root_and_best_command_reruns_the_trial(tmp_pa
         again = compose(config_name="train", overrides=["experiment=baseline", *args])
     from omegaconf import OmegaConf
 
+    from podium.config import resolve_data, resolve_model
     from podium.losses import resolve_loss
 
-    resolve_loss(again)  # as the rerun does first (its run folder records the loss it used)
+    # as the rerun does first (its run folder records the data, model and loss it used)
+    resolve_data(again), resolve_model(again), resolve_loss(again)
 
     ran, rerun = trial_config(Path(trial.user_attrs["run_dir"])), OmegaConf.to_container(again)
     for cfg in (ran, rerun):  # what only a sweep has; the folder names of its runs

@@ -28,7 +28,12 @@ def data_overrides(root) -> list[str]:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_fast_dev_run_of_every_experiment(experiment, tmp_path, demo_root):
-    cfg = make_cfg(tmp_path, [f"experiment={experiment}", "debug=fdr", *data_overrides(demo_root)])
+    data = data_overrides(demo_root)
+    if experiment == "tabular":  # a table's recipe: the tabular demo
+        from podium.data.demo import build_tabular_demo
+
+        data = ["data=demo_binary", *data_overrides(build_tabular_demo(tmp_path / "t", "binary"))]
+    cfg = make_cfg(tmp_path, [f"experiment={experiment}", "debug=fdr", *data])
     metrics = train(cfg).metrics
     assert np.isfinite(metrics["val/loss"])
     # fast_dev_run predicts one batch only: a partial submission must not be written.

@@ -38,8 +38,25 @@ def build_run(cfg: DictConfig, **trainer_kwargs: Any) -> Run:
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    resolve_max_epochs(cfg, datamodule)
     module = build_module(cfg, datamodule.spec)
     return Run(datamodule, module, build_trainer(cfg, **trainer_kwargs))
+
+
+def resolve_max_epochs(cfg: DictConfig, datamodule) -> None:
+    """`trainer.max_epochs=null` (the tabular preset): the data's choice, from its rows and
+    batch size (podium.data.base), said in one line; the scheduler's `T_max` follows it."""
+    from lightning.pytorch.utilities import rank_zero_only
+    from omegaconf import open_dict
+
+    if cfg.trainer.get("max_epochs", 0) is not None:
+        return
+    with open_dict(cfg):
+        cfg.trainer.max_epochs = datamodule.suggested_max_epochs()
+    if rank_zero_only.rank == 0:
+        print(f"trainer.max_epochs={cfg.trainer.max_epochs}, data.batch_size="
+              f"{datamodule.batch_size} (from {len(datamodule.train_idx)} training rows; set "
+              f"them to change)", flush=True)
 
 
 def build_datamodule(cfg: DictConfig):
@@ -105,9 +122,11 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     from hydra.utils import instantiate
 
     from podium.model.module import CompetitionModule
+    from podium.model.outputs import wrap_loss
 
     net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
-                      **pretrained_weights(cfg, pretrained))
+                      **pretrained_weights(cfg, pretrained), _partial_=True
+                      )(**table_layout(cfg, spec))  # the layout as it is, not a config node
     augment = (instantiate(cfg.augment.get("batch"))
                if spec.image_inputs and cfg.get("augment") else None)
     if cfg.model.get("compile"):
@@ -117,7 +136,7 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     return CompetitionModule(
         net=net,
         spec=spec,
-        loss=build_loss(cfg, list(spec.class_counts), spec.train_rows),
+        loss=wrap_loss(build_loss(cfg, list(spec.class_counts), spec.train_rows), net, spec),
         optimizer=build_optimizer_factory(cfg),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         channels_last=cfg.model.get("channels_last", False),
@@ -126,6 +145,17 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
         metric_k=cfg.metric.k,
         mix=build_mix(cfg, spec),
     )
+
+
+def table_layout(cfg: DictConfig, spec) -> dict[str, Any]:
+    """A tabular network that takes `features` gets the spec's column layout (numeric
+    columns and their bins, category cardinalities: podium.data.columns)."""
+    from hydra.utils import get_object
+
+    target = get_object(str(cfg.model.net._target_))
+    if spec.features and "features" in inspect.signature(target).parameters:
+        return {"features": spec.features}
+    return {}
 
 
 def pretrained_weights(cfg: DictConfig, pretrained: bool = True) -> dict[str, Any]:

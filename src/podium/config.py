@@ -62,14 +62,84 @@ def config_tree(cfg: DictConfig):
     return tree
 
 def resolve_defaults(cfg: DictConfig, announce: bool = False) -> DictConfig:
-    """Fill a training config's task-dependent defaults in place, once, before anything
-    reads them: the loss (`podium.losses.resolve_loss`: the task's usual one when no
-    `loss=` was given; `announce` prints that line) and the metric keys (`resolve_metric`)."""
+    """Fill a training config's data- and task-dependent defaults in place, once, before
+    anything reads them: what the folder is (`resolve_data`: a table, its task), the network
+    that fits it (`resolve_model`), the loss (`podium.losses.resolve_loss`: the task's usual
+    one when no `loss=` was given) and the metric keys (`resolve_metric`); `announce` prints
+    a line for each choice made."""
     from podium.losses import resolve_loss
     from podium.model.metrics import resolve_metric
 
+    resolve_data(cfg, announce)
+    resolve_model(cfg, announce)
     resolve_loss(cfg, announce)
     return resolve_metric(cfg)
+
+TABULAR = "podium.data.tabular.TabularDataModule"
+IMAGE = "podium.data.image.ImageDataModule"
+
+def group_file(group: str, option: str) -> DictConfig:
+    """conf/<group>/<option>.yaml as written (its interpolations unresolved)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(Path(CONFIG_DIR) / group / f"{option}.yaml")
+
+def resolve_data(cfg: DictConfig, announce: bool = False) -> None:
+    """A folder of `train.csv` + `test.csv` and no images is read as a table whatever
+    `data=` says (the keys set on the image config carried over); `data.task=auto` becomes
+    the folder's task (podium.data.detect.folder_task; multiclass when it cannot tell)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from podium.data.detect import folder_task, looks_tabular
+
+    data = cfg.get("data")
+    if not data or "_target_" not in data:
+        return
+    root = Path(str(OmegaConf.select(cfg, "data.root", default="") or ""))
+    if data._target_ == IMAGE and not any(data.get(k) for k in ("train_images", "path_col")) \
+            and looks_tabular(root, data.get("train_csv", "train.csv")):
+        image, table, mine = (OmegaConf.to_container(c, resolve=False) for c in (
+            group_file("data", "image"), group_file("data", "tabular"), data))
+        with open_dict(cfg):
+            cfg.data = {**table, **{k: v for k, v in mine.items()
+                                    if k in table and k != "_target_" and v != image.get(k)}}
+        say(announce, f"data: {root} holds train.csv and test.csv but no images: read as a "
+                      f"table (data=tabular)")
+    if cfg.data.get("task") == "auto":
+        found = None if cfg.data.get("target_cols") else folder_task(
+            root, cfg.data.get("train_csv", "train.csv"), cfg.data.get("target_col", "label"))
+        task, why = found or (("multilabel", "data.target_cols") if cfg.data.get("target_cols")
+                              else ("multiclass", "the folder does not say yet"))
+        with open_dict(cfg):
+            cfg.data.task = task
+        say(announce and found is not None, f"data.task={task} ({why}; set data.task=... "
+                                            f"to choose)")
+
+def resolve_model(cfg: DictConfig, announce: bool = False) -> None:
+    """A table gets a tabular network: an image network (one without `in_features`) is
+    replaced by model=tabm, and the trainer's default epoch count by one from the rows
+    (`trainer.max_epochs=null`, podium.build.resolve_max_epochs)."""
+    import inspect
+
+    from hydra.utils import get_object
+    from omegaconf import open_dict
+
+    if (cfg.get("data") or {}).get("_target_") != TABULAR or not cfg.get("model"):
+        return
+    net = str(cfg.model.net._target_)
+    if "in_features" in inspect.signature(get_object(net)).parameters:
+        return
+    default_epochs = group_file("trainer", "default").max_epochs
+    with open_dict(cfg):
+        cfg.model = group_file("model", "tabm")
+        if (cfg.get("trainer") or {}).get("max_epochs") == default_epochs:
+            cfg.trainer.max_epochs = None
+    say(announce, f"model: tabm (a table needs a tabular network, not {net}; choose with "
+                  f"model=tabm|mlp, or experiment=tabular for the tuned recipe)")
+
+def say(announce: bool, line: str) -> None:
+    if announce:
+        print(line, flush=True)
 
 def default_config() -> DictConfig:
     """conf/train.yaml composed without overrides (experiment=baseline), loss and metric

@@ -31,6 +31,7 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
     (every training id once), test_probs.csv, submission and metrics.json."""
     from hydra.utils import instantiate
 
+    from podium.config import resolve_data
     from podium.io import write_json
     from podium.model.metrics import resolve_metric
     from podium.submission.ensemble import submit_members
@@ -44,6 +45,7 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
     if not folds:
         raise PodiumError(f"no fold in {cv_dir} finished: see the folds' train.log")
     check_disjoint(folds, cfg.data.id_col, cfg.data.target_col)
+    resolve_data(cfg)  # data.task=auto: the folder's task picks the default metric
     resolve_metric(cfg)
     # the folds share one weight, as when the folder is given to make submit (a sweep's cv
     # trial folder has a config of its own: its folds are listed here, not by expand_runs)

@@ -50,6 +50,8 @@ class DataSpec:
     id_col: str = "id"
     target_col: str = "label"
     features: dict[str, Any] = field(default_factory=dict)  # tabular encoders (podium.data.tabular)
+    # regression: the target's transform, mean and std the network learns in (data.targets)
+    target_scale: dict[str, Any] = field(default_factory=dict)
     train_rows: int = 0
     test_prior: tuple[float, ...] = ()
     test_prior_setting: str = "train"

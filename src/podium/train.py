@@ -85,9 +85,10 @@ def train(cfg: DictConfig) -> Outcome:
 
 
 def record_loss(cfg: DictConfig) -> None:
-    """Hydra saves the run's config (`.hydra/config.yaml`) before the task's default loss is
-    filled in: write that loss into it, so the run folder says what it trained with and
-    refit, submit and predict rebuild that loss whatever a later default is."""
+    """Hydra saves the run's config (`.hydra/config.yaml`) before the task's default loss,
+    and the data and model the folder chose, are filled in: write them into it, so the run
+    folder says what it trained with and refit, submit and predict rebuild that loss (and
+    that datamodule and network) whatever a later default is."""
     from omegaconf import OmegaConf
 
     from podium.io import write_atomic
@@ -96,9 +97,15 @@ def record_loss(cfg: DictConfig) -> None:
     if not path.is_file():  # not a Hydra run (a notebook, the tests' composed configs)
         return
     saved = OmegaConf.load(path)
-    if (saved.get("loss") or {}).get("_target_"):
-        return  # chosen (loss=..., an experiment): already there
-    saved.loss = cfg.loss
+    # data and model as the folder chose them (config.resolve_data: a table, its task)
+    chosen = {"data": cfg.data, "model": cfg.model}
+    if not (saved.get("loss") or {}).get("_target_"):  # chosen (loss=...): already there
+        chosen["loss"] = cfg.loss
+    plain = lambda node: OmegaConf.to_container(node, resolve=False) if node else node  # noqa: E731
+    if all(plain(saved.get(group)) == plain(value) for group, value in chosen.items()):
+        return
+    for group, value in chosen.items():
+        saved[group] = value
     write_atomic(path, OmegaConf.to_yaml(saved), replace=True)
 
 

@@ -35,6 +35,27 @@ def sort_labels(values: Sequence[str]) -> list[str]:
     except ValueError:
         return unique
 
+REGRESSION_MIN_DISTINCT = 50  # whole numbers with more distinct values are a quantity
+
+
+def infer_task(values: Sequence[str]) -> tuple[str, str]:
+    """`data.task=auto`: (task, why). Two distinct labels are binary (a Yes/No target must
+    not be scored as two-class multiclass); numbers with a fraction, or whole numbers with
+    more than REGRESSION_MIN_DISTINCT distinct values, are regression; anything else is
+    multiclass. Multi-label data is never guessed: say data.task=multilabel."""
+    distinct = sort_labels([v for v in values if str(v).strip() != ""])
+    shown = ", ".join(distinct[:3]) + (", ..." if len(distinct) > 3 else "")
+    if len(distinct) == 2:
+        return "binary", f"2 classes: {shown}"
+    numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce")
+    if len(distinct) > 2 and numbers.notna().all():
+        if (numbers != numbers.round()).any():
+            return "regression", f"numbers with fractions ({len(distinct)} distinct)"
+        if len(distinct) > REGRESSION_MIN_DISTINCT:
+            return "regression", f"{len(distinct)} distinct whole numbers"
+    return "multiclass", f"{len(distinct)} classes: {shown}"
+
+
 def encode_target(values: Sequence[str], task: str, path: Path,
                   target_col: str, sep: str = " ") -> tuple[np.ndarray, list[str]]:
     """Targets as class indices + sorted class names, or (regression) float32 values with

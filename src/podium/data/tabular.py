@@ -1,86 +1,50 @@
 """A tabular competition folder as a LightningDataModule (a sibling of the image one).
 
 Contract: `<root>/train.csv` (id, feature columns, target), `<root>/test.csv` (id, the same
-feature columns), `<root>/sample_submission.csv` (id + one prediction column). Columns
-that are entirely numeric are imputed (median) and standardised, the others one-hot
-encoded (unknown test categories -> all zeros); both are fitted on the training split
-only, so the validation score is what the test set will see. Features are float32
-tensors held in memory; the model (model=mlp) takes `in_features` from the DataSpec.
+feature columns), `<root>/sample_submission.csv` (id + one prediction column). Each column
+gets a kind (podium.data.columns: numeric, categorical, text-like, id-like, constant; the run
+prints one line per kind) and numeric and categorical columns an encoder, fitted on the
+training split only, so the validation score is what the test set will see. Features are
+one float32 tensor held in memory (transformed numbers, then category indices); the tabular
+networks (model=tabm, model=mlp) read its layout from the DataSpec's `features`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Dataset
 
 from podium.data.base import CompetitionDataModule, TensorRows
+from podium.data.columns import column_kinds, encode, fit_encoders, summary_lines
 from podium.errors import PodiumError
 from podium.io import check_columns, check_same_ids, read_csv
 from podium.spec import DataSpec
 
 
-def numeric_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
-    """Columns whose non-empty values all parse as numbers."""
-    found = []
-    for column in columns:
-        values = frame[column][frame[column].str.strip() != ""]
-        if len(values) and pd.to_numeric(values, errors="coerce").notna().all():
-            found.append(column)
-    return found
-
-
-def as_numbers(values: pd.Series) -> pd.Series:
-    return pd.to_numeric(values.replace("", np.nan), errors="coerce")
-
-
-def fit_features(frame: pd.DataFrame, numeric: Sequence[str],
-                 categorical: Sequence[str]) -> dict:
-    """The encoders' fitted values as plain numbers and strings (they travel in the DataSpec,
-    so a checkpoint read with weights_only=True can encode a new test table): per numeric
-    column [median, mean, std] of the median-imputed values (what scikit-learn's
-    SimpleImputer + StandardScaler learn), per categorical column its sorted categories
-    (OneHotEncoder's)."""
-    stats = {}
-    for column in numeric:
-        values = as_numbers(frame[column])
-        median = float(values.median()) if values.notna().any() else 0.0
-        filled = values.fillna(median)
-        std = float(filled.std(ddof=0))
-        stats[column] = [median, float(filled.mean()), std if std > 0 else 1.0]
-    categories = {c: sorted(set(frame[c].astype(str))) for c in categorical}
-    return {"columns": list(frame.columns), "numeric": stats, "categorical": categories}
-
-
-def encode_features(frame: pd.DataFrame, features: dict) -> np.ndarray:
-    """float32 (N, F): standardised numbers, then one-hot categories (unknown -> zeros)."""
-    blocks = [((as_numbers(frame[c]).fillna(median) - mean) / std).to_numpy()[:, None]
-              for c, (median, mean, std) in features["numeric"].items()]
-    for column, categories in features["categorical"].items():
-        values = frame[column].astype(str).to_numpy()[:, None]
-        blocks.append(values == np.asarray(categories, dtype=object)[None, :])
-    if not blocks:
-        return np.zeros((len(frame), 0), dtype=np.float32)
-    return np.concatenate([b.astype(np.float32) for b in blocks], axis=1)
-
-
 class TabularDataModule(CompetitionDataModule):
-    """CSV features -> standardised/one-hot float32 tensors.
+    """CSV features -> one float32 tensor: transformed numbers, then category indices.
 
     Options: `test_csv`, `feature_cols` (None: every column but id, target, group and
-    `drop_cols`), `categorical_cols` (None: every column that is not entirely numeric).
+    `drop_cols`), `categorical_cols` (None: by kind, podium.data.columns),
+    `numeric_transform` (standard | quantile), `num_bins` (piecewise-linear bins per numeric
+    column), `rare_min_count` (rarer levels share one).
     """
 
     def __init__(self, root: str, test_csv: str = "test.csv",
                  feature_cols: Sequence[str] | None = None, drop_cols: Sequence[str] = (),
-                 categorical_cols: Sequence[str] | None = None, **kwargs) -> None:
+                 categorical_cols: Sequence[str] | None = None,
+                 numeric_transform: str = "quantile", num_bins: int = 48,
+                 rare_min_count: int = 5, **kwargs) -> None:
         super().__init__(root, **kwargs)
         self.test_csv = test_csv
         self.feature_cols = list(feature_cols) if feature_cols else None
         self.drop_cols, self.categorical_cols = list(drop_cols), categorical_cols
+        self.numeric_transform, self.num_bins = numeric_transform, num_bins
+        self.rare_min_count = rare_min_count
         self.features: list[str] = []
         self.train_frame = self.test_frame = pd.DataFrame()
 
@@ -100,12 +64,14 @@ class TabularDataModule(CompetitionDataModule):
     def build_sets(self) -> DataSpec:
         """Encoders fitted on the training split only: the validation score is what the
         test set will see."""
-        numeric = numeric_columns(self.train_frame, self.features)
-        categorical = (list(self.categorical_cols) if self.categorical_cols is not None
-                       else [c for c in self.features if c not in numeric])
-        numeric = [c for c in numeric if c not in categorical]
-        features = fit_features(self.train_frame.iloc[self.train_idx], numeric, categorical)
-        x = torch.from_numpy(encode_features(self.train_frame, features))
+        kinds = column_kinds(self.train_frame, self.features, self.root / self.train_csv,
+                             self.categorical_cols)
+        train_split = self.train_frame.iloc[self.train_idx]
+        features = fit_encoders(train_split, kinds, self.numeric_transform, self.num_bins,
+                                self.rare_min_count)
+        if rank_zero_only.rank == 0:
+            print("\n".join(summary_lines(train_split, kinds, features)), flush=True)
+        x = torch.from_numpy(encode(self.train_frame, features))
         labels = torch.from_numpy(self.labels)
         self.train_set = TensorRows(x[self.train_idx], labels[self.train_idx])
         self.val_set = TensorRows(x[self.val_idx], labels[self.val_idx])
@@ -136,4 +102,4 @@ class TabularDataModule(CompetitionDataModule):
         return test.loc[self.test_ids, self.features].reset_index(drop=True)
 
     def read_test(self) -> Dataset:
-        return TensorRows(torch.from_numpy(encode_features(self.test_frame, self.spec.features)))
+        return TensorRows(torch.from_numpy(encode(self.test_frame, self.spec.features)))

@@ -50,14 +50,19 @@ from torchmetrics.classification import (
     MultilabelF1Score,
     MultilabelHammingDistance,
 )
-from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
+from torchmetrics.regression import (
+    MeanAbsoluteError,
+    MeanSquaredError,
+    MeanSquaredLogError,
+    R2Score,
+)
 
 from podium.errors import PodiumError
 from podium.spec import check_task
 
 DEFAULT_MONITOR = {"multiclass": "val/f1_macro", "binary": "val/auroc", "regression": "val/mae",
                    "multilabel": "val/f1_micro"}
-MINIMISED = ("loss", "logloss", "mae", "mse", "rmse")  # every other key is a score
+MINIMISED = ("loss", "logloss", "mae", "mse", "rmse", "rmsle")  # every other key is a score
 LOGLOSS_EPS = 1e-15  # Kaggle's clipping of predicted probabilities
 
 
@@ -276,11 +281,23 @@ def multilabel_metrics(num_labels: int) -> MetricCollection:
     }, compute_groups=[["f1_micro", "f1_macro", "hamming_loss"]])
 
 
+class RootMeanSquaredLogError(MeanSquaredLogError):
+    """RMSLE, as Kaggle scores prices and counts: sqrt(mean((log1p(p) - log1p(y))^2)), with
+    predictions below zero scored as zero (a submission would be clipped the same way)."""
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        super().update(preds.clamp_min(0), target)
+
+    def compute(self) -> Tensor:
+        return super().compute().sqrt()
+
+
 def regression_metrics() -> MetricCollection:
     return MetricCollection({
         "mae": MeanAbsoluteError(),
         "mse": MeanSquaredError(),
         "rmse": MeanSquaredError(squared=False),
+        "rmsle": RootMeanSquaredLogError(),
         "r2": R2Score(),
     }, compute_groups=[["mse", "rmse"]])  # one sum of squared errors; the others their own
 

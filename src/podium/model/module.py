@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from podium.model.metrics import task_metrics
 from podium.model.optim import check_plateau_monitor, total_training_steps
+from podium.model.outputs import TargetScale, member_mean
 from podium.spec import DataSpec
 
 TRAIN_METRICS = ("acc", "f1_macro", "mae")
@@ -83,6 +84,7 @@ class CompetitionModule(L.LightningModule):
         self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
         self.register_buffer("shift", mean_t / std_t, persistent=False)
         self.regression = spec.task == "regression"
+        self.target_scale = TargetScale(spec.target_scale)  # the network's units -> the target's
         self.multilabel = spec.task == "multilabel"
         metrics = task_metrics(spec.task, len(spec.class_names), metric_k)
         # val/: under the test set's class prior (data.test_prior) when one is set: each row
@@ -112,13 +114,16 @@ class CompetitionModule(L.LightningModule):
         (N, 1) -> (N,) with float targets; classification metrics get probabilities."""
         outputs = self(inputs)
         if self.regression:
-            outputs = outputs.squeeze(-1)
-            return outputs, outputs.detach().float(), targets.float()
+            outputs = outputs.squeeze(-1)  # (N,), or (N, k) from an ensemble's k members
+            scores = self.target_scale.decode(member_mean(outputs.detach().float(), 2))
+            return outputs, scores, targets.float()
         return outputs, self.probabilities(outputs.detach().float()), targets
 
     def probabilities(self, logits: Tensor) -> Tensor:
-        """Softmax over the classes; multilabel: a sigmoid per label (labels are not exclusive)."""
-        return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
+        """Softmax over the classes; multilabel: a sigmoid per label (labels are not exclusive).
+        An ensemble's (N, k, C) logits: its members' mean probability."""
+        probs = logits.sigmoid() if self.multilabel else logits.softmax(dim=-1)
+        return member_mean(probs, 3)
 
     def on_train_epoch_start(self) -> None:
         for part in (self.loss, self.mix):  # e.g. deferred re-weighting, clean last epochs
@@ -167,7 +172,9 @@ class CompetitionModule(L.LightningModule):
     def prediction(self, images: Tensor) -> Tensor:
         """Probabilities; regression: the output itself (N, 1), test_probs.csv's column."""
         outputs = self(images).float()
-        return outputs if self.regression else self.probabilities(outputs)
+        if self.regression:
+            return self.target_scale.decode(member_mean(outputs, 3))
+        return self.probabilities(outputs)
 
     def update_train_metrics(self) -> None:
         """Update the training metrics with the buffered batches at once: an update costs

@@ -77,12 +77,19 @@ class MLP(nn.Module):
 
     Linear -> ReLU -> Dropout per hidden layer; any input is flattened first, so
     (N, C, H, W) images work too. The last layer is `head` (see optim.classifier_head).
+    With a table's `features` (the DataSpec's column layout) the category columns are
+    one-hot encoded (or embedded: podium.model.tabular.TableInputs) first.
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...] = (128, 64),
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, features: dict | None = None) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
+        if features:
+            from podium.model.tabular import TableInputs
+
+            inputs = TableInputs(features)
+            layers, in_features = [inputs], sum(inputs.widths)
         width = in_features
         for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU(inplace=True), nn.Dropout(dropout)]

@@ -29,11 +29,13 @@ if TYPE_CHECKING:
 def cv_objective(cfg: DictConfig, train: Callable) -> float | None:
     """Train the trial's `data.n_folds` folds with `train` (podium.train.train, passed in by
     the entry point), gather them; the OOF competition score."""
+    from podium.config import resolve_data
     from podium.cv import gather_folds
     from podium.model.metrics import never_logged, resolve_metric
     from podium.sweep.sweeper import check_objective
 
     check_objective(cfg)
+    resolve_data(cfg)  # data.task=auto: the folder's task picks the default metric
     resolve_metric(cfg)
     cv_dir = Path(cfg.paths.output_dir)
     trial = open_trial(cfg)

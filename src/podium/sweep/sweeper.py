@@ -384,6 +384,9 @@ def resolved_metric(cfg: DictConfig) -> DictConfig:
     """`metric` with monitor/mode filled in as training will (null: the task's default)."""
     import copy
 
+    from podium.config import resolve_data
     from podium.model.metrics import resolve_metric
 
-    return resolve_metric(copy.deepcopy(cfg)).metric
+    cfg = copy.deepcopy(cfg)
+    resolve_data(cfg)  # data.task=auto: the folder's task picks the default metric
+    return resolve_metric(cfg).metric
