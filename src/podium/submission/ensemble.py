@@ -202,8 +202,10 @@ def oof_spread(probs: np.ndarray, y: np.ndarray, metric: str, prior: np.ndarray 
     n_classes = probs.shape[1]
     weights = None if prior is None else prior_weights(prior, y, n_classes)
     on_labels, score = decision_score(metric, n_classes, weights, task, k)
+    # 200 resamples; fewer where each costs much (many rows times many classes)
+    rounds = int(np.clip(2e8 / (len(y) * n_classes), 20, 200))
     try:
-        return bootstrap_se(score, y, probs.argmax(1) if on_labels else probs)
+        return bootstrap_se(score, y, probs.argmax(1) if on_labels else probs, rounds)
     except ValueError:  # a resample without both classes (AUROC of a tiny split)
         return None
 
