@@ -138,16 +138,18 @@ def step_line(step: dict) -> str:
 
 def prior_line(report: dict) -> str:
     """`test prior uniform: a 0.500, b 0.500 (training prior: a 0.900, b 0.100; EM estimate
-    from the test predictions: a 0.480, b 0.520, total variation 0.02)`."""
+    from the test predictions: a 0.480, b 0.520, total variation 0.02)`; under `train`, the
+    training prior once."""
     from podium.prior import describe
 
     names = list(report["train_prior"])
     show = lambda key: describe(list(report[key].values()), names)  # noqa: E731
-    line = f"test prior {report['setting']}: {show('prior')} (training prior: {show('train_prior')}"
-    if "estimated" in report:
-        line += (f"; EM estimate from the test predictions: {show('estimated')}, total "
-                 f"variation {report['total_variation']:.2f}")
-    return line + ")"
+    line = (f"test prior train (the training data's): {show('train_prior')} ("
+            if report["setting"] == "train" else
+            f"test prior {report['setting']}: {show('prior')} (training prior: "
+            f"{show('train_prior')}; ")
+    return line + (f"EM estimate from the test predictions: {show('estimated')}, total "
+                   f"variation {report['total_variation']:.2f})")
 
 
 def choose_test_prior(setting: str, plain: list[Predictions], members: list[Member],
