@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = csv.with_name(csv.name + ".tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(csv)
-    groups = table.groupby(["data_root", "competition"]).ngroups
+    groups = table.groupby(GROUP).ngroups
     show(table, f"{len(table)} runs under {args.dir} in {groups} group(s) (competition, "
-         "metric), each ranked best first", args.top)
+         "metric, test prior), each ranked best first", args.top)
     print(f"table written to {csv}")
     return 0
 

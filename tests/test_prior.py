@@ -318,3 +318,34 @@ def test_estimate_shifts_to_the_em_prior_and_submit_can_choose_another(tmp_path,
     assert "test prior uniform: eight 0.100" in proc.stdout
     submitted = json.loads((run_dirs(tmp_path, "submit")[0] / "metrics.json").read_text())
     assert submitted["test_prior"]["setting"] == "uniform"
+
+
+def test_the_shift_is_applied_to_each_member_before_the_average(tmp_path):
+    """The shift is learned on OOF rows that each come from one member, so each member's
+    test probabilities are shifted and then averaged (an average is softer than its parts:
+    shifting it instead moves the decisions further)."""
+    import json
+
+    from test_blend import good, write_member
+
+    from conftest import run_cli
+    from podium.data.demo import build_tabular_demo
+
+    root = build_tabular_demo(tmp_path / "binary", "binary")
+    runs = [write_member(tmp_path / name, root, good(scale), seed=seed)
+            for name, scale, seed in (("a", 0.15, 1), ("b", 0.3, 2))]
+    run_cli("podium.submit", f"runs=[{runs[0]},{runs[1]}]", f"external.data_root={root}",
+            "external.metric=logloss", "test_prior=uniform",
+            f"paths.log_dir={tmp_path / 'logs'}")
+    out = next((tmp_path / "logs" / "submit").glob("*/*/"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["postprocess"]["used"]
+    tau, train = metrics["postprocess"]["tau"], metrics["test_prior"]["train_prior"]
+    shift = np.log(0.5) - tau * np.log([train["benign"], train["malignant"]])
+    expected = 0
+    for run in runs:
+        probs = pd.read_csv(run / "test_probs.csv")[["benign", "malignant"]].to_numpy()
+        z = np.exp(np.log(probs) + shift)
+        expected = expected + (z / z.sum(1, keepdims=True))[:, 1] / 2
+    submission = pd.read_csv(out / "submission.csv")
+    assert submission.iloc[:, 1].to_numpy() == pytest.approx(expected, abs=1e-6)

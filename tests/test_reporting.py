@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -204,12 +205,14 @@ summarize_runs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(summarize_runs)
 
 
-def fake_run(folder, root, monitor, value, seed=1, trainer=None, debug=None, overrides=()):
+def fake_run(folder, root, monitor, value, seed=1, trainer=None, debug=None, overrides=(),
+             test_prior="train"):
     """A run folder as Hydra and podium.train leave it (config.yaml unresolved)."""
     (folder / ".hydra").mkdir(parents=True)
     config = {"seed": seed, "run_name": "${hydra:runtime.choices.experiment}",
               "paths": {"root_dir": "/comp", "data_dir": "${paths.root_dir}/data"},
-              "data": {"root": root}, "trainer": {"max_epochs": 5, **(trainer or {})},
+              "data": {"root": root, "test_prior": test_prior},
+              "trainer": {"max_epochs": 5, **(trainer or {})},
               "metric": {"monitor": monitor, "mode": None}}
     (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
@@ -242,8 +245,22 @@ def test_make_runs_ranks_within_each_competition_and_metric(tmp_path, capsys):
     assert set(table.run_name) == {"focal"} and set(table.best_epoch) == {3}
     out = capsys.readouterr().out
     assert "6 runs under" in out and "2 group(s)" in out
-    assert "data.root=/comp/data/digits  metric.competition=f1_macro  (4 runs)" in out
-    assert "data.root=/comp/data/houses  metric.competition=loss  (2 runs)" in out
+    assert ("data.root=/comp/data/digits  metric.competition=f1_macro  data.test_prior=train"
+            "  (4 runs)") in out
+    assert "data.root=/comp/data/houses  metric.competition=loss  data.test_prior=train" in out
+
+
+def test_make_runs_ranks_scores_under_another_test_prior_apart(tmp_path):
+    """A validation score weighted to a uniform test prior is another yardstick: its run
+    is ranked in a group of its own, even when its number is the best."""
+    fake_run(tmp_path / "a", "/comp/d", "val/f1_macro", 0.70)
+    fake_run(tmp_path / "b", "/comp/d", "val/f1_macro", 0.90, test_prior="uniform")
+    fake_run(tmp_path / "c", "/comp/d", "val/f1_macro", 0.80)
+    assert summarize_runs.main([str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "runs.csv")
+    ranks = {Path(p).name: (prior, rank) for p, prior, rank in
+             zip(table.path, table.test_prior, table["rank"], strict=True)}
+    assert ranks == {"c": ("train", 1), "a": ("train", 2), "b": ("uniform", 1)}
 
 
 def test_make_runs_keeps_seed_groups_within_a_competition(tmp_path):

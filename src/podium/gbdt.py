@@ -101,10 +101,11 @@ def cross_validate_table(cfg: DictConfig) -> Result:
     from podium.model.metrics import resolve_metric
     from podium.submission.oof import oof_scores
 
-    resolve_data(cfg)  # data.task=auto: the folder's task picks the default metric
+    resolve_data(cfg)  # a table folder under data=image; data.task=auto: the folder's task
     resolve_metric(cfg)
     data = read_table(cfg)
-    columns = column_kinds(data.train_frame, data.features, data.categorical_cols)
+    columns = column_kinds(data.train_frame, data.features, data.categorical_cols,
+                           data.root / data.train_csv)
     folds = fold_indices(data)
     params = dict(cfg.get("gbdt") or {})
     cv = cross_validate(data.train_frame, data.test_frame, data.labels, folds, columns,

@@ -130,7 +130,7 @@ def shift(probs: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarr
     return adjusted / np.clip(adjusted.sum(axis=1, keepdims=True), 1e-300, None)
 
 
-def estimate_em(probs: np.ndarray, train_prior: np.ndarray, iterations: int = 1000,
+def estimate_em(probs: np.ndarray, train_prior: np.ndarray, iterations: int = 300,
                 tol: float = 1e-8) -> np.ndarray:
     """The test prior by EM (Saerens et al. 2002): alternately shift the test posteriors to
     the current prior and take their mean as the next prior, from the training prior."""

@@ -246,7 +246,8 @@ class CompetitionDataModule(L.LightningDataModule):
                 "class_counts": counts, "id_col": self.id_col, "target_col": self.target_col,
                 "train_rows": len(self.train_idx), "test_prior_setting": self.test_prior,
                 "test_prior": () if test_prior is None else tuple(test_prior.tolist()),
-                "target_scale": fit_target_scale(self.labels[self.train_idx], self.target_transform)
+                "target_scale": fit_target_scale(self.labels[self.train_idx],
+                                                 self.target_transform)
                 if self.task == "regression" else {}}
 
     def suggested_max_epochs(self) -> int:

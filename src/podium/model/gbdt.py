@@ -48,20 +48,23 @@ class CrossValidation:
 
 
 def column_kinds(frame: pd.DataFrame, features: Sequence[str],
-                 categorical_cols: Sequence[str] | None) -> Columns:
-    """The tabular datamodule's reading of the columns (podium.data.tabular): entirely
-    numeric columns are numbers, the others (or `data.categorical_cols`) categories."""
-    from podium.data.columns import is_numeric
+                 categorical_cols: Sequence[str] | None, path) -> Columns:
+    """The tabular datamodule's reading of the columns (podium.data.columns): numeric
+    columns are numbers, categorical ones (and `data.categorical_cols`) categories; text-,
+    id-like and constant columns are left out, as the network leaves them out."""
+    from podium.data.columns import column_kinds as kinds_of
 
-    numeric = [c for c in features if is_numeric(frame[c])]
-    categorical = (list(categorical_cols) if categorical_cols is not None
-                   else [c for c in features if c not in numeric])
-    return Columns([c for c in numeric if c not in categorical], categorical)
+    kinds = kinds_of(frame, features, path, categorical_cols)
+    return Columns(kinds["numeric"], kinds["categorical"])
 
 
 def fit_categories(frame: pd.DataFrame, columns: Columns) -> dict[str, list[str]]:
-    """Each categorical column's sorted non-empty values in the rows the trees fit on."""
-    return {c: sorted(set(frame[c].astype(str)) - {""}) for c in columns.categorical}
+    """Each categorical column's sorted values in the rows the trees fit on (missing cells:
+    empty or a missing-value token, left missing)."""
+    from podium.data.columns import missing_mask
+
+    return {c: sorted(set(frame[c][~missing_mask(frame[c])].astype(str)))
+            for c in columns.categorical}
 
 
 def feature_matrix(frame: pd.DataFrame, columns: Columns,

@@ -138,16 +138,18 @@ def step_line(step: dict) -> str:
 
 def prior_line(report: dict) -> str:
     """`test prior uniform: a 0.500, b 0.500 (training prior: a 0.900, b 0.100; EM estimate
-    from the test predictions: a 0.480, b 0.520, total variation 0.02)`."""
+    from the test predictions: a 0.480, b 0.520, total variation 0.02)`; under `train`, the
+    training prior once."""
     from podium.prior import describe
 
     names = list(report["train_prior"])
     show = lambda key: describe(list(report[key].values()), names)  # noqa: E731
-    line = f"test prior {report['setting']}: {show('prior')} (training prior: {show('train_prior')}"
-    if "estimated" in report:
-        line += (f"; EM estimate from the test predictions: {show('estimated')}, total "
-                 f"variation {report['total_variation']:.2f}")
-    return line + ")"
+    line = (f"test prior train (the training data's): {show('train_prior')} ("
+            if report["setting"] == "train" else
+            f"test prior {report['setting']}: {show('prior')} (training prior: "
+            f"{show('train_prior')}; ")
+    return line + (f"EM estimate from the test predictions: {show('estimated')}, total "
+                   f"variation {report['total_variation']:.2f})")
 
 
 def choose_test_prior(setting: str, plain: list[Predictions], members: list[Member],
@@ -202,8 +204,10 @@ def oof_spread(probs: np.ndarray, y: np.ndarray, metric: str, prior: np.ndarray 
     n_classes = probs.shape[1]
     weights = None if prior is None else prior_weights(prior, y, n_classes)
     on_labels, score = decision_score(metric, n_classes, weights, task, k)
+    # 200 resamples; fewer where each costs much (many rows times many classes)
+    rounds = int(np.clip(2e8 / (len(y) * n_classes), 20, 200))
     try:
-        return bootstrap_se(score, y, probs.argmax(1) if on_labels else probs)
+        return bootstrap_se(score, y, probs.argmax(1) if on_labels else probs, rounds)
     except ValueError:  # a resample without both classes (AUROC of a tiny split)
         return None
 
@@ -354,7 +358,11 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
             postprocess, oof, class_names, data.target_col, metric, task, None, prior,
             cfg.metric.k)
         summary.warnings += [warning] if warning else []
-        test = adjust(test)
+        # each member's test probabilities adjusted, then averaged: the step was learned on
+        # OOF rows that each came from one member, and an average is softer than its parts
+        shares = np.asarray([m.weight for m in members]) / sum(m.weight for m in members)
+        test = np.tensordot(shares, np.stack([adjust(p.test.iloc[:, 1:].to_numpy(np.float64))
+                                              for p in chosen]), axes=1)
         if summary.postprocess["used"] and task != "multilabel":
             pre = step_learners(postprocess, class_names, metric, y, prior, task,
                                 cfg.metric.k)[0]
