@@ -29,7 +29,7 @@ install: ## create .venv and install podium (editable) with every extra (sweep, 
 	$(PY) -m pip install $(TORCH)
 	$(PY) -m pip install -e ".[all]"
 
-eda: ## class distribution, imbalance ratio and what do-nothing baselines score (ARGS=...)
+eda: ## the target, do-nothing baselines; a table: column kinds, leaks, the GBDT bar (ARGS=...)
 	$(PY) -m podium.eda task_name=eda $(ARGS)
 
 train: ## train EXP (conf/experiment/EXP.yaml) with extra Hydra ARGS; writes logs/train/...
@@ -77,7 +77,7 @@ bench-imbalance: ## every imbalance recipe on ../shared/data/cifar10-lt -> bench
 	$(PY) scripts/bench_imbalance.py $(ARGS)
 
 .PHONY: bench-tabular
-bench-tabular: ## experiment=tabular vs make gbdt and their blend on 5 bundled tables -> benchmarks/tabular.md
+bench-tabular: ## experiment=tabular vs make gbdt and their blend on 6 bundled tables -> benchmarks/tabular.md
 	$(PY) scripts/bench_tabular.py $(ARGS)
 
 .PHONY: lr-find
