@@ -349,3 +349,16 @@ def test_the_shift_is_applied_to_each_member_before_the_average(tmp_path):
         expected = expected + (z / z.sum(1, keepdims=True))[:, 1] / 2
     submission = pd.read_csv(out / "submission.csv")
     assert submission.iloc[:, 1].to_numpy() == pytest.approx(expected, abs=1e-6)
+
+
+def test_far_means_beyond_what_a_small_test_set_moves_by_chance():
+    """Three equal classes: n rows move each share by sqrt(2 p (1 - p) / (pi n)) on average
+    (the mean absolute deviation of a binomial share), the total variation by half their sum."""
+    by_hand = 0.5 * 3 * np.sqrt(2 * (1 / 3) * (2 / 3) / (np.pi * 36))
+    assert prior.far_from([1 / 3] * 3, 36) == pytest.approx(3 * by_hand)
+    assert prior.far_from([1 / 3] * 3, 10000) == prior.FAR
+    # the mean absolute deviation by simulation agrees with the formula
+    rng = np.random.default_rng(0)
+    shares = rng.multinomial(36, [1 / 3] * 3, size=20000) / 36
+    simulated = 0.5 * np.abs(shares - 1 / 3).sum(1).mean()
+    assert simulated == pytest.approx(by_hand, rel=0.1)

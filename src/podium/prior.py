@@ -78,6 +78,16 @@ def read_prior_csv(setting: str, class_names: Sequence[str], root: Path | str | 
     return prior / prior.sum()
 
 
+def far_from(prior: Sequence[float], rows: int) -> float:
+    """The total variation above which an estimate over `rows` test rows is far from `prior`:
+    0.2, or three times what drawing `rows` rows from `prior` alone moves it (expected
+    |share - p| = sqrt(2 p (1 - p) / (pi n)) per class), whichever is larger: 36 test rows
+    of three classes move an estimate by 0.09 by chance."""
+    p = np.asarray(prior, np.float64)
+    chance = 0.5 * np.sqrt(2 * p * (1 - p) / (np.pi * max(rows, 1))).sum()
+    return max(FAR, 3 * float(chance))
+
+
 def class_weights(test_prior: Sequence[float], class_counts: Sequence[float]) -> np.ndarray:
     """Per-class row weights test_prior[c] / train_prior[c] (train_prior: `class_counts`
     normalised): the weighted rows are distributed like the test set. A class without rows

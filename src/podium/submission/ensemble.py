@@ -157,8 +157,9 @@ def choose_test_prior(setting: str, plain: list[Predictions], members: list[Memb
     """The prior validation and post-processing target (podium.prior): `uniform` or a CSV
     as given, `estimate` by EM on the members' averaged test probabilities (calibrated on
     the OOF rows), `train` none. Whatever the setting, the EM estimate is compared with the
-    prior assumed (the training prior for `train`): a total variation above 0.2 is a
-    one-line warning naming data.test_prior. Returns (prior or None, report, warnings)."""
+    prior assumed (the training prior for `train`): a total variation above 0.2 (more for a
+    small test set: podium.prior.far_from) is a one-line warning naming data.test_prior.
+    Returns (prior or None, report, warnings)."""
     from podium import prior
     from podium.submission.postprocess import oof_labels
 
@@ -187,7 +188,7 @@ def choose_test_prior(setting: str, plain: list[Predictions], members: list[Memb
               "estimated": dict(zip(names, estimated.tolist(), strict=True)),
               "total_variation": distance}
     warnings = []
-    if distance > prior.FAR and setting != "estimate":
+    if distance > prior.far_from(assumed, len(test)) and setting != "estimate":
         warnings.append(f"the test predictions imply a class prior far from data.test_prior="
                         f"{setting} (total variation {distance:.2f}; EM estimate: "
                         f"{prior.describe(estimated, names)}): set data.test_prior=estimate, "
