@@ -134,3 +134,10 @@ def test_the_sample_values_decide_probability_or_label():
         "label"  # an explicit format wins
     with pytest.raises(PodiumError, match="cells are probabilities .* 3 classes"):
         choose_format("auto", halves, "id", CLASSES, "multiclass", "val/f1_macro")
+
+
+def test_a_regression_prediction_is_not_called_a_label():
+    from podium.submission.formats import auto_format
+
+    name, why = auto_format("numbers", "regression", "rmse", "val/rmse", ["price"], 3)
+    assert name == "label" and why == "one column of predicted values, val/rmse scores them"

@@ -63,6 +63,8 @@ def auto_format(cells: str, task: str, metric: str, monitor: str | None,
         return "probability", "the sample submission's cells are probabilities"
     if task != "regression" and metric.startswith("map@"):
         return "top_k", f"{monitor} scores the {k} best labels"
+    if task == "regression":
+        return "label", f"one column of predicted values, {monitor or 'no metric'} scores them"
     return "label", f"one label column, {monitor or 'no metric'} scores labels"
 
 
