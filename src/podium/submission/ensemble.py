@@ -189,10 +189,11 @@ def choose_test_prior(setting: str, plain: list[Predictions], members: list[Memb
               "total_variation": distance}
     warnings = []
     if distance > prior.far_from(assumed, len(test)) and setting != "estimate":
+        other = "estimate, uniform" if setting == "train" else "estimate"
         warnings.append(f"the test predictions imply a class prior far from data.test_prior="
                         f"{setting} (total variation {distance:.2f}; EM estimate: "
-                        f"{prior.describe(estimated, names)}): set data.test_prior=estimate, "
-                        f"uniform or a CSV of class,share")
+                        f"{prior.describe(estimated, names)}): set data.test_prior={other} "
+                        f"or a CSV of class,share")
     return target, report, warnings
 
 
