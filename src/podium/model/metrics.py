@@ -204,41 +204,34 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
     `class_weights`: each row of class c weighs class_weights[c] (a test prior)."""
     top = max(1, min(k, num_classes))
     per_class = ["balanced_acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"]
-    if class_weights is not None:
-        weighted = {name: WeightedLabelScore(name, class_weights)
-                    for name in ["acc", *per_class]}
+    if class_weights is None:  # torchmetrics' own; the per-class stat scores (tp, fp, tn, fn
+        # per class) are the same state for these five whatever the data
         metrics = {
-            "acc": weighted["acc"], **{name: weighted[name] for name in per_class},
-            f"acc_top{k}": TopKHit(top, class_weights=class_weights),
-            f"map@{k}": TrueClassRank("map", k, class_weights=class_weights),
-            "mrr": TrueClassRank("mrr", class_weights=class_weights),
-            f"ndcg@{k}": TrueClassRank("ndcg", k, class_weights=class_weights),
-            "logloss": LogLoss(class_weights=class_weights),
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "balanced_acc": MulticlassRecall(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            "f1_weighted": MulticlassF1Score(num_classes, average="weighted"),
+            "precision_macro": MulticlassPrecision(num_classes, average="macro"),
+            "recall_macro": MulticlassRecall(num_classes, average="macro"),
+            f"acc_top{k}": MulticlassAccuracy(num_classes, top_k=top, average="micro"),
         }
-        if task == "binary":  # a whole class reweighted leaves AUROC as it is
-            metrics["auroc"] = MulticlassAUROC(num_classes, average="macro")
-        # one weighted confusion matrix for the six label metrics
-        return MetricCollection(metrics, compute_groups=[["acc", *per_class]])
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes, average="micro"),
-        "balanced_acc": MulticlassRecall(num_classes, average="macro"),
-        "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-        "f1_weighted": MulticlassF1Score(num_classes, average="weighted"),
-        "precision_macro": MulticlassPrecision(num_classes, average="macro"),
-        "recall_macro": MulticlassRecall(num_classes, average="macro"),
-        f"acc_top{k}": MulticlassAccuracy(num_classes, top_k=top, average="micro"),
-        f"map@{k}": TrueClassRank("map", k),
-        "mrr": TrueClassRank("mrr"),
-        f"ndcg@{k}": TrueClassRank("ndcg", k),
-        "logloss": LogLoss(),
-    }
+        groups = [per_class]
+    else:  # one weighted confusion matrix for the six label metrics
+        metrics = {name: WeightedLabelScore(name, class_weights) for name in ["acc", *per_class]}
+        metrics[f"acc_top{k}"] = TopKHit(top, class_weights=class_weights)
+        groups = [["acc", *per_class]]
+    metrics.update({  # every other metric keeps its own state
+        f"map@{k}": TrueClassRank("map", k, class_weights=class_weights),
+        "mrr": TrueClassRank("mrr", class_weights=class_weights),
+        f"ndcg@{k}": TrueClassRank("ndcg", k, class_weights=class_weights),
+        "logloss": LogLoss(class_weights=class_weights),
+    })
     if task == "binary":
         # With two softmax outputs, class 1's one-vs-rest AUROC equals class 0's: the macro
-        # average is the binary AUROC of p(class 1).
+        # average is the binary AUROC of p(class 1). Reweighting a whole class leaves it as
+        # it is: no class weights.
         metrics["auroc"] = MulticlassAUROC(num_classes, average="macro")
-    # The per-class stat scores (tp, fp, tn, fn per class) are the same state for these
-    # five whatever the data; every other metric keeps its own state.
-    return MetricCollection(metrics, compute_groups=[per_class])
+    return MetricCollection(metrics, compute_groups=groups)
 
 
 class SamplesF1(RowMean):
