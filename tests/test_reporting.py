@@ -93,7 +93,7 @@ def test_piped_run_prints_the_changed_keys_and_no_known_noise(piped_run, demo_ro
     assert set(changed) == {"trainer.max_epochs", "trainer.limit_train_batches",
                             "trainer.limit_val_batches", "paths.log_dir", "data.root",
                             "data.demo_root"}
-    assert changed["trainer.max_epochs"] == f"{EPOCHS}  (default: 30)"
+    assert changed["trainer.max_epochs"] == f"{EPOCHS}  (default: null)"
     assert changed["data.root"] == f"{demo_root}  (default: ./data/demo)"
     assert not lines[head + 7].startswith("  ")
     assert "├──" not in stdout

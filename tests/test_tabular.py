@@ -205,9 +205,17 @@ def test_rows_set_the_batch_size_and_the_epochs():
 
     assert [rows_batch_size(n) for n in (100, 455, 20_000, 40_000, 10**6)] == [
         16, 16, 256, 512, 1024]
-    epochs = lambda rows: CompetitionDataModule.suggested_max_epochs(  # noqa: E731
-        SimpleNamespace(train_idx=range(rows), batch_size=rows_batch_size(rows)))
+    from podium.data.image import ImageDataModule
+
+    def epochs(rows: int, kind=CompetitionDataModule, batch_size: int | None = None) -> int:
+        return kind.suggested_max_epochs(SimpleNamespace(
+            train_idx=range(rows), batch_size=batch_size or rows_batch_size(rows),
+            epoch_range=kind.epoch_range))
+
     assert [epochs(n) for n in (455, 40_000, 10**6)] == [71, 26, 10]  # ~2000 steps
+    # images: 30 epochs at least (CIFAR-10-LT's 9,924 training images: 155 steps an epoch),
+    # more when small, 100 at most (the demo's 369 images: 5 steps an epoch)
+    assert [epochs(n, ImageDataModule, 64) for n in (369, 2_000, 9_924)] == [100, 65, 30]
 
 
 @pytest.fixture(scope="module")

@@ -117,8 +117,7 @@ def resolve_data(cfg: DictConfig, announce: bool = False) -> None:
 
 def resolve_model(cfg: DictConfig, announce: bool = False) -> None:
     """A table gets a tabular network: an image network (one without `in_features`) is
-    replaced by model=tabm, and the trainer's default epoch count by one from the rows
-    (`trainer.max_epochs=null`, podium.build.resolve_max_epochs)."""
+    replaced by model=tabm."""
     import inspect
 
     from hydra.utils import get_object
@@ -129,11 +128,8 @@ def resolve_model(cfg: DictConfig, announce: bool = False) -> None:
     net = str(cfg.model.net._target_)
     if "in_features" in inspect.signature(get_object(net)).parameters:
         return
-    default_epochs = group_file("trainer", "default").max_epochs
     with open_dict(cfg):
         cfg.model = group_file("model", "tabm")
-        if (cfg.get("trainer") or {}).get("max_epochs") == default_epochs:
-            cfg.trainer.max_epochs = None
     say(announce, f"model: tabm (a table needs a tabular network, not {net}; choose with "
                   f"model=tabm|mlp, or experiment=tabular for the tuned recipe)")
 

@@ -250,11 +250,13 @@ class CompetitionDataModule(L.LightningDataModule):
                                                  self.target_transform)
                 if self.task == "regression" else {}}
 
+    epoch_range = (10, 100)  # trainer.max_epochs=null: the fewest and the most epochs
+
     def suggested_max_epochs(self) -> int:
-        """`trainer.max_epochs=null`: about MAX_EPOCH_STEPS optimizer steps, 10 to 100
-        epochs (a small table takes many short epochs, a large one few long ones)."""
+        """`trainer.max_epochs=null`: about MAX_EPOCH_STEPS optimizer steps, within
+        `epoch_range` (a small set takes many short epochs, a large one few long ones)."""
         steps = max(1, len(self.train_idx) // self.batch_size)
-        return int(np.clip(round(MAX_EPOCH_STEPS / steps), 10, 100))
+        return int(np.clip(round(MAX_EPOCH_STEPS / steps), *self.epoch_range))
 
     # -- loaders ---------------------------------------------------------------------------
     def loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:

@@ -39,6 +39,8 @@ class ImageDataModule(CompetitionDataModule):
     Without train.csv, class folders `train/<class>/` are read instead (podium.data.layouts).
     """
 
+    epoch_range = (30, 100)  # an image network wants epochs: 30 at least, more when small
+
     def __init__(
         self,
         root: str,
