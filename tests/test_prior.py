@@ -244,9 +244,10 @@ def test_the_shift_helps_log_loss_under_the_prior():
 def test_a_run_under_the_uniform_prior_weighs_validation_and_shifts_the_file(tmp_path,
                                                                              demo_root):
     """The demo under data.test_prior=uniform: val/ metrics are the best checkpoint's
-    validation predictions scored with scikit-learn's sample_weight = (1/C) / training
-    share, val_train_prior/ the same unweighted; metrics.json says which prior, and the
-    submission went through the shift's proof."""
+    validation predictions moved to the uniform prior by Bayes' rule (plain cross-entropy
+    carries the training split's shares) and scored with scikit-learn's sample_weight =
+    (1/C) / training share; val_train_prior/ the predictions as they are, unweighted;
+    metrics.json says which prior, and the submission went through the shift's proof."""
     import json
 
     from conftest import run_cli, run_dirs
@@ -262,13 +263,16 @@ def test_a_run_under_the_uniform_prior_weighs_validation_and_shifts_the_file(tmp
     training_split = train[~train.id.isin(oof.id)]
     share = training_split.label.value_counts(normalize=True).reindex(classes).to_numpy()
     y = oof.label.map(classes.index).to_numpy()
-    pred = oof[classes].to_numpy().argmax(1)
+    assert [metrics["score_prior"][c] for c in classes] == pytest.approx(share)
+    probs = oof[classes].to_numpy()
+    pred = (np.log(probs) + np.log(1 / len(classes)) - np.log(share)).argmax(1)
     w = (1 / len(classes)) / share[y]
     assert metrics["val/f1_macro"] == pytest.approx(
         f1_score(y, pred, average="macro", sample_weight=w), abs=1e-4)
     assert metrics["val/acc"] == pytest.approx(accuracy_score(y, pred, sample_weight=w),
                                                abs=1e-4)
-    assert metrics["val_train_prior/acc"] == pytest.approx(accuracy_score(y, pred), abs=1e-4)
+    assert metrics["val_train_prior/acc"] == pytest.approx(
+        accuracy_score(y, probs.argmax(1)), abs=1e-4)
     assert metrics["test_prior"]["setting"] == "uniform"
     assert metrics["test_prior"]["prior"] == {c: pytest.approx(0.1) for c in classes}
     assert metrics["postprocess"]["name"] == "logit_adjust"
@@ -321,8 +325,10 @@ def test_estimate_shifts_to_the_em_prior_and_submit_can_choose_another(tmp_path,
 
 
 def test_the_shift_is_applied_to_each_member_before_the_average(tmp_path):
-    """The shift is learned on OOF rows that each come from one member, so each member's
-    test probabilities are shifted and then averaged (an average is softer than its parts:
+    """Each member's probabilities move by Bayes' rule from the prior they carry (folders
+    made outside podium: their OOF rows' class shares) to the test prior; a learned shift is
+    learned on OOF rows that each come from one member, so it too moves each member's test
+    probabilities, and then they are averaged (an average is softer than its parts:
     shifting it instead moves the decisions further)."""
     import json
 
@@ -339,13 +345,15 @@ def test_the_shift_is_applied_to_each_member_before_the_average(tmp_path):
             f"paths.log_dir={tmp_path / 'logs'}")
     out = next((tmp_path / "logs" / "submit").glob("*/*/"))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["postprocess"]["used"]
-    tau, train = metrics["postprocess"]["tau"], metrics["test_prior"]["train_prior"]
-    shift = np.log(0.5) - tau * np.log([train["benign"], train["malignant"]])
+    tau = metrics["postprocess"]["tau"] if metrics["postprocess"]["used"] else 0.0
+    train = metrics["test_prior"]["train_prior"]
+    learned = -tau * np.log([train["benign"], train["malignant"]])
     expected = 0
     for run in runs:
         probs = pd.read_csv(run / "test_probs.csv")[["benign", "malignant"]].to_numpy()
-        z = np.exp(np.log(probs) + shift)
+        carried = pd.read_csv(run / "oof.csv").target.value_counts(normalize=True)
+        bayes = np.log(0.5) - np.log(carried[["benign", "malignant"]].to_numpy())
+        z = np.exp(np.log(probs) + bayes + learned)
         expected = expected + (z / z.sum(1, keepdims=True))[:, 1] / 2
     submission = pd.read_csv(out / "submission.csv")
     assert submission.iloc[:, 1].to_numpy() == pytest.approx(expected, abs=1e-6)
@@ -362,3 +370,52 @@ def test_far_means_beyond_what_a_small_test_set_moves_by_chance():
     shares = rng.multinomial(36, [1 / 3] * 3, size=20000) / 36
     simulated = 0.5 * np.abs(shares - 1 / 3).sum(1).mean()
     assert simulated == pytest.approx(by_hand, rel=0.1)
+
+
+@pytest.mark.parametrize("loss, power, expected", [
+    # plain cross-entropy carries the training shares; a class-balanced sampler draws
+    # n^(1 - power); class weights and a logit-adjusted loss multiply the shares
+    ("ce", 0.0, [0.8, 0.15, 0.05]),
+    ("ce", 1.0, [1 / 3, 1 / 3, 1 / 3]),
+    ("ce", 0.5, np.sqrt([80, 15, 5]) / np.sqrt([80, 15, 5]).sum()),
+    ("weighted_inverse", 0.0, [1 / 3, 1 / 3, 1 / 3]),
+    ("balanced_softmax_1", 0.0, [1 / 3, 1 / 3, 1 / 3]),
+    ("balanced_softmax_half", 0.0, np.sqrt([80, 15, 5]) / np.sqrt([80, 15, 5]).sum()),
+    ("balanced_softmax_1", 1.0, np.array([1 / 80, 1 / 15, 1 / 5]) / (1 / 80 + 1 / 15 + 1 / 5)),
+    ("torch_weight", 0.0, np.array([80, 15 * 2, 5 * 4]) / 130),
+])
+def test_the_score_prior_is_what_the_loss_and_sampler_leave_of_the_training_prior(
+        loss, power, expected):
+    from podium.losses.multiclass import BalancedSoftmaxLoss, WeightedCrossEntropy
+
+    counts = [80, 15, 5]
+    losses = {
+        "ce": torch.nn.CrossEntropyLoss(),
+        "weighted_inverse": WeightedCrossEntropy(counts, "inverse"),
+        "balanced_softmax_1": BalancedSoftmaxLoss(counts, tau=1.0),
+        "balanced_softmax_half": BalancedSoftmaxLoss(counts, tau=0.5),
+        "torch_weight": torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 4.0])),
+    }
+    got = prior.score_prior(counts, losses[loss], power)
+    assert got == pytest.approx(np.asarray(expected, float))
+
+
+def test_members_move_from_the_prior_they_carry_to_the_test_prior():
+    """Bayes' rule: p_test(y|x) ∝ p(y|x) q_y / s_y, s the member's score prior; a member
+    trained for a uniform prior (balanced softmax) stays as it is under a uniform test prior;
+    one that names none moves from its OOF rows' class shares."""
+    from podium.submission.ensemble import to_test_prior
+    from podium.submission.members import Member, Predictions
+
+    names = ["a", "b"]
+    test = pd.DataFrame({"id": ["1", "2"], "a": [0.9, 0.4], "b": [0.1, 0.6]})
+    oof = pd.DataFrame({"id": ["3", "4", "5", "6"], "label": ["a", "a", "a", "b"],
+                        "a": [0.8, 0.7, 0.6, 0.3], "b": [0.2, 0.3, 0.4, 0.7]})
+    uniform = np.full(2, 0.5)
+    balanced = Member(None, None, 1.0, score_prior={"a": 0.5, "b": 0.5})
+    same = to_test_prior(Predictions(test, oof), balanced, uniform, "label")
+    assert same.test[names].to_numpy() == pytest.approx(test[names].to_numpy())
+    plain = to_test_prior(Predictions(test, oof), Member(None, None, 1.0), uniform, "label")
+    # by hand: 0.9 / 0.75 and 0.1 / 0.25, normalised; 0.4 / 0.75 and 0.6 / 0.25
+    assert plain.test["a"].tolist() == pytest.approx([1.2 / 1.6, (0.4 / 0.75) / (0.4 / 0.75 + 2.4)])
+    assert plain.oof["a"].iloc[0] == pytest.approx((0.8 / 0.75) / (0.8 / 0.75 + 0.8))

@@ -44,8 +44,8 @@ def build_run(cfg: DictConfig, **trainer_kwargs: Any) -> Run:
 
 
 def resolve_max_epochs(cfg: DictConfig, datamodule) -> None:
-    """`trainer.max_epochs=null` (the tabular preset): the data's choice, from its rows and
-    batch size (podium.data.base), said in one line; the scheduler's `T_max` follows it."""
+    """`trainer.max_epochs=null` (the default): the data's choice, from its rows and batch
+    size (podium.data.base), said in one line; the scheduler's `T_max` follows it."""
     from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
@@ -133,10 +133,12 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
         import torch
 
         net = torch.compile(net)
+    loss = build_loss(cfg, list(spec.class_counts), spec.train_rows)
     return CompetitionModule(
         net=net,
         spec=spec,
-        loss=wrap_loss(build_loss(cfg, list(spec.class_counts), spec.train_rows), net, spec),
+        loss=wrap_loss(loss, net, spec),
+        score_prior=score_prior(cfg, spec, loss),
         optimizer=build_optimizer_factory(cfg),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         channels_last=cfg.model.get("channels_last", False),
@@ -145,6 +147,20 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
         metric_k=cfg.metric.k,
         mix=build_mix(cfg, spec),
     )
+
+
+def score_prior(cfg: DictConfig, spec, loss) -> tuple[float, ...]:
+    """The class prior the module's probabilities carry (podium.prior.score_prior): the
+    training prior as the sampler draws it and the loss weighs it; () without classes."""
+    from podium.prior import CLASSIFICATION
+    from podium.prior import score_prior as carried
+
+    if spec.task not in CLASSIFICATION:
+        return ()
+    sampler = cfg.get("sampler") or {}
+    balanced = str(sampler.get("_target_", "")).endswith("ClassBalancedSampler")
+    power = float(sampler.get("power", 1.0)) if balanced else 0.0
+    return tuple(carried(spec.class_counts, loss, power).tolist())
 
 
 def table_layout(cfg: DictConfig, spec) -> dict[str, Any]:

@@ -90,6 +90,8 @@ def export(cfg: DictConfig) -> Path:
         shutil.copy2(member.run / run.CONFIG, folder / run.CONFIG)
         if (member.run / run.OOF).is_file():
             shutil.copy2(member.run / run.OOF, folder / run.OOF)
+        if member.score_prior:  # what make predict moves its probabilities from
+            write_json(folder / run.METRICS, {"score_prior": member.score_prior})
         names.append(f"members/{i}")
     write_atomic(out / "requirements.txt", pinned_requirements(), replace=True)
     if cfg.wheel:

@@ -5,7 +5,11 @@ Long-tailed training data is usually scored on a test set whose classes are dist
 otherwise (balanced, or another prior). A validation split drawn from the training data then
 optimises the wrong target, so podium weighs each validation row of class c by
 test_prior[c] / train_prior[c] (label shift: p(x | y) is the same, only p(y) changes) and
-adjusts the test probabilities to the test prior (Menon et al. 2021, post hoc).
+moves the probabilities to the test prior by Bayes' rule, from the prior they carry
+(`score_prior`: the training prior for plain cross-entropy, less what the loss and the
+sampler take out), in validation (the checkpoint is chosen for the prediction submitted) and
+on the test set; a logit adjustment learned on the OOF rows (Menon et al. 2021, post hoc)
+may move them further when it proves itself (podium.submission.postprocess).
 
 Settings:
 - `train`: the test set is distributed like the training data (no weighting, no shift);
@@ -96,6 +100,22 @@ def class_weights(test_prior: Sequence[float], class_counts: Sequence[float]) ->
     train = counts / counts.sum()
     return np.divide(np.asarray(test_prior, dtype=np.float64), train,
                      out=np.zeros_like(train), where=train > 0)
+
+
+def score_prior(class_counts: Sequence[float], loss=None, sampler_power: float = 0.0
+                ) -> np.ndarray:
+    """The class prior a classifier's probabilities carry, which Bayes' rule (`shift`)
+    moves to the test prior: the training shares, drawn by a class-balanced sampler as
+    n^(1 - power) (podium.data.samplers), times the loss's `prior_factor` (class weights;
+    a logit-adjusted loss: prior^-tau; podium.losses) or its class `weight` (torch's
+    cross-entropy). Plain cross-entropy, no sampler: the training shares."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    carried = np.where(counts > 0, counts, 0.0) ** (1.0 - sampler_power)
+    factor = getattr(loss, "prior_factor", getattr(loss, "weight", None))
+    if factor is not None:
+        carried = carried * np.asarray(factor.detach().cpu() if hasattr(factor, "detach")
+                                       else factor, dtype=np.float64)
+    return carried / carried.sum()
 
 
 def total_variation(p: Sequence[float], q: Sequence[float]) -> float:

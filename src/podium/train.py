@@ -71,7 +71,9 @@ def train(cfg: DictConfig) -> Outcome:
     if not trainer.is_global_zero:
         return Outcome(metrics, None)
     output_dir = Path(cfg.paths.output_dir)
-    summary = submit_run(cfg, datamodule)
+    # the class prior the run's probabilities carry: what a test prior moves them from
+    score_prior = dict(zip(datamodule.spec.class_names, module.score_prior))
+    summary = submit_run(cfg, datamodule, score_prior)
     if summary is not None:
         metrics.update(summary.leaderboard)
     write_json(output_dir / run.METRICS, {
@@ -79,7 +81,7 @@ def train(cfg: DictConfig) -> Outcome:
         "mode": cfg.metric.mode, "competition": cfg.metric.competition,
         "best_checkpoint": ckpt, "best_epoch": checkpoint_epoch(ckpt),
         "epochs": trainer.current_epoch, "validation": datamodule.has_validation,
-        "train_rows": len(datamodule.train_idx),
+        "train_rows": len(datamodule.train_idx), "score_prior": score_prior,
     })
     return Outcome(metrics, summary)
 
@@ -125,7 +127,8 @@ def announce_format(cfg: DictConfig, datamodule) -> None:
         print(f"submission format: {shape.format} ({shape.why})", flush=True)
 
 
-def submit_run(cfg: DictConfig, datamodule) -> Summary | None:
+def submit_run(cfg: DictConfig, datamodule, score_prior: dict[str, float] | None = None
+               ) -> Summary | None:
     """The run as an ensemble of one: its own predictions, its tta views proven on its
     validation split, its post-processing and threshold learned there."""
     from hydra.utils import instantiate
@@ -138,7 +141,7 @@ def submit_run(cfg: DictConfig, datamodule) -> Summary | None:
         log.warning("no %s (only part of the data was predicted): no submission written",
                     run.TEST_PROBS)
         return None
-    member = Member(output_dir, cfg, 1.0)
+    member = Member(output_dir, cfg, 1.0, score_prior=score_prior or {})
     tta = list(cfg.get("tta") or [])
     return write_ensemble([member], output_dir, datamodule.sample,
                           [with_refit_oof(member, *own_predictions(member, tta))],

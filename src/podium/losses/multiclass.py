@@ -11,6 +11,8 @@ non-persistent because they derive from config + data, not training: keeping the
 state_dict lets a checkpoint load under a different loss configuration.
 
 Plain cross-entropy and label smoothing need no code here: use ``torch.nn.CrossEntropyLoss``.
+A loss that moves the class prior its logits carry (class weights, a logit-adjusted loss)
+says how in ``prior_factor``: a per-class factor on the training prior (podium.prior).
 Multi-label losses (one sigmoid per label, multi-hot targets) are in ``podium.losses.multilabel``.
 Why one module of ~330 lines: it is the whole `loss` config group (six losses of ~40 lines
 each, sharing the soft-target and class-weight helpers), so a reader finds every option of
@@ -135,6 +137,11 @@ class WeightedCrossEntropy(nn.Module):
         super().__init__()
         self.register_buffer("weight", class_weights(class_counts, scheme, beta), persistent=False)
 
+    @property
+    def prior_factor(self) -> Tensor:
+        """What the class weights multiply the training prior by (podium.prior.score_prior)."""
+        return self.weight
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check_logits(logits, self.weight.numel(), type(self).__name__)
         x = _upcast(logits)
@@ -197,6 +204,11 @@ class FocalLoss(nn.Module):
             )
         self.num_classes = num if a is None else a.numel()
         self.register_buffer("alpha", a, persistent=False)
+
+    @property
+    def prior_factor(self) -> Tensor | None:
+        """What alpha multiplies the training prior by (podium.prior.score_prior)."""
+        return self.alpha
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check_logits(logits, self.num_classes, type(self).__name__)
@@ -267,6 +279,11 @@ class BalancedSoftmaxLoss(nn.Module):
         self.tau = float(tau)
         self.register_buffer("log_prior", (counts / counts.sum()).log().float(), persistent=False)
 
+    @property
+    def prior_factor(self) -> Tensor:
+        """prior^-tau: the raw logits carry prior^(1 - tau) (podium.prior.score_prior)."""
+        return (-self.tau * self.log_prior).exp()
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check_logits(logits, self.log_prior.numel(), type(self).__name__)
         x = _upcast(logits)
@@ -318,6 +335,11 @@ class LDAMLoss(nn.Module):
         self.s = float(s)
         self.drw_epoch = drw_epoch
         self.drw_active = drw_epoch == 0
+
+    @property
+    def prior_factor(self) -> Tensor:
+        """The re-weighting the last epochs train with (podium.prior.score_prior)."""
+        return self.drw_weight
 
     def set_epoch(self, epoch: int, max_epochs: int) -> None:
         """Switch re-weighting on iff ``epoch >= drw_epoch`` (or ``int(0.8 * max_epochs)``)."""

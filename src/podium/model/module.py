@@ -68,6 +68,7 @@ class CompetitionModule(L.LightningModule):
         tta: Sequence[Callable[[Tensor], Tensor]] = (),
         metric_k: int = 3,
         mix: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+        score_prior: Sequence[float] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters({"spec": spec.to_dict(), "channels_last": channels_last,
@@ -88,8 +89,14 @@ class CompetitionModule(L.LightningModule):
         self.multilabel = spec.task == "multilabel"
         metrics = task_metrics(spec.task, len(spec.class_names), metric_k)
         # val/: under the test set's class prior (data.test_prior) when one is set: each row
-        # weighs test_prior[c] / train_prior[c]; val_train_prior/: the same rows unweighted
+        # weighs test_prior[c] / train_prior[c], and the probabilities move by Bayes' rule
+        # from the prior they carry (podium.prior.score_prior) to it, as the submission's
+        # will; val_train_prior/: the same rows unweighted, as the network predicts them
+        self.score_prior = tuple(score_prior)
         weights = spec.class_weights
+        self.prior_shift = None if weights is None or not self.score_prior else (
+            torch.tensor(spec.test_prior).log() - torch.tensor(self.score_prior).clamp_min(
+                1e-12).log()).float()
         self.val_metrics = (metrics if weights is None else task_metrics(
             spec.task, len(spec.class_names), metric_k, weights)).clone(prefix="val/")
         self.val_train_prior = (None if weights is None
@@ -151,12 +158,19 @@ class CompetitionModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, targets = batch
         logits, scores, targets = self.outputs_and_scores(images, targets)
-        self.val_metrics.update(scores, targets)
+        self.val_metrics.update(self.under_test_prior(scores), targets)
         self.log("val/loss", self.loss(logits, targets), on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
         if self.val_train_prior is not None:
             self.val_train_prior.update(scores, targets)
             self.log_dict(self.val_train_prior, on_epoch=True)
+
+    def under_test_prior(self, probs: Tensor) -> Tensor:
+        """The probabilities moved to data.test_prior (Bayes' rule; as they are without)."""
+        if self.prior_shift is None:
+            return probs
+        shift = self.prior_shift.to(probs.device)
+        return (probs.clamp_min(1e-12).log() + shift).softmax(dim=-1)
 
     def predict_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int,
                      dataloader_idx: int = 0) -> Tensor:

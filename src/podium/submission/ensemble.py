@@ -57,11 +57,13 @@ class Summary:
     test_prior: dict | None = None   # setting, prior, train_prior, estimated, total_variation
     oof_se: float | None = None      # bootstrap standard error of oof_score (classification)
     oof_rows: int = 0
+    score_prior: dict | None = None  # the prior its test_probs.csv and oof.csv carry
 
     @property
     def oof_score(self) -> float | None:
         """The OOF score of the competition's metric: the averaged probabilities as they
-        are (after the tta choice, before post-processing and the decision threshold)."""
+        are (moved to data.test_prior when one is set; after the tta choice, before
+        post-processing and the decision threshold)."""
         return self.oof.get(f"oof/{self.metric}")
 
     @property
@@ -197,6 +199,32 @@ def choose_test_prior(setting: str, plain: list[Predictions], members: list[Memb
     return target, report, warnings
 
 
+def to_test_prior(predictions: Predictions, member: Member, prior: np.ndarray,
+                  target_col: str) -> Predictions:
+    """A member's test and OOF probabilities moved by Bayes' rule (podium.prior.shift) from
+    the class prior they carry (its score_prior; else its OOF rows' class shares, what plain
+    cross-entropy carries) to `prior`; as they are when neither is known."""
+    from podium.prior import shift
+
+    names = [str(c) for c in predictions.test.columns[1:]]
+    if set(member.score_prior) == set(names):
+        source = np.asarray([member.score_prior[n] for n in names], np.float64)
+    elif predictions.oof is not None:
+        counts = predictions.oof[target_col].astype(str).value_counts()
+        source = counts.reindex(names, fill_value=0).to_numpy(np.float64) / len(predictions.oof)
+    else:
+        return predictions
+
+    def moved(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        if frame is None:
+            return None
+        frame = frame.copy()
+        frame[names] = shift(frame[names].to_numpy(np.float64), source, prior)
+        return frame
+
+    return Predictions(moved(predictions.test), moved(predictions.oof))
+
+
 def oof_spread(probs: np.ndarray, y: np.ndarray, metric: str, prior: np.ndarray | None,
                task: str, k: int) -> float | None:
     """The bootstrap standard error of the OOF score of `metric` (under the prior)."""
@@ -327,8 +355,13 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     prior, summary.test_prior, warnings = choose_test_prior(
         str(test_prior or data.get("test_prior") or "train"), list(plain), members, data)
     summary.warnings += warnings
-    if prior is not None and postprocess is None:  # the test predictions shifted to it
-        postprocess = LogitAdjust()
+    if prior is not None:  # every member's probabilities moved to it by Bayes' rule; a
+        # logit adjustment learned on the OOF moves them further when it proves itself
+        plain = [to_test_prior(p, m, prior, data.target_col) for p, m in zip(plain, members,
+                                                                               strict=True)]
+        with_tta = [p if p is None else to_test_prior(p, m, prior, data.target_col)
+                    for p, m in zip(with_tta, members, strict=True)]
+        postprocess = postprocess or LogitAdjust()
     chosen = list(plain)
     if with_tta[0] is not None:
         chosen = choose_views(summary, list(plain), list(with_tta), cfg, force, prior)
@@ -342,6 +375,8 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     id_col, class_names = data.id_col, list(probs.columns[1:])
     if not {str(m.run) for m in members} & {str(output_dir)}:  # an ensemble's own folder
         run_files(output_dir, probs, oof)
+        if prior is not None:  # its files carry the test prior, when it is a member in turn
+            summary.score_prior = dict(zip(class_names, prior.tolist(), strict=True))
     test = probs.iloc[:, 1:].to_numpy()
     y = None if oof is None or task not in CLASSIFICATION else \
         oof_labels(oof, class_names, data.target_col)

@@ -11,7 +11,7 @@ DataSpec in the checkpoint, which is read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +29,9 @@ class Member:
     cfg: DictConfig
     weight: float
     folder: Path | None = None  # the folder given (a cv folder's folds share it); None: run
+    # the class prior its probabilities carry, class -> share (podium.prior.score_prior:
+    # metrics.json's score_prior); empty: its OOF rows' class shares (plain cross-entropy)
+    score_prior: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,7 +96,8 @@ def gather_members(folders: Sequence[Path], paths: DictConfig,
             members.append(Member(folder, None, weight, folder))  # its config: below
             continue
         runs = expand_runs([folder])
-        members += [Member(r, run_config(r, paths), weight / len(runs), folder) for r in runs]
+        members += [Member(r, run_config(r, paths), weight / len(runs), folder,
+                           run.read_metrics(r).get("score_prior") or {}) for r in runs]
     return complete_external(members, external) if external is not None else members
 
 

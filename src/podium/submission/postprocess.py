@@ -69,12 +69,12 @@ class F1Offsets:
 
 
 class LogitAdjust:
-    """Add log(test prior) - tau * log(train prior) to the log-probabilities (Menon et al.
-    2021, post hoc), tau in 0..2 chosen on the OOF rows (the first best). The train prior is
-    the OOF rows' class shares; without a test prior (data.test_prior=train) the target is
-    uniform. tau = 1 is Bayes' rule for a model trained with plain cross-entropy; a model
-    trained with a logit-adjusted loss (balanced softmax) already predicts for a uniform
-    prior and prefers tau near 0."""
+    """Subtract tau * log(train prior) from the log-probabilities (Menon et al. 2021, post
+    hoc), tau chosen on the OOF rows (the first best), the train prior being the OOF rows'
+    class shares. Without a test prior (data.test_prior=train) tau runs 0..2: toward a
+    uniform prior (tau = 1 is Bayes' rule for plain cross-entropy). With one, the
+    probabilities are already moved to it by Bayes' rule (podium.submission.ensemble), and
+    tau runs -1..1 from 0 (no change first): how much further the OOF rows want them."""
 
     name = "logit_adjust"
 
@@ -83,11 +83,11 @@ class LogitAdjust:
             ) -> tuple[np.ndarray, dict]:
         n_classes = logp.shape[1]
         log_prior = np.log(np.bincount(y, minlength=n_classes).clip(1) / len(y))
-        target = 0.0 if test_prior is None else np.log(np.clip(test_prior, 1e-12, None))
-        taus = np.linspace(0.0, 2.0, 21)
-        scores = [objective(y, logp + target - t * log_prior) for t in taus]
+        taus = (np.linspace(0.0, 2.0, 21) if test_prior is None
+                else sorted(np.linspace(-1.0, 1.0, 21), key=abs))
+        scores = [objective(y, logp - t * log_prior) for t in taus]
         tau = float(taus[int(np.argmax(scores))])
-        return target - tau * log_prior, {"tau": tau}
+        return -tau * log_prior, {"tau": tau}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
