@@ -419,3 +419,19 @@ def test_members_move_from_the_prior_they_carry_to_the_test_prior():
     # by hand: 0.9 / 0.75 and 0.1 / 0.25, normalised; 0.4 / 0.75 and 0.6 / 0.25
     assert plain.test["a"].tolist() == pytest.approx([1.2 / 1.6, (0.4 / 0.75) / (0.4 / 0.75 + 2.4)])
     assert plain.oof["a"].iloc[0] == pytest.approx((0.8 / 0.75) / (0.8 / 0.75 + 0.8))
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], [0.8, 0.15, 0.05]),                                     # plain cross-entropy
+    (["sampler=balanced"], [1 / 3, 1 / 3, 1 / 3]),               # draws every class alike
+    (["experiment=longtail"], [1 / 3, 1 / 3, 1 / 3]),            # balanced softmax, tau 1
+    (["experiment=longtail", "loss.tau=0.5"], np.sqrt([80, 15, 5]) / np.sqrt([80, 15, 5]).sum()),
+])
+def test_a_run_s_score_prior_follows_its_loss_and_sampler_config(tmp_path, overrides, expected):
+    from conftest import image_spec, make_cfg
+    from podium.build import build_loss, score_prior
+
+    cfg = make_cfg(tmp_path, overrides)
+    spec = image_spec("abc", counts=[80, 15, 5])
+    loss = build_loss(cfg, list(spec.class_counts))
+    assert score_prior(cfg, spec, loss) == pytest.approx(np.asarray(expected, float))
