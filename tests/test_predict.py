@@ -102,6 +102,33 @@ def test_predict_from_an_exported_bundle_in_process(image_run, tmp_path):
     assert got.label.tolist() == [original[mapping[i]] for i in got.id]
 
 
+def test_an_exported_bundle_moves_to_the_test_prior_from_the_prior_its_run_carried(
+        image_run, tmp_path):
+    """make predict test_prior=uniform with a bundle only: each member's probabilities move
+    from the score_prior its run recorded to the uniform prior (Bayes' rule by hand), then
+    a learned shift (when its proof holds), on the run's own test probabilities."""
+    from podium.export import export
+    from podium.predict import predict
+
+    run, comp, _ = image_run
+    raw = pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id")
+    carried = json.loads((run / "metrics.json").read_text())["score_prior"]
+    classes = list(raw.columns)
+    folder, mapping = new_folder(tmp_path, comp / "test", list(raw.index[:40]))
+    bundle = export(make_cfg(tmp_path / "e", [f"runs=[{run}]", "wheel=false"], "export"))
+    summary = predict(make_cfg(tmp_path / "p", [f"export={bundle}", f"data.root={folder}",
+                                                "test_prior=uniform"], "predict"))
+    assert summary.test_prior["setting"] == "uniform"
+    oof_labels = pd.read_csv(bundle / "members/0/oof.csv", dtype=str).label
+    shares = oof_labels.value_counts(normalize=True).reindex(classes).to_numpy()
+    tau = summary.postprocess["tau"] if summary.postprocess["used"] else 0.0
+    probs = raw.loc[[mapping[i] for i in mapping], classes].to_numpy()
+    logits = (np.log(probs) + np.log(0.1) - np.log([carried[c] for c in classes])
+              - tau * np.log(shares))
+    got = pd.read_csv(summary.submission, dtype=str)
+    assert got.label.tolist() == [classes[i] for i in logits.argmax(1)]
+
+
 def test_bundle_holds_an_installable_wheel_with_the_configs(image_run, tmp_path):
     from podium.export import export
 
