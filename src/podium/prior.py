@@ -109,8 +109,7 @@ def score_prior(class_counts: Sequence[float], loss=None, sampler_power: float =
     n^(1 - power) (podium.data.samplers), times the loss's `prior_factor` (class weights;
     a logit-adjusted loss: prior^-tau; podium.losses) or its class `weight` (torch's
     cross-entropy). Plain cross-entropy, no sampler: the training shares."""
-    counts = np.asarray(class_counts, dtype=np.float64)
-    carried = np.where(counts > 0, counts, 0.0) ** (1.0 - sampler_power)
+    carried = np.asarray(class_counts, dtype=np.float64) ** (1.0 - sampler_power)
     factor = getattr(loss, "prior_factor", getattr(loss, "weight", None))
     if factor is not None:
         carried = carried * np.asarray(factor.detach().cpu() if hasattr(factor, "detach")

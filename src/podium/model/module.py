@@ -94,9 +94,10 @@ class CompetitionModule(L.LightningModule):
         # will; val_train_prior/: the same rows unweighted, as the network predicts them
         self.score_prior = tuple(score_prior)
         weights = spec.class_weights
-        self.prior_shift = None if weights is None or not self.score_prior else (
-            torch.tensor(spec.test_prior).log() - torch.tensor(self.score_prior).clamp_min(
-                1e-12).log()).float()
+        self.register_buffer("prior_shift", None if weights is None or not self.score_prior
+                             else (torch.tensor(spec.test_prior).log() - torch.tensor(
+                                 self.score_prior).clamp_min(1e-12).log()).float(),
+                             persistent=False)
         self.val_metrics = (metrics if weights is None else task_metrics(
             spec.task, len(spec.class_names), metric_k, weights)).clone(prefix="val/")
         self.val_train_prior = (None if weights is None
@@ -169,8 +170,7 @@ class CompetitionModule(L.LightningModule):
         """The probabilities moved to data.test_prior (Bayes' rule; as they are without)."""
         if self.prior_shift is None:
             return probs
-        shift = self.prior_shift.to(probs.device)
-        return (probs.clamp_min(1e-12).log() + shift).softmax(dim=-1)
+        return (probs.clamp_min(1e-12).log() + self.prior_shift).softmax(dim=-1)
 
     def predict_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int,
                      dataloader_idx: int = 0) -> Tensor:
