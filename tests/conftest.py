@@ -137,3 +137,24 @@ def run_in_process(module: str, overrides: list[str]) -> subprocess.CompletedPro
 
 def run_dirs(log_dir: Path, task: str = "train") -> list[Path]:
     return sorted(p.parent for p in (log_dir / task).glob("*/*/.hydra"))
+
+
+def fit_postprocess(step, oof, names, target_col, metric="f1_macro", task="multiclass",
+                    parts=None, test_prior=None, k=3):
+    """One post-processing step judged alone by the chain (podium.submission.steps) on an
+    OOF frame: (what the test set gets, the step's report, its one-line warning or None)."""
+    from podium.submission.crossfit import make_parts
+    from podium.submission.ensemble import prior_weights
+    from podium.submission.stack import truth
+    from podium.submission.steps import Adjust, Scoring, Slot, choose
+    from podium.submission.summary import not_used_line
+
+    names = [str(n) for n in names]
+    y = truth(oof, names, target_col, task)
+    weights = None if test_prior is None else prior_weights(test_prior, y, len(names))
+    slot = Slot(Adjust(), Adjust(step, names, test_prior, name=step.name))
+    chosen = choose([slot], oof[names].to_numpy(float), y, Scoring(metric, task, len(names),
+                                                                    k, weights),
+                    parts or make_parts(oof, y))
+    report = chosen.reports[step.name]
+    return chosen.fitted[0].apply, report, not_used_line(report)

@@ -38,12 +38,12 @@ def test_caruana_greedy_rounds_by_hand():
 def test_caruana_gives_a_perfect_ranker_all_the_weight():
     """AUROC: member 0 ranks every positive first (1.0), member 1 is noise; no blend can
     beat 1.0 strictly, so the first round's pick stays alone."""
-    from podium.submission.blend import metric_score
+    from podium.submission.steps import Scoring
 
     y = np.array([0, 0, 1, 1, 0, 1])
     perfect = np.stack([1 - y * 0.8 - 0.1, y * 0.8 + 0.1], axis=1)
     noise = np.random.default_rng(0).dirichlet([1, 1], size=len(y))
-    score = metric_score("binary", "auroc", 2, 3, y)
+    score = lambda blended: Scoring("auroc", "binary", 2)(y, blended)  # noqa: E731
     assert score(perfect) == pytest.approx(roc_auc_score(y, perfect[:, 1]))
     np.testing.assert_allclose(caruana(np.stack([noise, perfect]), score, "auroc"), [0, 1])
 
@@ -66,15 +66,14 @@ def test_nnls_by_hand_and_against_a_simplex_solver():
     assert weights.sum() == pytest.approx(1)
 
 
-def test_combined_oof_follows_the_weights():
-    one = pd.DataFrame({"id": ["a", "b"], "y": ["0", "1"], "p": [0.2, 0.6]})
-    two = pd.DataFrame({"id": ["b", "a"], "y": ["1", "0"], "p": [1.0, 0.8]})
-    combined = combine_oof([one, two], "id", "y", [3.0, 1.0]).set_index("id")
-    assert combined.p.to_dict() == pytest.approx({"a": 0.35, "b": 0.7})
-    plain = combine_oof([one, two], "id", "y").set_index("id")
-    assert plain.p.to_dict() == pytest.approx({"a": 0.5, "b": 0.8})
-    dropped = combine_oof([one, two], "id", "y", [0.0, 0.0])
-    assert dropped.empty
+def test_combined_oof_is_one_row_per_id_whatever_the_label_text():
+    """A regression label written as float32 text by one run and as `0.1` by another is
+    one row (grouped by id alone), its predictions averaged, its label the first run's."""
+    one = pd.DataFrame({"id": ["a", "b"], "y": ["0.10000000149011612", "1"], "p": [0.2, 0.6]})
+    two = pd.DataFrame({"id": ["b", "a"], "y": ["1", "0.1"], "p": [1.0, 0.8]})
+    plain = combine_oof([one, two], "id").set_index("id")
+    assert len(plain) == 2 and plain.p.to_dict() == pytest.approx({"a": 0.5, "b": 0.8})
+    assert plain.y["a"] == "0.10000000149011612"
 
 
 # -- members written by hand, with pandas ----------------------------------------------------
@@ -131,7 +130,7 @@ def test_weights_auto_gives_noise_no_weight_and_never_loses_to_the_best(tables, 
     proc, metrics, _ = submit(tmp_path, runs, "weights=auto", f"external.data_root={root}")
     blend = metrics["blend"]
     assert blend["method"] == "caruana" and blend["weights"][str(members[2])] < 0.05
-    assert "weights: " in proc.stdout and blend["used"] in proc.stdout
+    assert blend["used"] and "weights: " in proc.stdout and "(learned)" in proc.stdout
     oofs = [pd.read_csv(m / "oof.csv", dtype={"id": str}) for m in members]
     y = oofs[0].target == "malignant"
     best = max(roc_auc_score(y, o.malignant) for o in oofs)
@@ -146,16 +145,17 @@ def test_weights_auto_gives_noise_no_weight_and_never_loses_to_the_best(tables, 
 
 
 def test_weights_auto_falls_back_when_learning_does_not_win(tables, tmp_path):
-    """A copy of the best member adds nothing: the blend cannot beat it on held-out rows
-    strictly, so the best member alone (or the equal average when it wins) is used."""
+    """A copy of the best member adds nothing: the learned blend cannot gain a standard
+    error on held-out rows, so the given (equal) weights stay."""
     root = tables["binary"]
     a = write_member(tmp_path / "a", root, good(0.3))
     copy = write_member(tmp_path / "copy", root, good(0.3))  # same seed: the same numbers
     proc, metrics, _ = submit(tmp_path, f"runs=[{a},{copy}]", "weights=auto",
                               f"external.data_root={root}", "external.metric=logloss")
     blend = metrics["blend"]
-    assert blend["metric"] == "logloss" and blend["used"] in ("best member", "equal")
-    assert "note: the learned blend does not beat the best member" in proc.stdout
+    assert blend["metric"] == "logloss" and not blend["used"]
+    assert blend["weights"] == {str(a): 0.5, str(copy): 0.5}
+    assert "blend not used: cross-fitted OOF logloss" in proc.stdout
     oof = pd.read_csv(a / "oof.csv")
     assert metrics["oof"]["oof/logloss"] == pytest.approx(
         log_loss(oof.target == "malignant", oof.malignant), abs=1e-5)
@@ -173,7 +173,7 @@ def test_regression_weights_auto_is_nnls(tables, tmp_path):
     _, metrics, _ = submit(tmp_path, runs, "weights=auto", f"external.data_root={root}",
                            "external.metric=rmse")
     blend = metrics["blend"]
-    assert blend["method"] == "nnls" and blend["used"] == "learned"
+    assert blend["method"] == "nnls" and blend["used"]
     assert blend["weights"][str(members[2])] < 0.05
     oofs = [pd.read_csv(m / "oof.csv") for m in members]
     best = min(mean_squared_error(o.target, o.prediction) ** 0.5 for o in oofs)
@@ -230,7 +230,7 @@ def test_a_member_that_differs_is_one_line_and_writes_nothing(tables, tmp_path, 
     assert not written and not list((tmp_path / "logs").glob("submit/*/*/submission.csv"))
 
 
-def test_weights_auto_needs_the_same_oof_rows_and_a_lone_folder_needs_its_competition(
+def test_weights_auto_learns_on_the_shared_oof_rows_and_a_lone_folder_needs_its_competition(
         tables, tmp_path):
     root = tables["binary"]
     a = write_member(tmp_path / "a", root, good(0.3))
@@ -238,9 +238,11 @@ def test_weights_auto_needs_the_same_oof_rows_and_a_lone_folder_needs_its_compet
     rewrite(b, "oof.csv", lambda f: f.iloc[10:])
     proc, _, written = submit(tmp_path, f"runs=[{a},{b}]", "weights=auto",
                               f"external.data_root={root}", check=False)
-    assert proc.returncode == 2 and "10 id(s) of" in proc.stderr and "same rows" in proc.stderr
-    proc, _, _ = submit(tmp_path, f"runs=[{a}]", check=False)
+    assert proc.returncode == 0 and "OOF: 10 id(s) predicted out of fold by only some" in \
+        proc.stdout and "the 445 ids all of them predicted" in proc.stdout
+    assert json.loads(written[0].read_text())["oof_rows"] == 445
+    proc, _, again = submit(tmp_path, f"runs=[{a}]", check=False)
     assert proc.returncode == 2 and "external.data_root=<folder>" in proc.stderr
     proc, _, _ = submit(tmp_path, f"runs=[{a}]", "weights=best", check=False)
     assert proc.returncode == 2 and "weights=best: give one number per folder" in proc.stderr
-    assert not written
+    assert again == written

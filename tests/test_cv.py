@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, fit_postprocess, run_cli
 from podium.spec import DataSpec
 from podium.submission.oof import label_score
-from podium.submission.postprocess import LogitAdjust, f1_offsets, fit_postprocess
+from podium.submission.postprocess import LogitAdjust, f1_offsets
 
 FOLDS = 3
 
@@ -225,11 +225,15 @@ def test_members_of_different_competitions_are_refused_unless_forced(cv_dir, tmp
 
 def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
     from podium.errors import PodiumError
-    from podium.submission.ensemble import average_probs
+    from podium.submission.members import Member, Predictions
+    from podium.submission.stack import stack
 
     a = pd.DataFrame({"id": ["1", "2"], "cat": [0.9, 0.2], "dog": [0.1, 0.8]})
     b = pd.DataFrame({"id": ["1", "2"], "cat": [0.5, 0.5], "emu": [0.5, 0.5]})
+    two = [Member(tmp_path / "a", None, 3.0), Member(tmp_path / "b", None, 1.0)]
     with pytest.raises(PodiumError, match="trained on classes"):
-        average_probs([a, b], [tmp_path / "a", tmp_path / "b"])
-    mean = average_probs([a, a.assign(cat=[0.5, 0.0], dog=[0.5, 1.0])], [tmp_path] * 2, [3, 1])
-    assert mean.cat.tolist() == pytest.approx([(3 * 0.9 + 0.5) / 4, (3 * 0.2 + 0.0) / 4])
+        stack(two, [[Predictions(a, None), Predictions(b, None)]], "id", "label")
+    other = a.assign(cat=[0.5, 0.0], dog=[0.5, 1.0])
+    table = stack(two, [[Predictions(a, None), Predictions(other, None)]], "id", "label")
+    mean = np.tensordot(table.weights, table.test[0], axes=1)
+    assert mean[:, 0].tolist() == pytest.approx([(3 * 0.9 + 0.5) / 4, (3 * 0.2 + 0.0) / 4])

@@ -18,11 +18,12 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from conftest import fit_postprocess
 from podium import prior
 from podium.errors import PodiumError
 from podium.model.metrics import classification_metrics
 from podium.submission.oof import label_score, oof_scores
-from podium.submission.postprocess import LogitAdjust, fit_postprocess
+from podium.submission.postprocess import LogitAdjust
 from podium.submission.thresholds import best_threshold
 
 
@@ -288,14 +289,14 @@ def test_a_run_under_the_uniform_prior_weighs_validation_and_shifts_the_file(tmp
 
 def test_the_bootstrap_spread_of_accuracy_is_the_binomial_one():
     """A validation score's standard error: accuracy p over n rows has sqrt(p(1-p)/n)."""
-    from podium.submission.oof import bootstrap_se, decision_score
+    from podium.submission.oof import bootstrap_se
+    from podium.submission.steps import Scoring
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)
     pred = np.where(rng.random(400) < 0.8, y, (y + 1) % 3)
     p = (pred == y).mean()
-    _, score = decision_score("acc", 3)
-    se = bootstrap_se(score, y, pred, rounds=400)
+    se = bootstrap_se(Scoring("acc", "multiclass", 3), y, pred, rounds=400)
     assert se == pytest.approx(np.sqrt(p * (1 - p) / 400), rel=0.15)
 
 
@@ -404,8 +405,8 @@ def test_members_move_from_the_prior_they_carry_to_the_test_prior():
     """Bayes' rule: p_test(y|x) ∝ p(y|x) q_y / s_y, s the member's score prior; a member
     trained for a uniform prior (balanced softmax) stays as it is under a uniform test prior;
     one that names none moves from its OOF rows' class shares."""
-    from podium.submission.ensemble import to_test_prior
     from podium.submission.members import Member, Predictions
+    from podium.submission.stack import to_test_prior
 
     names = ["a", "b"]
     test = pd.DataFrame({"id": ["1", "2"], "a": [0.9, 0.4], "b": [0.1, 0.6]})

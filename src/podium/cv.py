@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from podium import run
 from podium.errors import PodiumError
 
 if TYPE_CHECKING:
-    from podium.submission.ensemble import Summary
+    from podium.submission.summary import Summary
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
     from podium.config import resolve_data
     from podium.io import write_json
     from podium.model.metrics import resolve_metric
-    from podium.submission.ensemble import submit_members
-    from podium.submission.members import Member, run_config
+    from podium.submission.ensemble import Options, submit_members
+    from podium.submission.members import Member
 
     jobs = sorted((p for p in cv_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
     failed = [p for p in jobs if (p / "failed.txt").is_file()]
@@ -50,12 +51,13 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
     # the folds share one weight, as when the folder is given to make submit (a sweep's cv
     # trial folder has a config of its own: its folds are listed here, not by expand_runs)
     runs = sorted(p.parents[1] for p in cv_dir.glob(f"*/{run.CONFIG}"))
-    members = [Member(r, run_config(r, cfg.paths), 1.0 / len(runs)) for r in runs
-               if r in folds]
+    members = [replace(m, folder=cv_dir) for r in folds  # the folds share one weight
+               for m in Member.from_folder(r, cfg.paths, 1.0 / len(runs))]
     for member in members:  # scored by this gathering's competition metric
         member.cfg.metric = cfg.metric
-    summary = submit_members(members, cv_dir, (cfg.get("submission") or {}).get("format", "auto"),
-                             instantiate(cfg.get("postprocess")))
+    options = Options((cfg.get("submission") or {}).get("format", "auto"),
+                      instantiate(cfg.get("postprocess")))
+    summary = submit_members(members, cv_dir, options)
     write_json(cv_dir / run.METRICS, {**summary.to_dict(), **summary.oof, "folds": len(folds),
                                       "failed": [str(f) for f in failed]})
     for line in summary.lines():

@@ -77,7 +77,7 @@ def slim_checkpoint(source: Path, target: Path) -> dict:
 def export(cfg: DictConfig) -> Path:
     """Write the bundle into the run folder; returns its path."""
     from podium.io import write_atomic, write_json
-    from podium.submission.members import gather_members, latest_run
+    from podium.submission.members import gather_members, latest_run, member_oof
 
     given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
     members = gather_members(given, cfg.paths, cfg.weights)
@@ -88,8 +88,9 @@ def export(cfg: DictConfig) -> Path:
         spec = slim_checkpoint(member.run / run.BEST_CHECKPOINT, folder / run.BEST_CHECKPOINT)
         (folder / run.CONFIG).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(member.run / run.CONFIG, folder / run.CONFIG)
-        if (member.run / run.OOF).is_file():
-            shutil.copy2(member.run / run.OOF, folder / run.OOF)
+        oof = member_oof(member, spec["class_names"])  # a refit's: the OOF it borrows
+        if oof is not None:
+            write_atomic(folder / run.OOF, oof.to_csv(index=False))
         if member.score_prior:  # what make predict moves its probabilities from
             write_json(folder / run.METRICS, {"score_prior": member.score_prior})
         names.append(f"members/{i}")

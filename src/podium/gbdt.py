@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from podium.data.tabular import TabularDataModule
     from podium.model.gbdt import Columns, CrossValidation
-    from podium.submission.ensemble import Summary
+    from podium.submission.summary import Summary
 
 
 @dataclass
@@ -144,18 +144,18 @@ def gbdt(cfg: DictConfig) -> tuple[Result, Summary]:
     from hydra.utils import instantiate
 
     from podium.io import write_atomic, write_json
-    from podium.submission.ensemble import write_ensemble
+    from podium.submission.ensemble import Options, write_ensemble
     from podium.submission.members import Member, own_predictions
 
     result = cross_validate_table(cfg)
     data, output_dir = result.data, Path(cfg.paths.output_dir)
     write_atomic(output_dir / run.OOF, result.oof.to_csv(index=False))
     write_atomic(output_dir / run.TEST_PROBS, result.test.to_csv(index=False))
-    member = Member(output_dir, cfg, 1.0)
-    summary = write_ensemble([member], output_dir, data.sample,
-                             [own_predictions(member, (), data.sample)],
-                             cfg.submission.format, instantiate(cfg.get("postprocess")),
-                             cfg.get("force", False), data.answers)
+    members = Member.from_folder(output_dir, cfg.paths, cfg=cfg)
+    summary = write_ensemble(members, output_dir, data.sample,
+                             [own_predictions(members[0], (), data.sample)],
+                             Options(cfg.submission.format, instantiate(cfg.get("postprocess")),
+                                     cfg.get("force", False), data.answers))
     write_json(output_dir / run.METRICS, {
         **summary.to_dict(), **summary.oof, "folds": data.n_folds, "failed": [],
         "monitor": f"oof/{cfg.metric.competition}", "mode": cfg.metric.mode,

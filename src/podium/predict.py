@@ -22,7 +22,7 @@ from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
 if TYPE_CHECKING:
-    from podium.submission.ensemble import Summary
+    from podium.submission.summary import Summary
 
 
 def bundle_folders(export: Path) -> tuple[list[Path], list[float]]:
@@ -41,7 +41,7 @@ def predict(cfg: DictConfig) -> Summary:
     from hydra.utils import instantiate
 
     from podium.io import write_json
-    from podium.submission.ensemble import write_ensemble
+    from podium.submission.ensemble import Options, check_members_agree, write_ensemble
     from podium.submission.members import gather_members, new_folder_predictions
 
     if cfg.export:
@@ -52,15 +52,16 @@ def predict(cfg: DictConfig) -> Summary:
         raise PodiumError("nothing to predict with: give runs=[<run folder>,...] "
                           "(make predict RUN=...) or export=<bundle folder>")
     members = gather_members(folders, cfg.paths, weights)
+    warnings = check_members_agree(members, cfg.force)
     tta = list(cfg.get("tta") or [])
     predictions, sample = [], None
     for member in members:
         plain, with_tta, sample = new_folder_predictions(member, cfg.data, tta)
         predictions.append((plain, with_tta))
     output_dir = Path(cfg.paths.output_dir)
-    summary = write_ensemble(members, output_dir, sample, predictions, cfg.submission.format,
-                             instantiate(cfg.get("postprocess")), cfg.force,
-                             test_prior=cfg.get("test_prior"))
+    options = Options(cfg.submission.format, instantiate(cfg.get("postprocess")), cfg.force,
+                      test_prior=cfg.get("test_prior"))
+    summary = write_ensemble(members, output_dir, sample, predictions, options, warnings)
     write_json(output_dir / run.METRICS, {**summary.to_dict(), "data_root": str(cfg.data.root)})
     return summary
 

@@ -23,7 +23,7 @@ from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
 if TYPE_CHECKING:
-    from podium.submission.ensemble import Summary
+    from podium.submission.summary import Summary
 
 
 def submit(cfg: DictConfig) -> Summary:
@@ -32,7 +32,7 @@ def submit(cfg: DictConfig) -> Summary:
     from hydra.utils import instantiate
 
     from podium.io import write_json
-    from podium.submission.ensemble import submit_members
+    from podium.submission.ensemble import Options, submit_members
     from podium.submission.members import gather_members, latest_run
 
     given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
@@ -42,9 +42,9 @@ def submit(cfg: DictConfig) -> Summary:
                           f"(weights=[2,1]), null (equal) or auto (learned on the OOF)")
     members = gather_members(given, cfg.paths, None if auto else cfg.weights, cfg.external)
     output_dir = Path(cfg.paths.output_dir)
-    summary = submit_members(members, output_dir, cfg.submission.format,
-                             instantiate(cfg.get("postprocess")), list(cfg.get("tta") or []),
-                             cfg.force, auto, cfg.get("test_prior"))
+    options = Options(cfg.submission.format, instantiate(cfg.get("postprocess")), cfg.force,
+                      blend=auto, test_prior=cfg.get("test_prior"))
+    summary = submit_members(members, output_dir, options, list(cfg.get("tta") or []))
     write_json(output_dir / run.METRICS, summary.to_dict())
     return summary
 

@@ -21,7 +21,7 @@ from podium.config import CONFIG_DIR, check_types, print_config, resolve_default
 from podium.errors import PodiumError, one_line_errors
 
 if TYPE_CHECKING:
-    from podium.submission.ensemble import Summary
+    from podium.submission.summary import Summary
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> Outcome:
         return Outcome(metrics, None)
     output_dir = Path(cfg.paths.output_dir)
     # the class prior the run's probabilities carry: what a test prior moves them from
-    score_prior = dict(zip(datamodule.spec.class_names, module.score_prior))
+    score_prior = dict(zip(datamodule.spec.class_names, module.score_prior, strict=False))
     summary = submit_run(cfg, datamodule, score_prior)
     if summary is not None:
         metrics.update(summary.leaderboard)
@@ -133,21 +133,20 @@ def submit_run(cfg: DictConfig, datamodule, score_prior: dict[str, float] | None
     validation split, its post-processing and threshold learned there."""
     from hydra.utils import instantiate
 
-    from podium.submission.ensemble import write_ensemble
-    from podium.submission.members import Member, own_predictions, with_refit_oof
+    from podium.submission.ensemble import Options, write_ensemble
+    from podium.submission.members import Member, own_predictions
 
     output_dir = Path(cfg.paths.output_dir)
     if not (output_dir / run.TEST_PROBS).is_file():
         log.warning("no %s (only part of the data was predicted): no submission written",
                     run.TEST_PROBS)
         return None
-    member = Member(output_dir, cfg, 1.0, score_prior=score_prior or {})
+    members = Member.from_folder(output_dir, cfg.paths, cfg=cfg, score_prior=score_prior)
     tta = list(cfg.get("tta") or [])
-    return write_ensemble([member], output_dir, datamodule.sample,
-                          [with_refit_oof(member, *own_predictions(member, tta))],
-                          cfg.submission.format,
-                          instantiate(cfg.get("postprocess")), cfg.get("force", False),
-                          datamodule.answers)
+    return write_ensemble(members, output_dir, datamodule.sample,
+                          [own_predictions(members[0], tta)],
+                          Options(cfg.submission.format, instantiate(cfg.get("postprocess")),
+                                  cfg.get("force", False), datamodule.answers))
 
 
 def report(output_dir: Path, outcome: Outcome, monitor: str) -> None:

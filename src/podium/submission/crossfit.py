@@ -14,13 +14,10 @@ test set) only when its cross-fitted score is strictly better than the plain one
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from podium.submission.oof import better
 
 K = 5         # parts of a seeded k-fold when the OOF has no folds of its own
 SEED = 0      # its seed: the same rows give the same parts in every run
@@ -28,20 +25,6 @@ MIN_ROWS = 4  # fewer rows cannot be cross-fitted (each part needs rows to fit o
 
 
 @dataclass
-class Fitted:
-    """A step fitted on some rows: `decide` maps probabilities (N, C) to what the metric
-    scores (labels, or a boolean (N, C) for multi-label); `adjust` (post-processing) maps
-    probabilities to the probabilities the test set gets; `info` is what was learned."""
-
-    decide: Callable[[np.ndarray], np.ndarray]
-    info: dict = field(default_factory=dict)
-    adjust: Callable[[np.ndarray], np.ndarray] | None = None
-
-
-Learn = Callable[[np.ndarray, np.ndarray], Fitted]  # (probabilities, truth) -> fitted step
-Score = Callable[[np.ndarray, np.ndarray], float]   # (truth, decisions) -> the metric
-
-
 @dataclass
 class Parts:
     """The held-out row indices of each part, and how they were made (for the report)."""
@@ -84,46 +67,3 @@ def make_parts(oof: pd.DataFrame, y: np.ndarray, k: int = K, seed: int = SEED) -
     return Parts([held for _, held in splits], f"a seeded {k}-fold of the rows")
 
 
-def cross_fit(learn: Learn, probs: np.ndarray, y: np.ndarray, parts: Parts,
-              score: Score) -> float:
-    """The metric of the pooled held-out decisions: each part decided by `learn` fitted on
-    the other parts."""
-    pooled: np.ndarray | None = None
-    for held in parts.held_out:
-        rest = np.setdiff1d(np.arange(len(y)), held)
-        decided = learn(probs[rest], y[rest]).decide(probs[held])
-        if pooled is None:
-            pooled = np.zeros((len(y),) + decided.shape[1:], dtype=decided.dtype)
-        pooled[held] = decided
-    return score(y, pooled)
-
-
-def judge(name: str, learn: Learn, plain: Learn, probs: np.ndarray, y: np.ndarray,
-          parts: Parts, score: Score, metric: str) -> tuple[Fitted, dict, str | None]:
-    """Fit `learn` on every row and cross-fitted; use it only when its cross-fitted score
-    beats `plain`'s (the prediction without the step; its own learning, if any, cross-fitted
-    too). Returns what the test set gets (the step fitted on all rows, or `plain` fitted on
-    all rows), the report (`before`, `after_in_sample`, `after_cross_fitted`, `used`,
-    `cross_fitted_on`, what was learned on all rows) and a one-line warning when not used."""
-    fitted, without = learn(probs, y), plain(probs, y)
-    before = cross_fit(plain, probs, y, parts, score) if parts.held_out else \
-        score(y, without.decide(probs))
-    in_sample = score(y, fitted.decide(probs))
-    report = {"name": name, "metric": metric, "before": before, "after_in_sample": in_sample,
-              "after_cross_fitted": None, "used": False, "cross_fitted_on": parts.how,
-              **fitted.info}
-    if not parts.held_out:
-        return without, report, f"{name} not used: {parts.how}"
-    cross_fitted = cross_fit(learn, probs, y, parts, score)
-    report["after_cross_fitted"] = cross_fitted
-    if np.array_equal(fitted.decide(probs), without.decide(probs)):
-        return without, report, f"{name} not used: fitted on every OOF row it changes no " \
-                                f"decision"
-    if not better(cross_fitted, before, metric, strict=True):
-        from podium.model.metrics import infer_mode
-
-        sign = ">=" if infer_mode(metric) == "min" else "<="
-        return without, report, (f"{name} not used: cross-fitted OOF {metric} "
-                                 f"{cross_fitted:.4f} {sign} {before:.4f} without it")
-    report["used"] = True
-    return fitted, report, None

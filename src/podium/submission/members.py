@@ -26,12 +26,38 @@ class Member:
     """One trained model of an ensemble and its share of the average."""
 
     run: Path  # a run folder: .hydra/config.yaml, checkpoints/best.ckpt, test_probs.csv, oof.csv
-    cfg: DictConfig
+    cfg: DictConfig | None  # None: an outside folder until complete_external gives it one
     weight: float
     folder: Path | None = None  # the folder given (a cv folder's folds share it); None: run
     # the class prior its probabilities carry, class -> share (podium.prior.score_prior:
     # metrics.json's score_prior); empty: its OOF rows' class shares (plain cross-entropy)
     score_prior: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_folder(cls, folder: Path, paths: DictConfig, weight: float = 1.0,
+                    cfg: DictConfig | None = None,
+                    score_prior: dict[str, float] | None = None) -> list[Member]:
+        """The members of any folder: a run, each fold of a cross-validation folder (they
+        share `weight`), a submit / predict / ensemble folder or an outside folder of
+        predictions (podium.submission.external: its config comes from complete_external).
+        Each reads its config (or takes `cfg`: a run still in progress) and the class prior
+        its probabilities carry (metrics.json's score_prior, or `score_prior`)."""
+        from podium.submission.external import is_external
+
+        folder = Path(folder)
+        if is_external(folder):
+            return [cls(folder, cfg, weight, folder, carried_prior(folder, score_prior))]
+        runs = expand_runs([folder])
+        return [cls(r, cfg if cfg is not None else run_config(r, paths), weight / len(runs),
+                    folder, carried_prior(r, score_prior)) for r in runs]
+
+
+def carried_prior(folder: Path, given: dict[str, float] | None = None) -> dict[str, float]:
+    """The class prior a folder's probabilities carry: `given`, else its metrics.json's."""
+    if given:
+        return dict(given)
+    return dict(run.read_metrics(folder).get("score_prior") or {}) \
+        if (folder / run.METRICS).is_file() else {}
 
 
 @dataclass
@@ -84,21 +110,15 @@ def gather_members(folders: Sequence[Path], paths: DictConfig,
     """One weight per folder given; a cross-validation folder's folds share it equally.
     With `external` (make submit's options for them), a folder of predictions only (oof.csv
     + test_probs.csv made outside podium: podium.submission.external) is a member too."""
-    from podium.submission.external import complete_external, is_external
+    from podium.submission.external import complete_external
 
     weights = list(weights) if weights else [1.0] * len(folders)
     if len(weights) != len(folders) or min(weights) < 0 or sum(weights) <= 0:
         raise PodiumError(f"weights={weights}: give one non-negative weight per folder "
                           f"({len(folders)} given)")
-    members = []
-    for folder, weight in zip(folders, weights, strict=True):
-        if external is not None and is_external(folder):
-            members.append(Member(folder, None, weight, folder))  # its config: below
-            continue
-        runs = expand_runs([folder])
-        members += [Member(r, run_config(r, paths), weight / len(runs), folder,
-                           run.read_metrics(r).get("score_prior") or {}) for r in runs]
-    return complete_external(members, external) if external is not None else members
+    members = [m for folder, weight in zip(folders, weights, strict=True)
+               for m in Member.from_folder(folder, paths, weight)]
+    return complete_external(members, external)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -156,22 +176,22 @@ def same_views(member: Member, tta: Sequence) -> bool:
             == OmegaConf.to_container(OmegaConf.create(list(tta))))
 
 
-def read_predictions(folder: Path, names: Sequence[str], data: DictConfig,
-                     sample: pd.DataFrame | None = None) -> Predictions:
+def read_predictions(member: Member, names: Sequence[str], sample: pd.DataFrame | None = None
+                     ) -> Predictions:
     """A member's (test_probs, oof) pair `names` read and checked (podium.run): the oof's
     class columns those of the test file, and (given the sample submission) the test ids
-    exactly the sample's, put in its order."""
+    exactly the sample's, put in its order; a refit's OOF borrowed (member_oof)."""
     from podium.io import check_same_ids
 
-    path = folder / names[0]
+    data = member.cfg.data
+    path = member.run / names[0]
     test = run.read_probs(path, data.id_col)
     if sample is not None:
         ids = sample[data.id_col].tolist()
         check_same_ids(path, test[data.id_col].tolist(), ids, "the sample submission",
                        f"the run predicted another test set; {run.redo(path)}")
         test = test.set_index(data.id_col).loc[ids].reset_index()
-    oof = run.read_oof(folder / names[1], data.id_col, data.target_col, test.columns[1:])
-    return Predictions(test, oof)
+    return Predictions(test, member_oof(member, test.columns[1:], names[1]))
 
 
 def own_predictions(member: Member, tta: Sequence = (), sample: pd.DataFrame | None = None
@@ -186,11 +206,12 @@ def own_predictions(member: Member, tta: Sequence = (), sample: pd.DataFrame | N
     if tta and same_views(member, tta):
         names += [run.tta_name(n) for n in names]
     if all((folder / n).is_file() for n in names[::2]):
-        plain = read_predictions(folder, names[:2], data, sample)
+        found = [read_predictions(member, names[i:i + 2], sample)
+                 for i in range(0, len(names), 2)]
         if not tta:
-            return plain, None
+            return found[0], None
         if len(names) == 4:
-            return plain, read_predictions(folder, names[2:], data, sample)
+            return found[0], found[1]
     from podium.build import build_datamodule
 
     datamodule = build_datamodule(member.cfg)
@@ -201,7 +222,8 @@ def own_predictions(member: Member, tta: Sequence = (), sample: pd.DataFrame | N
            if datamodule.has_validation else None)
 
     def predictions(view) -> Predictions:
-        oof = None if val is None else run.oof_frame(
+        oof = member_oof(member, spec.class_names, run.OOF if view is plain_view
+                         else run.tta_name(run.OOF)) if val is None else run.oof_frame(
             datamodule.val_ids, view(val).numpy(), spec.class_names, spec.id_col,
             datamodule.fold or 0, data.target_col, datamodule.val_labels)
         return Predictions(run.probs_frame(datamodule.test_ids, view(test).numpy(),
@@ -236,30 +258,30 @@ def new_folder_predictions(member: Member, data: DictConfig, tta: Sequence = ()
     test = predict_probs(module, datamodule.predict_test_dataloader())
     frame = lambda view: run.probs_frame(datamodule.test_ids, view(test).numpy(),  # noqa: E731
                                          spec.class_names, spec.id_col)
-    oof = run.read_oof(member.run / run.OOF, spec.id_col, member.cfg.data.target_col,
-                       spec.class_names)
+    oof = member_oof(member, spec.class_names)
     with_tta = Predictions(frame(tta_view), None) if tta else None
     return Predictions(frame(plain_view), oof), with_tta, datamodule.sample
 
 
-def with_refit_oof(member: Member, plain: Predictions, with_tta: Predictions | None
-                   ) -> tuple[Predictions, Predictions | None]:
+def borrowed_oof(member: Member, class_names: Sequence, name: str = run.OOF
+                 ) -> pd.DataFrame | None:
     """A refit (`make refit`) has no validation rows: what the one road learns on OOF rows
-    (the tta choice, the shift to the test prior, post-processing, the threshold) it learns
-    on the OOF of the runs it refits (`refit_of`: the same recipe on part of the rows)."""
-    sources = member.cfg.get("refit_of")
-    if not sources or plain.oof is not None:
-        return plain, with_tta
+    (the tta choice, post-processing, the threshold) it learns on the OOF of the runs it
+    refits (`refit_of`: the same recipe on part of the rows). None for any other run."""
+    sources = member.cfg.get("refit_of") if member.cfg is not None else None
+    if not sources:
+        return None
     from podium.submission.oof import combine_oof
 
     data = member.cfg.data
+    return combine_oof([run.read_oof(Path(s) / name, data.id_col, data.target_col,
+                                     class_names) for s in sources], data.id_col)
 
-    def borrowed(name: str) -> pd.DataFrame | None:
-        frames = [run.read_oof(Path(s) / name, data.id_col, data.target_col,
-                               plain.test.columns[1:]) for s in sources]
-        return combine_oof(frames, data.id_col, data.target_col)
 
-    plain = Predictions(plain.test, borrowed(run.OOF))
-    if with_tta is not None:
-        with_tta = Predictions(with_tta.test, borrowed(run.tta_name(run.OOF)))
-    return plain, with_tta
+def member_oof(member: Member, class_names: Sequence, name: str = run.OOF
+               ) -> pd.DataFrame | None:
+    """The member's OOF rows: its own `name` file, else those its refit borrows."""
+    data = member.cfg.data
+    if (member.run / name).is_file():
+        return run.read_oof(member.run / name, data.id_col, data.target_col, class_names)
+    return borrowed_oof(member, class_names, name)

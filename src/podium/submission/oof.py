@@ -7,7 +7,7 @@ the validation split (a run) or on the members' combined OOF predictions (an ens
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,28 +15,21 @@ import pandas as pd
 from podium import run
 
 
-def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: str,
-                weights: Sequence[float] | None = None) -> pd.DataFrame | None:
-    """The members' OOF rows (with their fold when every id is predicted once); an id
-    predicted by several members gets their mean, weighted by `weights` (one per frame)
-    when given (an id whose members all weigh 0 is left out)."""
-    weights = list(weights) if weights is not None else None
-    kept = [(f, 1.0 if weights is None else weights[i]) for i, f in enumerate(frames)
-            if f is not None]
+def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str) -> pd.DataFrame | None:
+    """The OOF rows of several runs of one recipe (a refit's sources): each id once, with
+    its fold when every id is predicted once, else the mean of its predictions (matched by
+    id alone: the label is the first run's, however another wrote it)."""
+    kept = [f for f in frames if f is not None]
     if not kept:
         return None
-    oof = pd.concat([f for f, _ in kept], ignore_index=True)
+    oof = pd.concat(kept, ignore_index=True)
     if not oof[id_col].duplicated().any():  # folds of one cross-validation: each id once
         return oof
     oof = oof.drop(columns=["fold"], errors="ignore")
-    keys = [id_col, target_col]
-    if weights is None:
-        return oof.groupby(keys, sort=False, dropna=False).mean().reset_index()
-    w = np.concatenate([np.full(len(f), weight, dtype=np.float64) for f, weight in kept])
-    values = oof.drop(columns=keys).mul(w, axis=0).assign(_weight=w)
-    sums = pd.concat([oof[keys], values], axis=1).groupby(keys, sort=False, dropna=False).sum()
-    total = sums.pop("_weight")
-    return sums[total > 0].div(total[total > 0], axis=0).reset_index()
+    numeric = [c for c in oof.columns[1:] if pd.api.types.is_numeric_dtype(oof[c])]
+    how = {c: "mean" if c in numeric else "first" for c in oof.columns if c != id_col}
+    return oof.groupby(id_col, sort=False).agg(how).reset_index()
+
 
 def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
                task: str = "multiclass", k: int = 3, test_prior: np.ndarray | None = None
@@ -96,29 +89,6 @@ def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int,
 
     weights = None if class_weights is None else np.asarray(class_weights)[y]
     return confusion_score(metric, confusion(y, pred, n_classes, weights))
-
-
-def decision_score(metric: str, n_classes: int, class_weights: np.ndarray | None = None,
-                   task: str = "multiclass", k: int = 3) -> tuple[bool, Callable]:
-    """(`on_labels`, score(truth, decisions)): a label metric scores argmax labels from a
-    (weighted) confusion matrix, any other classification metric scores probabilities
-    (podium.model.metrics, each row weighted by its class's weight)."""
-    from podium.model.metrics import LABEL_METRICS
-
-    if metric in LABEL_METRICS:
-        return True, lambda y, pred: label_score(metric, y, pred, n_classes, class_weights)
-    import torch
-
-    from podium.model.metrics import task_metrics
-
-    scorer = task_metrics(task, n_classes, k, class_weights)[metric]
-
-    def score(y: np.ndarray, probs: np.ndarray) -> float:
-        scorer.reset()
-        scorer.update(torch.tensor(np.asarray(probs), dtype=torch.float32), torch.tensor(y))
-        return float(scorer.compute())
-
-    return False, score
 
 
 def bootstrap_se(score, y: np.ndarray, decisions: np.ndarray, rounds: int = 200,

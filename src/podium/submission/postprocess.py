@@ -22,10 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
-from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
-from podium.submission.oof import decision_score, label_score
+from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
 Objective = Callable[[np.ndarray, np.ndarray], float]  # (truth, log-probs) -> higher is better
@@ -95,90 +93,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def postprocess_learner(step, class_names: Sequence[str], objective: Objective,
-                        on_labels: bool = True, test_prior: np.ndarray | None = None
-                        ) -> Learn:
-    """`step` (F1Offsets, LogitAdjust) as a learner: fitted on some rows' (N, C)
-    probabilities and class indices, deciding argmax(log p + shift) (`on_labels`), else the
-    shifted probabilities (a metric of probabilities: log-loss, MAP@k)."""
-
-    def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
-        shift, report = step.fit(log_probs(probs), y, objective, class_names, test_prior)
-
-        def adjust(test: np.ndarray) -> np.ndarray:
-            return softmax(log_probs(test) + shift)
-
-        decide = (lambda test: (log_probs(test) + shift).argmax(1)) if on_labels else adjust
-        return Fitted(decide, report, adjust)
-
-    return learn
-
-
-def plain_learner(on_labels: bool = True) -> Learn:
-    """No post-processing: argmax (`on_labels`), else the probabilities as they are."""
-
-    def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
-        return Fitted((lambda test: test.argmax(1)) if on_labels else (lambda test: test), {},
-                      lambda test: test)
-
-    return learn
-
-
 def log_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
 
 
-def fit_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
-                    metric: str = "f1_macro", task: str = "multiclass",
-                    parts: Parts | None = None, test_prior: np.ndarray | None = None,
-                    k: int = 3) -> tuple[Adjust, dict, str | None]:
-    """Learn `step` (F1Offsets, LogitAdjust; multi-label: Thresholds) on the OOF predictions
-    for `metric` (a label metric; LogitAdjust also a metric of probabilities), judged by its
-    cross-fitted score (`parts`: the OOF's folds, else a seeded stratified k-fold;
-    podium.submission.crossfit.make_parts). With a `test_prior` every score weighs each row
-    by test_prior / (the OOF's class shares), and LogitAdjust shifts toward that prior.
-    Returns the test adjustment (the identity when the step is not used), the report
-    (`before`, `after_in_sample`, `after_cross_fitted`, `used`, what was learned on every
-    row) and a one-line warning when the step is not used."""
-    from podium.submission.thresholds import Thresholds, fit_threshold_postprocess
-
-    if isinstance(step, Thresholds) or task == "multilabel":
-        return fit_threshold_postprocess(step, oof, class_names, target_col, task, metric,
-                                         parts)
-    y = oof_labels(oof, class_names, target_col)
-    probs = oof[list(class_names)].to_numpy(dtype=np.float64)
-    parts = parts if parts is not None else make_parts(oof, y)
-    learn, plain, score = step_learners(step, class_names, metric, y, test_prior, task, k)
-    fitted, report, warning = judge(step.name, learn, plain, probs, y, parts, score, metric)
-    return fitted.adjust, report, warning
-
-
-def step_learners(step, class_names: Sequence[str], metric: str, y: np.ndarray,
-                  test_prior: np.ndarray | None = None, task: str = "multiclass", k: int = 3
-                  ) -> tuple[Learn, Learn, Callable]:
-    """(the step as a learner, the plain prediction as one, the score both are judged by):
-    a label metric decides labels, another classification metric probabilities; with a
-    `test_prior`, rows weigh test_prior / the class shares of `y` (all OOF rows)."""
-    from podium.model.metrics import infer_mode
-
-    n_classes = len(class_names)
-    weights = None if test_prior is None else prior_weights(test_prior, y, n_classes)
-    on_labels, score = decision_score(metric, n_classes, weights, task, k)
-    sign = -1.0 if infer_mode(metric) == "min" else 1.0
-    objective = ((lambda truth, z: sign * score(truth, z.argmax(1))) if on_labels
-                 else (lambda truth, z: sign * score(truth, softmax(z))))
-    return (postprocess_learner(step, class_names, objective, on_labels, test_prior),
-            plain_learner(on_labels), score)
-
-
-def oof_labels(oof: pd.DataFrame, class_names: Sequence[str], target_col: str) -> np.ndarray:
-    """The OOF rows' true class indices."""
-    index = {str(name): i for i, name in enumerate(class_names)}
-    return oof[target_col].astype(str).map(index).to_numpy()
-
-
-def prior_weights(test_prior: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-class weights test_prior / (the rows' own class shares)."""
-    from podium.prior import class_weights
-
-    return class_weights(test_prior, np.bincount(y, minlength=n_classes))

@@ -11,16 +11,11 @@ k-1 parts of the rows, scored on the k-th; they are used only when that score be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
-from podium import run
-from podium.errors import PodiumError
 from podium.model.metrics import confusion_score
-from podium.submission.crossfit import Fitted, Learn, Parts, judge, make_parts
 from podium.submission.oof import label_score
 
 Adjust = Callable[[np.ndarray], np.ndarray]
@@ -57,36 +52,6 @@ def threshold_confusions(p1: np.ndarray, y: np.ndarray, weights: np.ndarray | No
     for i in range(len(values) - 1, -1, -1):          # ascending thresholds
         yield -values[i], np.array([[rows - positives - fp[i], fp[i]],
                                     [positives - tp[i], tp[i]]])
-
-
-def threshold_learner(metric: str, pre: Learn | None = None,
-                      threshold: float | None = None,
-                      class_weights: np.ndarray | None = None) -> Learn:
-    """The binary decision `p(positive) >= t` as a learner: `t` learned by `best_threshold`
-    (or fixed at `threshold`), on the probabilities `pre` (post-processing, learned on the
-    same rows) makes, when given."""
-
-    def learn(probs: np.ndarray, y: np.ndarray) -> Fitted:
-        made = pre(probs, y).adjust if pre else (lambda p: p)
-        cut = threshold if threshold is not None else \
-            best_threshold(made(probs)[:, 1], y, metric, class_weights)["threshold"]
-        return Fitted(lambda test: (made(test)[:, 1] >= cut).astype(int), {"threshold": cut})
-
-    return learn
-
-
-def fit_binary_threshold(probs: np.ndarray, y: np.ndarray, metric: str, parts: Parts,
-                         pre: Learn | None = None, class_weights: np.ndarray | None = None
-                         ) -> tuple[float, dict, str | None]:
-    """The cut the submission uses (0.5 unless the learned one's cross-fitted score beats
-    0.5's), the report (`threshold`: learned on every row) and a warning when not used.
-    `pre`: post-processing the test set gets first; it is refitted within every part.
-    `class_weights`: each row weighs its class's weight (a test prior)."""
-    fitted, report, warning = judge(
-        "threshold", threshold_learner(metric, pre, class_weights=class_weights),
-        threshold_learner(metric, pre, 0.5, class_weights), probs, y, parts,
-        lambda truth, pred: label_score(metric, truth, pred, 2, class_weights), metric)
-    return fitted.info["threshold"], report, warning
 
 
 class Thresholds:
@@ -176,43 +141,3 @@ def shift_to_half(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-shift))
 
 
-def fit_threshold_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str],
-                              target_col: str, task: str, monitor: str | None,
-                              parts: Parts | None = None
-                              ) -> tuple[Adjust, dict, str | None]:
-    """`postprocess=thresholds` on multi-label OOF predictions (its label column holds the
-    space-separated sets), judged by its cross-fitted score (`parts`, else
-    podium.submission.crossfit.make_parts); the scores are measured on what the test set
-    gets. Returns the adjustment (the identity when not used), report and warning."""
-    from podium.data.labels import multi_hot, split_label_set
-
-    if task != "multilabel" or not isinstance(step, Thresholds):
-        raise PodiumError(f"postprocess={step.name} does not fit data.task={task}: use "
-                          + ("postprocess=thresholds" if task == "multilabel"
-                             else "f1_offsets or logit_adjust"))
-    name = (monitor or "").rsplit("/", 1)[-1]
-    average = step.metric or (name if name in F1_AVERAGES else "f1_micro")
-    if average not in F1_AVERAGES:
-        raise PodiumError(f"postprocess.metric={average}: use one of {', '.join(F1_AVERAGES)}")
-    sets = [split_label_set(cell) for cell in oof[target_col]]
-    y = multi_hot(sets, [str(c) for c in class_names], Path(run.OOF), target_col)[0] > 0.5
-    probs = oof[[str(c) for c in class_names]].to_numpy(dtype=np.float64)
-    parts = parts if parts is not None else make_parts(oof, y)
-    names = [str(c) for c in class_names]
-
-    def learn(rows: np.ndarray, truth: np.ndarray) -> Fitted:
-        thresholds = fit_thresholds(rows, truth, average, step.per_class)
-        if multilabel_f1(truth, shift_to_half(rows, thresholds) > 0.5, average) < \
-                multilabel_f1(truth, rows > 0.5, average):  # only a float tie could do this
-            thresholds = np.full(len(names), 0.5)
-        return Fitted(lambda test: shift_to_half(test, thresholds) > 0.5,
-                      {"thresholds": dict(zip(names, thresholds.tolist(), strict=True))},
-                      lambda test: shift_to_half(test, thresholds))
-
-    def plain(rows: np.ndarray, truth: np.ndarray) -> Fitted:
-        return Fitted(lambda test: test > 0.5, {}, lambda test: test)
-
-    fitted, report, warning = judge("thresholds", learn, plain, probs, y, parts,
-                                    lambda truth, pred: multilabel_f1(truth, pred, average),
-                                    average)
-    return fitted.adjust, report, warning
