@@ -144,8 +144,12 @@ def scores(folder: Path) -> dict:
             "test": metrics.get(metric, metrics.get(f"leaderboard/{metric}"))}
 
 
-def bench_table(name: str, work: Path, folds: int, extra: list[str]) -> dict:
-    """Build the table's folder, then cv, gbdt and the blend, each timed."""
+def bench_table(name: str, work: Path, folds: int, extra: list[str],
+                seed: int | None = None) -> dict:
+    """Build the table's folder, then cv, gbdt and the blend, each timed (`seed`: the
+    folds' and the models' seed, for both)."""
+    seed = [] if seed is None else [f"seed={seed}"]
+    extra = [*extra, *seed]
     root, logs = work / "data" / name, work / "logs" / name
     data = TABLES[name](root)
     logs.mkdir(parents=True, exist_ok=True)
@@ -154,7 +158,7 @@ def bench_table(name: str, work: Path, folds: int, extra: list[str]) -> dict:
                       logs / "cv.log")
     cv_dir = newest(logs / "cv" / "tabular")
     gbdt_wall, _ = make("gbdt", {"FOLDS": str(folds),
-                                 "ARGS": " ".join([*data, f"paths.log_dir={logs}"])},
+                                 "ARGS": " ".join([*data, f"paths.log_dir={logs}", *seed])},
                         logs / "gbdt.log")
     gbdt_dir = newest(logs / "gbdt" / "gbdt")
     blend_wall, out = make("submit", {"RUN": f"{cv_dir} {gbdt_dir}",
@@ -232,6 +236,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--set", nargs="*", default=[],
                         help="extra overrides for make cv EXP=tabular (key=value)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the folds' and models' seed for cv and gbdt (default: 42)")
     parser.add_argument("--out", default=str(OUT), help="writes OUT.md and OUT.json")
     parser.add_argument("--note", default="nothing else of this project ran",
                         help="what else ran meanwhile, for the table's caption")
@@ -244,11 +250,12 @@ def main() -> None:
     start = time.perf_counter()
     results = []
     for name in names:
-        results.append(bench_table(name, work, args.folds, args.set))
+        results.append(bench_table(name, work, args.folds, args.set, args.seed))
         print(json.dumps(results[-1]), flush=True)
     meta = {"command": "python scripts/bench_tabular.py" + (
                 f" --tables {args.tables}" if args.tables != ",".join(TABLES) else "") + (
-                f" --set {' '.join(args.set)}" if args.set else ""),
+                f" --set {' '.join(args.set)}" if args.set else "") + (
+                f" --seed {args.seed}" if args.seed is not None else ""),
             "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "folds": args.folds,
             "python": platform.python_version(), "note": args.note,
             "threads": os.environ.get("OMP_NUM_THREADS", "1"),

@@ -25,6 +25,15 @@ TRAIN_METRICS = ("acc", "f1_macro", "mae")
 TRAIN_METRICS_EVERY = 32  # training batches buffered between two updates of their metrics
 
 
+def channels_last_safe(net: nn.Module) -> bool:
+    """False when the net has a strided 1x1 convolution over fewer than 8 channels: torch
+    2.14.1's channels_last CPU backward of that convolution corrupts the heap on AVX2-only
+    processors (`free(): invalid next size`; measured for 2 to 6 input channels, e.g. the
+    shortcut of a width-4 CifarResNet). Such nets are tiny: contiguous costs them nothing."""
+    return not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+                   and m.in_channels < 8 for m in net.modules())
+
+
 class CompetitionModule(L.LightningModule):
     """The network, its loss, its metrics and its optimiser for one competition task.
 
@@ -75,7 +84,8 @@ class CompetitionModule(L.LightningModule):
                                    "metric_k": metric_k}, logger=False)
         self.spec = spec
         self.augment, self.tta, self.mix = augment, list(tta), mix
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = (torch.channels_last if channels_last and channels_last_safe(net)
+                              else torch.contiguous_format)
         self.net = net.to(memory_format=self.memory_format)
         self.loss = loss
         self.optimizer_factory, self.scheduler_config = optimizer, scheduler
@@ -113,8 +123,11 @@ class CompetitionModule(L.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         if not self.normalise:
             return self.net(images.float())
-        x = images.float().mul_(self.scale).sub_(self.shift)
-        return self.net(x.contiguous(memory_format=self.memory_format))
+        # converted into a new tensor of the net's layout: a one-channel batch's strides can
+        # pass for both layouts (a shifted batch is channels-last), and the convolutions then
+        # run channels-last whatever the net's format (see channels_last_safe)
+        x = torch.empty_like(images, dtype=torch.float32, memory_format=self.memory_format)
+        return self.net(x.copy_(images).mul_(self.scale).sub_(self.shift))
 
     def outputs_and_scores(self, inputs: Tensor, targets: Tensor
                            ) -> tuple[Tensor, Tensor, Tensor]:

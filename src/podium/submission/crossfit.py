@@ -1,15 +1,10 @@
-"""Honest estimates for every learned step: cross-fitted out-of-fold scores.
+"""The parts the chain of learned steps is cross-fitted on (podium.submission.steps).
 
-A step learned on the OOF rows (the binary decision threshold, `f1_offsets`,
-`logit_adjust`'s tau, multi-label thresholds) and scored on the same rows looks better than
-it is: its in-sample "after" is optimistic by construction, and on a small validation
-split a threshold chases noise. `judge` therefore also fits the step on k-1 parts of the
-rows and predicts the k-th, for every part; the pooled held-out predictions give the
-cross-fitted "after", compared with the plain ("before") score of the same rows. The parts
-are the OOF's own folds (a `fold` column with at least two folds: a cross-validation), else
-a seeded stratified k-fold of the rows (k = 5, fewer for tiny data; iterative
-stratification for multi-label rows). A step is used (fitted on all rows, applied to the
-test set) only when its cross-fitted score is strictly better than the plain one.
+A step learned on the OOF rows and scored on the same rows looks better than it is: the
+chain is therefore fitted on k-1 parts of the rows and predicts the k-th, for every part.
+The parts are the OOF's own folds (a `fold` column with at least two folds: a
+cross-validation), else a seeded stratified k-fold of the rows (k = 5, fewer for tiny data;
+iterative stratification for multi-label rows).
 """
 
 from __future__ import annotations
@@ -24,7 +19,6 @@ SEED = 0      # its seed: the same rows give the same parts in every run
 MIN_ROWS = 4  # fewer rows cannot be cross-fitted (each part needs rows to fit on)
 
 
-@dataclass
 @dataclass
 class Parts:
     """The held-out row indices of each part, and how they were made (for the report)."""

@@ -1,20 +1,15 @@
-"""Post-processing learned on out-of-fold predictions, applied to the test predictions.
+"""The rules of the chain's `adjust` step (podium.submission.steps.Adjust): offsets of the
+log-probabilities learned on out-of-fold predictions for the competition's metric.
 
-Every step is learned on exactly the predictions it is applied to (with test-time
-augmentation when TTA is on), scored by the competition's metric (`metric.competition`),
-starts from "no change" and accepts a change only when it raises the OOF score of the rows
-it is fitted on. That in-sample "after" is optimistic by construction, so every step is
-also cross-fitted (podium.submission.crossfit: fitted on k-1 parts of the OOF rows, scored
-on the k-th) and reaches the test set only when its cross-fitted score beats the plain one;
-otherwise the prediction stays as it is, with a one-line warning.
 - `F1Offsets` (`postprocess=f1_offsets`): per-class additive log-probability offsets found
   by coordinate search (the decision rule a label metric wants is rarely argmax).
 - `LogitAdjust` (`postprocess=logit_adjust`): subtract `tau * log(prior)` (Menon et al.
   2021), `tau` chosen on OOF.
-- `Thresholds` (`postprocess=thresholds`, multi-label; podium.submission.thresholds): one decision
-  threshold per label (or one for all) maximising the OOF F1 (micro, macro or samples).
-Only label metrics (LABEL_METRICS: accuracy, F1, ...) can gain from them; for a metric on
-probabilities (AUROC, log-loss, MAP@k) they are skipped with a warning.
+- `Thresholds` (`postprocess=thresholds`, multi-label; podium.submission.thresholds): one
+  decision threshold per label (or one for all) maximising the OOF F1.
+Each starts from "no change"; the chain uses it only when the cross-fitted score gains one
+standard error. Only label metrics (accuracy, F1, ...) gain from offsets; a metric on
+probabilities (AUROC, MAP@k) skips them with a warning, except the logit adjustment.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ import numpy as np
 
 from podium.submission.oof import label_score
 
-Adjust = Callable[[np.ndarray], np.ndarray]
 Objective = Callable[[np.ndarray, np.ndarray], float]  # (truth, log-probs) -> higher is better
 
 
@@ -62,8 +56,9 @@ class F1Offsets:
     def fit(self, logp: np.ndarray, y: np.ndarray, objective: Objective,
             class_names: Sequence[str], test_prior: np.ndarray | None = None
             ) -> tuple[np.ndarray, dict]:
-        shift = f1_offsets(logp, y, self.rounds, objective=objective)
-        return shift, {"offsets": dict(zip(map(str, class_names), shift.tolist(), strict=True))}
+        offsets = f1_offsets(logp, y, self.rounds, objective=objective)
+        return offsets, {"offsets": dict(zip(map(str, class_names), offsets.tolist(),
+                                             strict=True))}
 
 
 class LogitAdjust:

@@ -137,14 +137,14 @@ class Blend:
 
 @dataclass
 class Adjust:
-    """(N, C) -> (N, C): a learned shift of the log-probabilities (`rule`: LogitAdjust's
+    """(N, C) -> (N, C): learned offsets of the log-probabilities (`rule`: LogitAdjust's
     tau * log prior, F1Offsets' per-class offsets; podium.submission.postprocess), fitted
     for the competition's metric; nothing without a rule."""
 
     rule: object | None = None
     class_names: Sequence[str] = ()
     test_prior: np.ndarray | None = None
-    shift: np.ndarray | None = None
+    offsets: np.ndarray | None = None
     learned: dict = field(default_factory=dict)
     name: str = "adjust"
 
@@ -156,14 +156,14 @@ class Adjust:
         sign = -1.0 if scoring.gain(1.0, 0.0) < 0 else 1.0
         objective = (lambda truth, z: sign * scoring(truth, z.argmax(1))) if scoring.on_labels \
             else (lambda truth, z: sign * scoring(truth, softmax(z)))
-        shift, learned = self.rule.fit(log_probs(x), y, objective, self.class_names,
+        offsets, learned = self.rule.fit(log_probs(x), y, objective, self.class_names,
                                        self.test_prior)
-        return replace(self, shift=shift, learned=learned)
+        return replace(self, offsets=offsets, learned=learned)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         from podium.submission.postprocess import log_probs, softmax
 
-        return x if self.shift is None else softmax(log_probs(x) + self.shift)
+        return x if self.offsets is None else softmax(log_probs(x) + self.offsets)
 
     @property
     def info(self) -> dict:

@@ -137,7 +137,7 @@ def shift_to_half(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     ranking (AUC, average precision) is unchanged."""
     p = np.clip(probs, 1e-7, 1 - 1e-7)
     t = np.clip(thresholds, 1e-7, 1 - 1e-7)
-    shift = np.log(p / (1 - p)) - np.log(t / (1 - t))
-    return 1.0 / (1.0 + np.exp(-shift))
+    logit = np.log(p / (1 - p)) - np.log(t / (1 - t))
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
