@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
 from conftest import ROOT, fit_postprocess, run_cli
@@ -95,24 +96,25 @@ def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
 def test_a_tta_view_that_hurts_is_refused_on_oof(cv_dir, tmp_path):
     """A view that scrambles the batch (each image gets another image's prediction) lowers
     the OOF score: it is left out, with the before/after in the summary, unless forced."""
-    from podium.submission.ensemble import submit_members
+    from podium.submission.ensemble import Options, submit_members
     from podium.submission.members import gather_members
     from podium.submission.postprocess import F1Offsets
 
     members = gather_members([cv_dir], json_paths())
     scramble = [lambda images: images.flip(0)]
-    refused = submit_members(members, tmp_path / "a", tta=scramble, postprocess=F1Offsets(1))
+    offsets = Options(postprocess=F1Offsets(1))
+    refused = submit_members(members, tmp_path / "a", offsets, tta=scramble)
     assert refused.tta["used"] is False
-    assert refused.tta["after"] < refused.tta["before"]
-    assert any("tta lowers the OOF f1_macro" in w for w in refused.warnings)
+    assert refused.tta["after_cross_fitted"] < refused.tta["before"]
+    assert any(w.startswith("tta not used: cross-fitted OOF f1_macro") for w in refused.warnings)
     plain = read_probs(cv_dir / "test_probs.csv").iloc[:, 1:].to_numpy()
     # what was written is the plain ensemble (post-processed as learned on the plain OOF)
-    no_tta = submit_members(members, tmp_path / "b", postprocess=F1Offsets(1))
+    no_tta = submit_members(members, tmp_path / "b", offsets)
     assert (tmp_path / "a" / "submission.csv").read_bytes() == \
         (tmp_path / "b" / "submission.csv").read_bytes()
     assert refused.postprocess["before"] == no_tta.postprocess["before"]
-    assert refused.oof["oof/f1_macro"] == pytest.approx(refused.tta["before"])
-    forced = submit_members(members, tmp_path / "c", tta=scramble, force=True)
+    assert refused.postprocess["before"] == pytest.approx(refused.tta["before"])
+    forced = submit_members(members, tmp_path / "c", Options(force=True), tta=scramble)
     assert forced.tta["used"] is True
     assert not np.allclose(read_probs(tmp_path / "c" / "test_probs.csv").iloc[:, 1:], plain)
 
@@ -120,15 +122,16 @@ def test_a_tta_view_that_hurts_is_refused_on_oof(cv_dir, tmp_path):
 def test_postprocess_is_learned_on_the_oof_it_is_applied_with(cv_dir, tmp_path):
     """With TTA on, the offsets are learned on OOF predictions made with the same views:
     their 'before' score is the TTA OOF score, not the plain one."""
-    from podium.submission.ensemble import submit_members
+    from podium.submission.ensemble import Options, submit_members
     from podium.submission.members import gather_members
     from podium.submission.postprocess import F1Offsets
 
     members = gather_members([cv_dir], json_paths())
     mirror = [lambda images: images.flip(-1)]
-    summary = submit_members(members, tmp_path, tta=mirror, force=True,
-                             postprocess=F1Offsets(1))
-    assert summary.postprocess["before"] == pytest.approx(summary.tta["after"])
+    views = submit_members(members, tmp_path / "views", Options(force=True), tta=mirror)
+    summary = submit_members(members, tmp_path, Options(F1Offsets(1), force=True),
+                             tta=mirror)
+    assert summary.postprocess["before"] == pytest.approx(views.oof["oof/f1_macro"])
     assert summary.postprocess["after_in_sample"] >= summary.postprocess["before"]
 
 
@@ -146,11 +149,11 @@ def test_postprocess_reports_before_and_after(cv_dir, tmp_path):
     proc = run_cli("podium.submit", f"runs=[{cv_dir}]", "postprocess=f1_offsets",
                    f"paths.log_dir={tmp_path}", f"paths.root_dir={ROOT}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("f1_offsets"))
-    match = re.search(r"OOF f1_macro (\S+) before, (\S+) after in-sample, (\S+) after "
-                      rf"cross-fitted \(the OOF's {FOLDS} folds\) -> (used|not used)", line)
-    before, in_sample, cross_fitted = (float(match[i]) for i in (1, 2, 3))
+    match = re.search(rf"OOF f1_macro (\S+) -> (\S+) cross-fitted \(the OOF's {FOLDS} folds; "
+                      r"± (\S+); (\S+) in-sample\) -> (used|not used)", line)
+    before, cross_fitted, se, in_sample = (float(match[i]) for i in (1, 2, 3, 4))
     assert in_sample >= before
-    assert cross_fitted >= before if match[4] == "used" else cross_fitted <= before
+    assert (cross_fitted - before > se) == (match[5] == "used")
 
 
 @settings(max_examples=25, deadline=None)
@@ -218,7 +221,9 @@ def test_members_of_different_competitions_are_refused_unless_forced(cv_dir, tmp
         submit_members(members, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()  # nothing written
     if key != "data.task":  # a binary member of ten classes cannot be scored at all
-        forced = submit_members(members, tmp_path / "forced", force=True)
+        from podium.submission.ensemble import Options
+
+        forced = submit_members(members, tmp_path / "forced", Options(force=True))
         assert any(f"{key}={shown}" in w and "force=true" in w for w in forced.warnings)
         assert (tmp_path / "forced" / "submission.csv").is_file()
 
@@ -237,3 +242,53 @@ def test_runs_of_different_competitions_cannot_be_averaged(tmp_path):
     table = stack(two, [[Predictions(a, None), Predictions(other, None)]], "id", "label")
     mean = np.tensordot(table.weights, table.test[0], axes=1)
     assert mean[:, 0].tolist() == pytest.approx([(3 * 0.9 + 0.5) / 4, (3 * 0.2 + 0.0) / 4])
+
+
+@pytest.fixture(scope="module")
+def longtail_cv(tmp_path_factory, demo_root):
+    """2 folds of balanced softmax under data.test_prior=uniform: probabilities that carry
+    another prior than the OOF rows' class shares (podium.prior.score_prior)."""
+    logs = tmp_path_factory.mktemp("logs")
+    run_cli("podium.train", "-m", "task_name=cv", "experiment=baseline", "sweep_name=lt",
+            "data.n_folds=2", "data.fold=range(0,2)", "debug=limit", "loss=balanced_softmax",
+            "data.test_prior=uniform", "model.net.depth=8", "model.net.width=4",
+            f"data.root={demo_root}", f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
+    [cv] = list((logs / "cv" / "lt").iterdir())
+    return logs, cv
+
+
+def test_cv_moves_each_fold_from_the_prior_it_carries_as_make_submit_does(longtail_cv):
+    """The folds are moved to the test prior from their recorded score_prior, in make cv's
+    gathering and in make submit of the same folder: one file, not two."""
+    from podium.submission.members import gather_members
+
+    logs, cv = longtail_cv
+    paths = OmegaConf.create({"root_dir": ".", "log_dir": str(logs)})
+    members = gather_members([cv], paths)
+    for member in members:
+        recorded = json.loads((member.run / "metrics.json").read_text())["score_prior"]
+        assert member.score_prior == recorded
+    run_cli("podium.submit", f"runs=[{cv}]", f"paths.log_dir={logs}")
+    [again] = (logs / "submit").glob("*/*/submission.csv")
+    assert again.read_text() == (cv / "submission.csv").read_text()
+    moved = pd.read_csv(again.with_name("test_probs.csv"), dtype={"id": str})
+    mine = pd.read_csv(cv / "test_probs.csv", dtype={"id": str})
+    np.testing.assert_allclose(moved.iloc[:, 1:], mine.iloc[:, 1:], atol=1e-9)
+
+
+def test_a_submit_folder_reused_as_a_member_keeps_its_recorded_prior(longtail_cv):
+    """make submit writes the prior its files carry (the test prior): a later ensemble
+    moves them from it, not from their OOF rows' class shares."""
+    from podium.submission.members import gather_members
+
+    logs, _ = longtail_cv
+    [folder] = [p.parent for p in (logs / "submit").glob("*/*/metrics.json")] or [None]
+    if folder is None:  # the test above makes it; alone, make one
+        _, cv = longtail_cv
+        run_cli("podium.submit", f"runs=[{cv}]", f"paths.log_dir={logs}")
+        [folder] = [p.parent for p in (logs / "submit").glob("*/*/metrics.json")]
+    recorded = json.loads((folder / "metrics.json").read_text())["score_prior"]
+    assert recorded == pytest.approx(dict.fromkeys(recorded, 1 / len(recorded)))
+    paths = OmegaConf.create({"root_dir": ".", "log_dir": str(logs)})
+    [member] = gather_members([folder], paths, external=OmegaConf.create({}))
+    assert member.score_prior == recorded

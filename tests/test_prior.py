@@ -325,12 +325,11 @@ def test_estimate_shifts_to_the_em_prior_and_submit_can_choose_another(tmp_path,
     assert submitted["test_prior"]["setting"] == "uniform"
 
 
-def test_the_shift_is_applied_to_each_member_before_the_average(tmp_path):
+def test_bayes_moves_each_member_and_a_learned_shift_moves_their_average(tmp_path):
     """Each member's probabilities move by Bayes' rule from the prior they carry (folders
-    made outside podium: their OOF rows' class shares) to the test prior; a learned shift is
-    learned on OOF rows that each come from one member, so it too moves each member's test
-    probabilities, and then they are averaged (an average is softer than its parts:
-    shifting it instead moves the decisions further)."""
+    made outside podium: their OOF rows' class shares) to the test prior, then they are
+    averaged; a learned shift (the chain's adjust step) moves the average, as it moved the
+    averaged OOF rows it was learned on."""
     import json
 
     from test_blend import good, write_member
@@ -349,13 +348,14 @@ def test_the_shift_is_applied_to_each_member_before_the_average(tmp_path):
     tau = metrics["postprocess"]["tau"] if metrics["postprocess"]["used"] else 0.0
     train = metrics["test_prior"]["train_prior"]
     learned = -tau * np.log([train["benign"], train["malignant"]])
-    expected = 0
+    mean = 0
     for run in runs:
         probs = pd.read_csv(run / "test_probs.csv")[["benign", "malignant"]].to_numpy()
         carried = pd.read_csv(run / "oof.csv").target.value_counts(normalize=True)
-        bayes = np.log(0.5) - np.log(carried[["benign", "malignant"]].to_numpy())
-        z = np.exp(np.log(probs) + bayes + learned)
-        expected = expected + (z / z.sum(1, keepdims=True))[:, 1] / 2
+        z = probs * 0.5 / carried[["benign", "malignant"]].to_numpy()
+        mean = mean + z / z.sum(1, keepdims=True) / 2
+    z = np.exp(np.log(mean) + learned)
+    expected = (z / z.sum(1, keepdims=True))[:, 1]
     submission = pd.read_csv(out / "submission.csv")
     assert submission.iloc[:, 1].to_numpy() == pytest.approx(expected, abs=1e-6)
 

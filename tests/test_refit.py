@@ -154,3 +154,25 @@ def test_refit_without_a_best_epoch_says_what_to_pass(trained, tmp_path):
     proc = run_cli("podium.refit", f"run={copy}", f"paths.log_dir={tmp_path}", check=False)
     assert proc.returncode == 2
     assert "has no best_epoch" in proc.stderr and "epochs=N" in proc.stderr
+
+
+def test_predict_and_export_of_a_refit_keep_the_oof_it_borrows(trained, demo_root, tmp_path):
+    """A refit has no validation rows: make predict and make export of it learn (and
+    report) on the OOF of the run it refits, as its own submission did."""
+    logs, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    set_best_epoch(copy, 0)
+    run_cli("podium.refit", f"run={copy}", f"paths.log_dir={tmp_path / 'logs'}")
+    (refit,) = refit_runs(tmp_path / "logs")
+    oof_ids = sorted(pd.read_csv(copy / "oof.csv", dtype={"id": str}).id)
+    own = json.loads((refit / "metrics.json").read_text())
+    assert own["oof_rows"] == len(oof_ids)
+    run_cli("podium.predict", f"runs=[{refit}]", *demo(demo_root),
+            f"paths.log_dir={tmp_path / 'logs'}")
+    [predicted] = (tmp_path / "logs" / "predict").glob("*/metrics.json")
+    assert json.loads(predicted.read_text())["oof_rows"] == len(oof_ids)
+    run_cli("podium.export", f"runs=[{refit}]", f"paths.log_dir={tmp_path / 'logs'}")
+    [bundle] = (tmp_path / "logs" / "export").glob("*/bundle.json")
+    bundled = pd.read_csv(bundle.parent / "members" / "0" / "oof.csv", dtype={"id": str})
+    assert sorted(bundled.id) == oof_ids
