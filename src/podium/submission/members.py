@@ -197,13 +197,13 @@ def own_predictions(member: Member, tta: Sequence = (), sample: pd.DataFrame | N
     datamodule.setup("predict")
     module, spec = load_member(member, tta)
     test = predict_probs(module, datamodule.predict_test_dataloader())
-    val = (predict_probs(module, datamodule.val_dataloader())
-           if datamodule.has_validation else None)
+    val = (predict_probs(module, datamodule.oof_dataloader())
+           if datamodule.has_oof else None)
 
     def predictions(view) -> Predictions:
         oof = None if val is None else run.oof_frame(
-            datamodule.val_ids, view(val).numpy(), spec.class_names, spec.id_col,
-            datamodule.fold or 0, data.target_col, datamodule.val_labels)
+            datamodule.oof_ids, view(val).numpy(), spec.class_names, spec.id_col,
+            datamodule.fold or 0, data.target_col, datamodule.oof_labels)
         return Predictions(run.probs_frame(datamodule.test_ids, view(test).numpy(),
                                            spec.class_names, spec.id_col), oof)
 
