@@ -100,6 +100,19 @@ def test_a_cv_fold_chooses_on_an_inner_split_and_predicts_its_held_out_rows(
         assert share == pytest.approx(shares[name], abs=1e-6)
 
 
+def test_a_fold_without_an_inner_split_trains_on_all_its_training_rows(tmp_path, demo_root,
+                                                                      monkeypatch):
+    """`data.val_fraction=0` with folds: nothing validates (the last epoch), every training
+    row of the fold trains, and its held-out rows are still predicted for oof.csv."""
+    seen = fit_recorded(tmp_path, demo_root, ["data.n_folds=3", "data.fold=0",
+                                              "data.val_fraction=0"], monkeypatch)
+    train = pd.read_csv(demo_root / "train.csv", dtype=str)
+    fold_train, held_out = next(StratifiedKFold(3, shuffle=True, random_state=42).split(
+        train.id, train.label))
+    assert not seen.val and seen.train == set(train.id[fold_train])
+    assert sorted(read_oof(tmp_path / "run").id) == sorted(train.id[held_out])
+
+
 def test_make_train_validates_on_the_rows_it_writes_to_oof(tmp_path, demo_root,
                                                             monkeypatch):
     """A single hold-out keeps its behaviour: the validation rows are oof.csv's rows."""
