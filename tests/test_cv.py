@@ -47,6 +47,24 @@ def test_every_training_id_is_out_of_fold_once(cv_dir, demo_root):
     assert (oof.label == truth[oof.id].to_numpy()).all()  # the true label, not a prediction
 
 
+def test_each_fold_chose_on_an_inner_split_of_its_training_rows(cv_dir, demo_root):
+    """Every fold's rows: trained on, validated on (the inner split, which chose the
+    checkpoint) and held out (its oof.csv, scikit-learn's StratifiedKFold fold) add up to
+    train.csv; its metrics.json keeps the inner validation score apart from its OOF score."""
+    from sklearn.model_selection import StratifiedKFold
+
+    train = pd.read_csv(demo_root / "train.csv", dtype=str)
+    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=42).split(train.id, train.label)
+    for k, (fold_train, held_out) in enumerate(folds):
+        metrics = json.loads((cv_dir / str(k) / "metrics.json").read_text())
+        oof = read_probs(cv_dir / str(k) / "oof.csv")
+        assert sorted(oof.id) == sorted(train.id[held_out])
+        assert metrics["nested"] is True and metrics["oof_rows"] == len(held_out)
+        assert metrics["train_rows"] + metrics["val_rows"] == len(fold_train)
+        assert metrics["val_rows"] == pytest.approx(0.2 * len(fold_train), abs=1)
+        assert "val/f1_macro" in metrics and "oof_score" in metrics
+
+
 def test_oof_metrics_equal_scikit_learn(cv_dir):
     oof = read_probs(cv_dir / "oof.csv")
     classes = oof.columns[3:]

@@ -93,8 +93,8 @@ def test_folds_partition_the_data(tmp_path):
     for fold in range(2):
         dm = ImageDataModule(root=str(root), n_folds=2, fold=fold, seed=3)
         dm.setup("fit")
-        seen += list(dm.val_idx)
-        assert not set(dm.train_idx) & set(dm.val_idx)
+        seen += list(dm.oof_idx)
+        assert not set(dm.train_idx) & set(dm.oof_idx)
     assert sorted(seen) == list(range(8))
 
 
@@ -114,9 +114,9 @@ def test_group_folds_keep_each_group_in_one_fold(tmp_path):
     for fold in range(3):
         dm = ImageDataModule(root=str(root), n_folds=3, fold=fold, group_col="patient")
         dm.setup("fit")
-        val_groups = {train.patient[i] for i in dm.val_idx}
-        train_groups = {train.patient[i] for i in dm.train_idx}
-        assert val_groups and not val_groups & train_groups
+        oof_groups = {train.patient[i] for i in dm.oof_idx}
+        fold_groups = {train.patient[i] for i in [*dm.train_idx, *dm.val_idx]}
+        assert oof_groups and not oof_groups & fold_groups
 
 
 def pixels(path) -> torch.Tensor:

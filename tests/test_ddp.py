@@ -88,12 +88,12 @@ def test_metrics_and_predictions_equal_a_single_process_evaluation(ddp_run):
     monitor = metrics["monitor"]
     # DistributedSampler pads the validation set to a multiple of the world size with
     # repeated samples; with an even split the synced metric is exactly the single one.
-    assert len(data.val_ids) % 2 == 0
+    assert len(data.val_idx) % 2 == 0
     assert metrics[monitor] == pytest.approx(single[monitor], abs=1e-5)
 
     module.eval()  # the gathered validation predictions (oof.csv), in dataset order
     with torch.no_grad():
         probs = module(data.val_set.inputs[data.val_set.index]).softmax(1).numpy()
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
-    assert list(oof.id) == [str(i) for i in data.val_ids]
+    assert list(oof.id) == [str(i) for i in data.oof_ids]
     assert np.allclose(oof[list(data.class_names)].to_numpy(), probs, atol=1e-5)

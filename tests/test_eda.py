@@ -11,7 +11,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from conftest import run_cli
-from podium.data.base import split_indices
+from podium.data.splits import split_indices
 
 
 def test_eda_reports_distribution_and_dummy_baselines(demo_root, tmp_path):

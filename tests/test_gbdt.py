@@ -75,7 +75,7 @@ def test_folds_are_make_cvs_folds(gbdt_runs, demos, tmp_path):
                                   f"data.fold={fold}"])
         data = instantiate(cfg.data)
         data.split()
-        assert sorted(oof.id[oof.fold == fold]) == sorted(data.val_ids)
+        assert sorted(oof.id[oof.fold == fold]) == sorted(data.oof_ids)
 
 
 def test_a_fold_is_scikit_learns_own_fit(gbdt_runs, demos):

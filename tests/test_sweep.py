@@ -403,8 +403,9 @@ def test_cv_objective_trial_is_a_cv_folder_that_make_cv_and_submit_agree_with(tm
     oof = pd.read_csv(trial_dir / "oof.csv", dtype=str)
     train = pd.read_csv(demo_root / "train.csv", dtype=str)
     assert sorted(oof.id) == sorted(train.id) and sorted(oof.fold.unique()) == ["0", "1"]
-    fold0 = json.loads((trial_dir / "0" / "metrics.json").read_text())["val/f1_macro"]
-    assert best.intermediate_values == {0: pytest.approx(fold0)}  # pruning looked after fold 0
+    # pruning looked after fold 0, at its held-out rows' score (the inner split chose)
+    fold0 = json.loads((trial_dir / "0" / "metrics.json").read_text())["oof_score"]
+    assert best.intermediate_values == {0: pytest.approx(fold0)}
 
     params = [f"{k}={v!r}" for k, v in best.params.items()]
     run_cli("podium.train", "-m", "task_name=cv", "experiment=baseline", "sweep_name=ref",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -57,6 +58,9 @@ def test_cli_run_writes_the_run_folder(two_runs, demo_root):
     out = procs[0].stdout
     assert f"run folder: {runs[0]}" in out
     assert "best val/f1_macro:" in out and "demo leaderboard macro-F1:" in out
+    # the hold-out's score chose the checkpoint: said so where it is printed
+    assert re.search(r"best val/f1_macro: \S+ \(this split chose the checkpoint: optimistic",
+                     out)
 
     sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
     submission = pd.read_csv(runs[0] / "submission.csv", dtype=str)

@@ -250,9 +250,10 @@ def build_trainer(cfg: DictConfig, **kwargs: Any):
 
 
 def no_validation(cfg: DictConfig) -> bool:
-    """`data.val_fraction=0` without folds: every labelled row trains, none validates."""
-    data = cfg.get("data") or {}
-    return not data.get("n_folds") and data.get("val_fraction", 0.2) == 0
+    """`data.val_fraction=0`: nothing validates. Without folds every labelled row trains;
+    a fold of a k-fold trains on all its training rows (no inner validation split) and
+    still predicts its held-out rows for oof.csv."""
+    return (cfg.get("data") or {}).get("val_fraction", 0.2) == 0
 
 
 def unmonitored(callback: DictConfig) -> dict[str, Any]:

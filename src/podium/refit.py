@@ -4,9 +4,11 @@ A validation split (or k-fold) chooses the recipe and how long to train it; the 
 is then best trained on all the labels. Refit takes the run's exact config
 (`.hydra/config.yaml`), sets `data.val_fraction=0` (no validation: best.ckpt is the last
 epoch, no oof.csv) and trains it for the epoch count the run found best: `best_epoch + 1`
-from its metrics.json, or for a cross-validation folder the mean over its folds, rounded.
-`epochs=N` overrides that. Writes a new run folder `logs/refit/<experiment>/<time>/` with
-checkpoints, `test_probs.csv`, `submission.csv` and the config it trained
+from its metrics.json, or for a cross-validation folder the mean over its folds, rounded
+(each fold's best epoch was chosen on its inner validation split, never on the held-out
+rows whose OOF the refit then learns on). `epochs=N` overrides that. Writes a new run
+folder `logs/refit/<experiment>/<time>/` with checkpoints, `test_probs.csv`,
+`submission.csv` and the config it trained
 (`.hydra/config.yaml`, so `make submit RUN=<refit folder>` averages it like any run).
 Having no validation rows, the refit learns what the one road learns on OOF rows (the tta
 choice, the shift to `data.test_prior`, post-processing, the decision threshold) on the

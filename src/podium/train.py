@@ -2,6 +2,11 @@
 
 config -> data spec -> module -> trainer -> fit -> validate and predict with the best
 checkpoint (test_probs.csv, oof.csv) -> the one road to the submission -> metrics.json.
+
+What chose the checkpoint is kept apart from what scores it honestly: a single hold-out
+validates on the rows it writes to oof.csv (its best val score chose the checkpoint, so it
+is optimistic); a fold of `make cv` validates on an inner split of its training rows and
+predicts its held-out rows once, for oof.csv (podium.data.splits.nested_split).
 """
 
 from __future__ import annotations
@@ -29,11 +34,21 @@ log = logging.getLogger(__name__)
 @dataclass
 class Outcome:
     """A training run's result: its validation metrics (with the leaderboard score where
-    the competition has an answer key) and what the one road wrote (None off rank zero, or
-    when only part of the data was predicted)."""
+    the competition has an answer key), what the one road wrote (None off rank zero, or
+    when only part of the data was predicted) and the rows that validated and were
+    predicted for oof.csv (`nested`: a fold's inner split chose the checkpoint, its
+    held-out rows chose nothing)."""
 
     metrics: dict[str, float]
     summary: Summary | None
+    val_rows: int = 0
+    oof_rows: int = 0
+    nested: bool = False
+
+    @property
+    def oof_score(self) -> float | None:
+        """The OOF score of metric.competition on the oof rows (None: none written)."""
+        return self.summary.oof_score if self.summary is not None else None
 
 
 def train(cfg: DictConfig) -> Outcome:
@@ -66,10 +81,13 @@ def train(cfg: DictConfig) -> Outcome:
     else:  # data.val_fraction=0: the last epoch's training metrics, nothing validated
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     metrics = {k: float(v) for k, v in metrics.items()}
-    # test_probs.csv and oof.csv (with tta views: *_tta.csv too, from the same pass)
+    # test_probs.csv and oof.csv (with tta views: *_tta.csv too, from the same pass): the
+    # oof rows are predicted here, once, by the checkpoint the validation rows chose
     trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt, return_predictions=False)
+    rows = {"val_rows": len(datamodule.val_idx), "oof_rows": len(datamodule.oof_idx),
+            "nested": datamodule.nested}
     if not trainer.is_global_zero:
-        return Outcome(metrics, None)
+        return Outcome(metrics, None, **rows)
     output_dir = Path(cfg.paths.output_dir)
     # the class prior the run's probabilities carry: what a test prior moves them from
     score_prior = dict(zip(datamodule.spec.class_names, module.score_prior, strict=False))
@@ -81,9 +99,9 @@ def train(cfg: DictConfig) -> Outcome:
         "mode": cfg.metric.mode, "competition": cfg.metric.competition,
         "best_checkpoint": ckpt, "best_epoch": checkpoint_epoch(ckpt),
         "epochs": trainer.current_epoch, "validation": datamodule.has_validation,
-        "train_rows": len(datamodule.train_idx), "score_prior": score_prior,
+        "train_rows": len(datamodule.train_idx), "score_prior": score_prior, **rows,
     })
-    return Outcome(metrics, summary)
+    return Outcome(metrics, summary, **rows)
 
 
 def record_loss(cfg: DictConfig) -> None:
@@ -150,16 +168,40 @@ def submit_run(cfg: DictConfig, datamodule, score_prior: dict[str, float] | None
 
 
 def report(output_dir: Path, outcome: Outcome, monitor: str) -> None:
-    """The lines a competitor looks for at the end of a run."""
+    """The lines a competitor looks for at the end of a run: the validation score that
+    chose the checkpoint, said as such, and a fold's OOF score, which chose nothing."""
     print(f"run folder: {output_dir}")
-    if monitor in outcome.metrics:
-        print(f"best {monitor}: {outcome.metrics[monitor]:.4f}")
-    else:
-        print("no validation split (data.val_fraction=0): best.ckpt is the last epoch, "
-              "no oof.csv")
+    for line in selection_lines(outcome, monitor):
+        print(line)
     if outcome.summary is not None:
         for line in outcome.summary.lines()[1:]:  # [0]: the run itself, weight 1
             print(line)
+
+
+def selection_lines(outcome: Outcome, monitor: str) -> list[str]:
+    """`best val/f1_macro: 0.9478 (...)` saying which rows chose the checkpoint; for a fold
+    of a k-fold also its OOF score on the held-out rows (they chose nothing)."""
+    lines = []
+    if monitor in outcome.metrics:
+        why = (f"the inner validation split, {outcome.val_rows} of the fold's training rows, "
+               "chose the checkpoint" if outcome.nested else
+               f"this split chose the checkpoint: optimistic; its {outcome.val_rows} rows are "
+               "oof.csv's")
+        lines.append(f"best {monitor}: {outcome.metrics[monitor]:.4f} ({why})")
+    elif outcome.nested:
+        lines.append("no inner validation split (data.val_fraction=0): best.ckpt is the last "
+                     "epoch")
+    else:
+        lines.append("no validation split (data.val_fraction=0): best.ckpt is the last epoch, "
+                     "no oof.csv")
+    if outcome.nested and outcome.summary is not None:
+        name = monitor.removeprefix("val/")
+        key = name if f"oof/{name}" in outcome.summary.oof else outcome.summary.metric
+        if f"oof/{key}" in outcome.summary.oof:
+            lines.append(f"fold OOF {key}: {outcome.summary.oof[f'oof/{key}']:.4f} (the "
+                         f"fold's {outcome.oof_rows} held-out rows, predicted once: they "
+                         "chose nothing)")
+    return lines
 
 
 class KnownNoise(logging.Filter):

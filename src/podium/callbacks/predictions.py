@@ -1,9 +1,11 @@
 """A run's predictions as files: `test_probs.csv` and `oof.csv` (podium.run), nothing more.
 
-After `trainer.predict` with the best checkpoint, the test set's and the validation split's
-probabilities are written; the submission is made from them by the one road every ensemble
-takes (podium.submission.ensemble). With test-time augmentation the module predicts both
-views in the same pass (podium.model.module), and `*_tta.csv` hold the averaged views.
+After `trainer.predict` with the best checkpoint, the test set's and the oof rows'
+probabilities are written (the oof rows: a hold-out's validation split, or a fold's held-out
+rows, which under k-fold chose nothing: podium.data.splits.nested_split); the submission is
+made from them by the one road every ensemble takes (podium.submission.ensemble). With
+test-time augmentation the module predicts both views in the same pass
+(podium.model.module), and `*_tta.csv` hold the averaged views.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def gather_predictions(trainer: L.Trainer, predictions, batch_indices) -> list[t
 
 class GatheredWriter(BasePredictionWriter):
     """A writer of `trainer.predict`'s output that sees every rank's rows: the test set's
-    and the validation split's predictions, gathered (in order) on rank zero, which calls
-    `write(datamodule, test, val)` (val: None without a validation split)."""
+    and the oof rows' predictions, gathered (in order) on rank zero, which calls
+    `write(datamodule, test, oof)` (oof: None without oof rows)."""
 
     def __init__(self, output_dir: str) -> None:
         super().__init__(write_interval="epoch")
@@ -74,20 +76,20 @@ class GatheredWriter(BasePredictionWriter):
         gathered = gather_predictions(trainer, predictions, batch_indices)  # every rank
         if trainer.is_global_zero:
             by_name = dict(zip(PREDICT_SETS, gathered, strict=False))
-            self.write(trainer.datamodule, by_name["test"], by_name.get("val"))
+            self.write(trainer.datamodule, by_name["test"], by_name.get("oof"))
 
-    def write(self, data, test: torch.Tensor, val: torch.Tensor | None) -> None:
+    def write(self, data, test: torch.Tensor, oof: torch.Tensor | None) -> None:
         raise NotImplementedError
 
 
 class PredictionWriter(GatheredWriter):
-    """After `trainer.predict`: `test_probs.csv` and, with a validation split, `oof.csv`
-    (out-of-fold under cross-validation); `test_probs_tta.csv`/`oof_tta.csv` with tta views.
-    Rows are gathered from every rank under DDP; rank zero writes."""
+    """After `trainer.predict`: `test_probs.csv` and, with oof rows, `oof.csv` (the hold-out,
+    or the fold's held-out rows under cross-validation); `test_probs_tta.csv`/`oof_tta.csv`
+    with tta views. Rows are gathered from every rank under DDP; rank zero writes."""
 
-    def write(self, data, test: torch.Tensor, val: torch.Tensor | None) -> None:
-        if len(test) != len(data.test_ids) or len(val if val is not None else ()) != len(
-                data.val_ids):
+    def write(self, data, test: torch.Tensor, oof: torch.Tensor | None) -> None:
+        if len(test) != len(data.test_ids) or len(oof if oof is not None else ()) != len(
+                data.oof_idx):
             log.warning("predicted only part of the data (fast_dev_run or limit_predict_"
                         "batches): no predictions written")
             return
@@ -97,8 +99,8 @@ class PredictionWriter(GatheredWriter):
             write_atomic(self.output_dir / name(run.TEST_PROBS), run.probs_frame(
                 data.test_ids, view(test).numpy(), data.class_names, data.id_col
             ).to_csv(index=False))
-            if val is not None:
+            if oof is not None:
                 write_atomic(self.output_dir / name(run.OOF), run.oof_frame(
-                    data.val_ids, view(val).numpy(), data.class_names, data.id_col,
-                    data.fold or 0, data.target_col, data.val_labels
+                    data.oof_ids, view(oof).numpy(), data.class_names, data.id_col,
+                    data.fold or 0, data.target_col, data.oof_labels
                 ).to_csv(index=False))

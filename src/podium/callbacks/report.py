@@ -90,19 +90,20 @@ def write_class_report(output_dir: Path, labels: np.ndarray, probs: np.ndarray,
     write_atomic(report / "per_class.csv", table.to_csv(index=False), replace=True)
     if not multilabel:  # a multi-label image has no single (true, predicted) cell
         save_confusion_matrix(labels, predicted, class_names, report / "confusion_matrix.png")
-    print_table(table, "validation split, best checkpoint: per class")
+    print_table(table, "oof rows (validation split or the fold's held-out rows), best "
+                "checkpoint: per class")
     return table
 
 
 class ClassReport(GatheredWriter):
-    """After `trainer.predict` (the best checkpoint), the validation split's per-class
+    """After `trainer.predict` (the best checkpoint), the oof rows' per-class
     precision/recall/F1/support table and confusion matrix in `report/` (classification).
     Under DDP every rank's shard is gathered first: the report covers the whole split."""
 
-    def write(self, data, test: torch.Tensor, val: torch.Tensor | None) -> None:
-        if val is None or data.task == "regression":
+    def write(self, data, test: torch.Tensor, oof: torch.Tensor | None) -> None:
+        if oof is None or data.task == "regression":
             return
-        val = plain_view(val).numpy()
-        if len(val) != len(data.val_idx):
+        oof = plain_view(oof).numpy()
+        if len(oof) != len(data.oof_idx):
             return  # fast_dev_run / limit_predict_batches: part of the split only
-        write_class_report(self.output_dir, data.labels[data.val_idx], val, data.class_names)
+        write_class_report(self.output_dir, data.labels[data.oof_idx], oof, data.class_names)

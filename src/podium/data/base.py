@@ -1,8 +1,9 @@
 """A competition folder as a LightningDataModule: CSVs read once, tensors held in memory.
 
 `CompetitionDataModule` is the shared base: it reads the labels, splits them (stratified
-hold-out or fold `data.fold` of a k-fold), serves the loaders and declares the `DataSpec`
-(podium.spec) after `setup()`. Two siblings fill in the inputs:
+hold-out, or fold `data.fold` of a k-fold with an inner validation split of the fold's
+training rows: podium.data.splits.nested_split), serves the loaders and declares the
+`DataSpec` (podium.spec) after `setup()`. Two siblings fill in the inputs:
 - `ImageDataModule` (podium.data.image): `<root>/train/<id>.<ext>` (or class folders
   `train/<class>/`: podium.data.layouts) and `<root>/test/<id>.<ext>` decoded once into one uint8
   tensor (podium.data.decode).
@@ -30,7 +31,7 @@ from podium.data.labels import (
 )
 from podium.data.layouts import ClassFolders
 from podium.data.samplers import EpochSeeded
-from podium.data.splits import split_indices
+from podium.data.splits import nested_split
 from podium.data.targets import check_target_transform, fit_target_scale
 from podium.errors import PodiumError
 from podium.io import read_csv, read_sample_submission
@@ -82,11 +83,17 @@ class CompetitionDataModule(L.LightningDataModule):
     """The shared base: labels read and split, loaders served, the DataSpec declared.
 
     A sibling implements `read_inputs()` (read and check its input files after the labels)
-    and `build_sets()` (the train/val datasets and the spec's input fields), and
+    and `build_sets()` (the train/val/oof datasets and the spec's input fields), and
     `read_test()` (the test set, sample-submission order). After `setup()`:
-    `spec` (podium.spec.DataSpec), `train_set`, `val_set`, `train_ids`, `labels`,
-    `train_idx`/`val_idx`, `test_ids`, `sample` (the sample submission); `test_set` after
-    `setup("predict")`.
+    `spec` (podium.spec.DataSpec), `train_set`, `val_set`, `oof_set`, `train_ids`, `labels`,
+    `train_idx`/`val_idx`/`oof_idx`, `test_ids`, `sample` (the sample submission);
+    `test_set` after `setup("predict")`.
+
+    Rows (podium.data.splits.Split): `train_idx` the model trains on (the spec's class
+    counts, encoders and image statistics come from them), `val_idx` Lightning validates on
+    (checkpoint, early stopping, every monitored value), `oof_idx` predicted once for
+    oof.csv. A hold-out validates on its oof rows; fold f of a k-fold validates on an inner
+    split of its training rows and predicts its held-out rows, which choose nothing.
     """
 
     def __init__(
@@ -133,12 +140,13 @@ class CompetitionDataModule(L.LightningDataModule):
         self.spec: DataSpec | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.oof_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.train_ids: list[str] = []
         self.test_ids: list[str] = []
         self.labels = np.zeros(0)
         self.class_names: list[str] = []
-        self.train_idx = self.val_idx = np.zeros(0, dtype=np.int64)
+        self.train_idx = self.val_idx = self.oof_idx = np.zeros(0, dtype=np.int64)
         self.sample: pd.DataFrame | None = None
 
     # -- reading the folder ---------------------------------------------------------------
@@ -187,10 +195,11 @@ class CompetitionDataModule(L.LightningDataModule):
         self.test_ids = self.sample[self.id_col].tolist()
 
     def split(self) -> None:
-        """Read and check every input, split the labels; nothing decoded or encoded yet."""
+        """Read and check every input, split the labels into training, validation and oof
+        rows (podium.data.splits.nested_split); nothing decoded or encoded yet."""
         train = self.read_inputs()
         groups = train[self.group_col].tolist() if self.group_col else None
-        self.train_idx, self.val_idx = split_indices(
+        self.train_idx, self.val_idx, self.oof_idx = nested_split(
             self.labels, self.class_names, self.val_fraction, self.seed, self.n_folds,
             self.fold, groups, stratify=self.task != "regression",
         )
@@ -220,7 +229,8 @@ class CompetitionDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def build_sets(self) -> DataSpec:
-        """The train/val datasets; returns the spec."""
+        """The train/val/oof datasets (`train_idx`, `val_idx`, `oof_idx`); returns the
+        spec."""
         raise NotImplementedError
 
     def find_test(self) -> None:
@@ -279,34 +289,53 @@ class CompetitionDataModule(L.LightningDataModule):
         return self.fixed_eval_batch_size or 2 * (self.batch_size or 128)  # make predict: 256
 
     def val_dataloader(self) -> DataLoader:
+        """Lightning's validation rows: what chooses the checkpoint (under k-fold the inner
+        split of the fold's training rows, never its held-out rows)."""
         return self.loader(self.val_set, self.eval_batch_size)
+
+    def oof_dataloader(self) -> DataLoader:
+        """The rows oof.csv holds: the hold-out, or the fold's held-out rows."""
+        return self.loader(self.oof_set, self.eval_batch_size)
 
     def predict_test_dataloader(self) -> DataLoader:
         return self.loader(self.test_set, self.eval_batch_size)
 
     def predict_dataloader(self) -> list[DataLoader]:
-        """PREDICT_SETS in order: the test set, then the validation split (the OOF file)
-        when there is one (`data.val_fraction=0` has none)."""
+        """PREDICT_SETS in order: the test set, then the oof rows (the OOF file) when there
+        are any (`data.val_fraction=0` without folds has none)."""
         loaders = [self.predict_test_dataloader()]
-        return loaders + [self.val_dataloader()] if self.has_validation else loaders
+        return loaders + [self.oof_dataloader()] if self.has_oof else loaders
 
     @property
     def has_validation(self) -> bool:
-        """False with `data.val_fraction=0`: every labelled row trains, nothing validates."""
+        """False with `data.val_fraction=0`: nothing validates (no folds: every labelled
+        row trains; a fold: all its training rows train, its held-out rows still predicted)."""
         return len(self.val_idx) > 0
 
     @property
-    def val_ids(self) -> list[str]:
-        return [self.train_ids[i] for i in self.val_idx]
+    def has_oof(self) -> bool:
+        """Rows to predict for oof.csv: a hold-out or a fold's held-out rows."""
+        return len(self.oof_idx) > 0
 
     @property
-    def val_labels(self) -> list[str]:
+    def nested(self) -> bool:
+        """The validation rows are not the oof rows: a fold of a k-fold, whose inner
+        validation split chose the checkpoint while its held-out rows chose nothing."""
+        return not np.array_equal(self.val_idx, self.oof_idx)
+
+    @property
+    def oof_ids(self) -> list[str]:
+        return [self.train_ids[i] for i in self.oof_idx]
+
+    @property
+    def oof_labels(self) -> list[str]:
+        """The oof rows' true labels as oof.csv spells them."""
         if self.task == "regression":
-            return self.labels[self.val_idx].tolist()
+            return self.labels[self.oof_idx].tolist()
         if self.task == "multilabel":  # space-separated label sets ("" = none)
             names = np.asarray(self.class_names, dtype=object)
-            return [join_label_set(names[row > 0.5]) for row in self.labels[self.val_idx]]
-        return [self.class_names[i] for i in self.labels[self.val_idx]]
+            return [join_label_set(names[row > 0.5]) for row in self.labels[self.oof_idx]]
+        return [self.class_names[i] for i in self.labels[self.oof_idx]]
 
 
 def rows_batch_size(rows: int) -> int:
@@ -316,4 +345,4 @@ def rows_batch_size(rows: int) -> int:
 
 
 MAX_EPOCH_STEPS = 2000  # optimizer steps trainer.max_epochs=null aims at
-PREDICT_SETS = ("test", "val")  # the order of predict_dataloader(): writers look up by name
+PREDICT_SETS = ("test", "oof")  # the order of predict_dataloader(): writers look up by name

@@ -108,6 +108,7 @@ class ImageDataModule(CompetitionDataModule):
         self.train_set = TensorRows(images, labels[self.train_idx], self.sample_transform,
                                     index=self.train_idx)
         self.val_set = TensorRows(images, labels[self.val_idx], index=self.val_idx)
+        self.oof_set = TensorRows(images, labels[self.oof_idx], index=self.oof_idx)
         mean, std = channel_stats(images, self.train_idx)
         return DataSpec(
             **self.spec_fields(), net_inputs={"in_chans": int(images.shape[1])},

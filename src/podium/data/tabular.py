@@ -62,8 +62,8 @@ class TabularDataModule(CompetitionDataModule):
         return train
 
     def build_sets(self) -> DataSpec:
-        """Encoders fitted on the training split only: the validation score is what the
-        test set will see."""
+        """Encoders fitted on the rows the model trains on only: the validation and OOF
+        scores are what the test set will see."""
         kinds = column_kinds(self.train_frame, self.features, self.root / self.train_csv,
                              self.categorical_cols)
         train_split = self.train_frame.iloc[self.train_idx]
@@ -75,6 +75,7 @@ class TabularDataModule(CompetitionDataModule):
         labels = torch.from_numpy(self.labels)
         self.train_set = TensorRows(x[self.train_idx], labels[self.train_idx])
         self.val_set = TensorRows(x[self.val_idx], labels[self.val_idx])
+        self.oof_set = TensorRows(x[self.oof_idx], labels[self.oof_idx])
         return DataSpec(**self.spec_fields(), net_inputs={"in_features": int(x.shape[1])},
                         features=features)
 

@@ -218,14 +218,14 @@ def own_predictions(member: Member, tta: Sequence = (), sample: pd.DataFrame | N
     datamodule.setup("predict")
     module, spec = load_member(member, tta)
     test = predict_probs(module, datamodule.predict_test_dataloader())
-    val = (predict_probs(module, datamodule.val_dataloader())
-           if datamodule.has_validation else None)
+    val = (predict_probs(module, datamodule.oof_dataloader())
+           if datamodule.has_oof else None)
 
     def predictions(view) -> Predictions:
         oof = member_oof(member, spec.class_names, run.OOF if view is plain_view
                          else run.tta_name(run.OOF)) if val is None else run.oof_frame(
-            datamodule.val_ids, view(val).numpy(), spec.class_names, spec.id_col,
-            datamodule.fold or 0, data.target_col, datamodule.val_labels)
+            datamodule.oof_ids, view(val).numpy(), spec.class_names, spec.id_col,
+            datamodule.fold or 0, data.target_col, datamodule.oof_labels)
         return Predictions(run.probs_frame(datamodule.test_ids, view(test).numpy(),
                                            spec.class_names, spec.id_col), oof)
 

@@ -5,9 +5,11 @@ with `data.fold=i` into the sub-folder `<trial>/<i>/`) and gathers them
 (`podium.cv.gather_folds`), so the trial folder is a cross-validation folder in the layout
 `make cv` writes: fold folders, oof.csv, test_probs.csv, submission.csv, metrics.json
 (`make submit RUN=<trial folder>` takes it as is). The value is the OOF score of
-`metric.competition`. After each fold the running mean of the folds' `val/<competition>`
-is reported to the trial at step = fold number (0, 1, ...), and the pruner may stop the
-trial there; the folds done are gathered all the same.
+`metric.competition`. Each fold chooses its checkpoint on an inner split of its training
+rows (podium.data.splits.nested_split), so its held-out rows score it honestly: after each
+fold the running mean of the folds' OOF `<competition>` scores (each fold's held-out rows,
+as the trial's value) is reported to the trial at step = fold number (0, 1, ...), and the
+pruner may stop the trial there; the folds done are gathered all the same.
 """
 
 from __future__ import annotations
@@ -43,11 +45,15 @@ def cv_objective(cfg: DictConfig, train: Callable) -> float | None:
     scores: list[float] = []
     for fold in range(cfg.data.n_folds):
         fold_cfg = fold_config(cfg, fold, cv_dir / str(fold))
-        metrics = train(fold_cfg).metrics
-        if key not in metrics:
-            raise PodiumError(never_logged(key, metrics, "metric.competition"))
-        scores.append(metrics[key])
-        print(f"fold {fold}: {key}={scores[-1]:.4f}", flush=True)
+        outcome = train(fold_cfg)
+        if outcome.oof_score is None and key not in outcome.metrics:
+            raise PodiumError(never_logged(key, outcome.metrics, "metric.competition"))
+        # the held-out rows' score (the inner split chose the checkpoint); the validation
+        # score only when no oof.csv was written (part of the data predicted)
+        held_out = outcome.oof_score is not None
+        scores.append(outcome.oof_score if held_out else outcome.metrics[key])
+        name = f"OOF {cfg.metric.competition}" if held_out else key
+        print(f"fold {fold}: {name}={scores[-1]:.4f}", flush=True)
         if trial is not None and fold < cfg.data.n_folds - 1 and prune(trial, scores, fold):
             note = (f"pruned after fold {fold}: mean {key}={sum(scores) / len(scores):.6g} "
                     f"over {len(scores)} fold(s) (study {cfg.sweep.study_name}, "
