@@ -176,3 +176,15 @@ def test_predict_and_export_of_a_refit_keep_the_oof_it_borrows(trained, demo_roo
     [bundle] = (tmp_path / "logs" / "export").glob("*/bundle.json")
     bundled = pd.read_csv(bundle.parent / "members" / "0" / "oof.csv", dtype={"id": str})
     assert sorted(bundled.id) == oof_ids
+
+
+def test_refit_drops_early_stopping_it_could_not_run(tmp_path):
+    """A recipe that early-stops (experiment=tabular) refits for the epochs its run chose:
+    with every row training, nothing validates, so the stopping callback goes."""
+    from podium.refit import refit_config
+
+    cfg = make_cfg(tmp_path, ["experiment=tabular"])
+    assert cfg.callbacks.early_stopping is not None
+    refit = refit_config(cfg, 7, "tabular")
+    assert refit.callbacks.early_stopping is None and refit.trainer.max_epochs == 7
+    assert refit.callbacks.model_checkpoint is not None  # the others stay

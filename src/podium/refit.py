@@ -44,8 +44,12 @@ def best_epochs(runs: list[Path]) -> int:
 
 def refit_config(run_cfg: DictConfig, epochs: int, experiment: str,
                  sources: list[Path] = ()) -> DictConfig:
-    """The run's config on every labelled row for `epochs` epochs, written as a new run;
-    `refit_of`: the runs whose OOF rows the one road learns its steps on (it has none)."""
+    """The run's config on every labelled row for `epochs` epochs (early stopping dropped:
+    nothing validates), written as a new run; `refit_of`: the runs whose OOF rows the one
+    road learns its steps on (it has none)."""
+    from hydra.utils import get_class
+    from lightning.pytorch.callbacks import EarlyStopping
+
     with open_dict(run_cfg):
         run_cfg.refit_of = [str(s) for s in sources]
         run_cfg.data.val_fraction = 0
@@ -56,6 +60,9 @@ def refit_config(run_cfg: DictConfig, epochs: int, experiment: str,
         run_cfg.task_name = "refit"
         run_cfg.run_name = experiment
         run_cfg.print_config = False
+        for name, callback in list((run_cfg.get("callbacks") or {}).items()):
+            if callback and issubclass(get_class(callback._target_), EarlyStopping):
+                run_cfg.callbacks[name] = None  # the epochs are fixed: nothing validates
     return run_cfg
 
 
