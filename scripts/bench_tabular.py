@@ -171,7 +171,7 @@ def bench_table(name: str, work: Path, folds: int, extra: list[str],
     names = {str(cv_dir): "tabular", str(gbdt_dir): "gbdt"}
     weights = next((line for line in out.splitlines() if line.startswith("weights: ")), "")
     chosen = next((line.rsplit("-> ", 1)[-1] for line in out.splitlines()
-                   if line.startswith("blend (")), "")
+                   if line.startswith("blend:")), "given weights (weights=auto learned nothing)")
     for folder, short in names.items():
         weights = weights.replace(folder, short)
     return {
@@ -220,8 +220,8 @@ def markdown(results: list[dict], meta: dict) -> str:
             f"{'yes' if r['blend_beats_both'] else '**no**'} | {fmt(t['test'])} | "
             f"{fmt(g['test'])} | {fmt(b['test'])} | {t['wall_s']:.0f} / {g['wall_s']:.0f} / "
             f"{b['wall_s']:.0f} |")
-    lines += ["", "Blend weights (`weights=auto`: learned on the OOF, kept only when they "
-                  "beat the best member cross-fitted):", ""]
+    lines += ["", "Blend weights (`weights=auto`: learned on the OOF, kept only when the "
+                  "chain cross-fitted gains one standard error):", ""]
     lines += [f"- {r['table']}: {r['blend']['weights']} ({r['blend']['chosen']})"
               for r in results]
     return "\n".join(lines) + "\n"
