@@ -168,7 +168,7 @@ def test_predict_and_export_of_a_refit_keep_the_oof_it_borrows(trained, demo_roo
     oof_ids = sorted(pd.read_csv(copy / "oof.csv", dtype={"id": str}).id)
     own = json.loads((refit / "metrics.json").read_text())
     assert own["oof_rows"] == len(oof_ids)
-    run_cli("podium.predict", f"runs=[{refit}]", *demo(demo_root),
+    run_cli("podium.predict", f"runs=[{refit}]", f"data.root={demo_root}",
             f"paths.log_dir={tmp_path / 'logs'}")
     [predicted] = (tmp_path / "logs" / "predict").glob("*/metrics.json")
     assert json.loads(predicted.read_text())["oof_rows"] == len(oof_ids)

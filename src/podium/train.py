@@ -94,12 +94,13 @@ def train(cfg: DictConfig) -> Outcome:
     summary = submit_run(cfg, datamodule, score_prior)
     if summary is not None:
         metrics.update(summary.leaderboard)
-    write_json(output_dir / run.METRICS, {
-        **metrics, **(summary.to_dict() if summary else {}), "monitor": cfg.metric.monitor,
+    write_json(output_dir / run.METRICS, {  # oof_rows: the summary's (a refit's borrowed)
+        **metrics, **rows, **(summary.to_dict() if summary else {}),
+        "monitor": cfg.metric.monitor,
         "mode": cfg.metric.mode, "competition": cfg.metric.competition,
         "best_checkpoint": ckpt, "best_epoch": checkpoint_epoch(ckpt),
         "epochs": trainer.current_epoch, "validation": datamodule.has_validation,
-        "train_rows": len(datamodule.train_idx), "score_prior": score_prior, **rows,
+        "train_rows": len(datamodule.train_idx), "score_prior": score_prior,
     })
     return Outcome(metrics, summary, **rows)
 
