@@ -12,8 +12,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from podium import run
-
 
 def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str) -> pd.DataFrame | None:
     """The OOF rows of several runs of one recipe (a refit's sources): each id once, with
@@ -39,22 +37,14 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
     import torch
 
     from podium.model.metrics import task_metrics
+    from podium.submission.stack import truth
 
     probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
-    if task == "multilabel":  # the label column holds space-separated sets
-        from pathlib import Path
-
-        from podium.data.labels import multi_hot, split_label_set
-
-        sets = [split_label_set(cell) for cell in oof[target_col]]
-        target = torch.from_numpy(multi_hot(sets, [str(c) for c in class_names],
-                                            Path(run.OOF), target_col)[0])
-    elif task == "regression":
-        target = torch.tensor(oof[target_col].astype(float).to_numpy(dtype=np.float32))
-        probs = probs[:, 0]
-    else:
-        index = {str(name): i for i, name in enumerate(class_names)}
-        target = torch.tensor(oof[target_col].astype(str).map(index).to_numpy())
+    target = torch.from_numpy(truth(oof, class_names, target_col, task))
+    if task == "regression":
+        target, probs = target.float(), probs[:, 0]
+    elif task == "multilabel":
+        target = target.long()
     weights = None
     if test_prior is not None and task not in ("multilabel", "regression"):
         from podium.prior import class_weights
