@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -66,13 +67,19 @@ class Scoring:
             return multilabel_f1(y.astype(bool), np.asarray(decisions) > 0.5, self.metric)
         import torch
 
-        from podium.model.metrics import task_metrics
-
-        weights = self.class_weights if self.task in ("binary", "multiclass") else None
-        scorer = task_metrics(self.task, self.n_classes, self.k, weights)[self.metric]
+        scorer = self.scorer
+        scorer.reset()
         preds = torch.as_tensor(np.asarray(decisions), dtype=torch.float32)
         scorer.update(preds[:, 0] if self.task == "regression" else preds, torch.tensor(y))
         return float(scorer.compute())
+
+    @cached_property
+    def scorer(self):
+        """The metric's torchmetrics object (podium.model.metrics), built once."""
+        from podium.model.metrics import task_metrics
+
+        weights = self.class_weights if self.task in ("binary", "multiclass") else None
+        return task_metrics(self.task, self.n_classes, self.k, weights)[self.metric]
 
     def gain(self, after: float, before: float) -> float:
         from podium.model.metrics import infer_mode
