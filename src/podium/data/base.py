@@ -114,6 +114,7 @@ class CompetitionDataModule(L.LightningDataModule):
         label_sep: str = " ",
         test_prior: str = "train",
         target_transform: str = "none",
+        positive_class: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -130,6 +131,7 @@ class CompetitionDataModule(L.LightningDataModule):
         # multilabel: 0/1 columns, one per label, instead of a column of label sets
         self.target_cols, self.label_sep = list(target_cols or []), label_sep
         self.test_prior = str(test_prior)  # podium.prior: train | uniform | estimate | a CSV
+        self.positive_class = positive_class  # binary F1's class (podium.data.detect)
         self.spec: DataSpec | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None

@@ -171,7 +171,16 @@ def confusion_score(metric: str, cm: np.ndarray, present: np.ndarray | None = No
     ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
     mean = lambda v, keep: float(v[keep].mean()) if keep.any() else 0.0  # noqa: E731
     f1 = ratio(2 * tp, predicted + actual)
+
+    def positive_f1(index: int) -> float:
+        if cm.shape != (2, 2):
+            raise PodiumError(f"{metric} is the F1 of a binary task's positive class; with "
+                              f"{len(cm)} classes use f1_macro or f1_weighted")
+        return f1[index]
+
     scores = {
+        "f1": lambda: positive_f1(1),
+        "f1_first": lambda: positive_f1(0),
         "acc": lambda: tp.sum() / cm.sum() if cm.sum() > 0 else 0.0,
         "f1_macro": lambda: mean(f1, present),
         "f1_weighted": lambda: (f1 * actual).sum() / actual.sum() if actual.sum() > 0 else 0.0,
@@ -247,7 +256,10 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
         f"ndcg@{k}": TrueClassRank("ndcg", k, class_weights=class_weights),
         "logloss": LogLoss(class_weights=class_weights),
     })
-    if task == "binary":
+    if task == "binary":  # F1 of the positive class: the second class, or the first
+        for name in BINARY_F1:
+            metrics[name] = WeightedLabelScore(name, class_weights, num_classes=num_classes)
+        groups.append(list(BINARY_F1))
         # With two softmax outputs, class 1's one-vs-rest AUROC equals class 0's: the macro
         # average is the binary AUROC of p(class 1). Reweighting a whole class leaves it as
         # it is: no class weights.
@@ -341,19 +353,43 @@ def infer_mode(monitor: str) -> str:
 
 # Spellings a competition page uses -> podium's key (the metric's name after `val/`).
 COMPETITION_ALIASES = {"accuracy": "acc", "balanced_accuracy": "balanced_acc",
-                       "macro_f1": "f1_macro", "f1": "f1_macro", "log_loss": "logloss",
-                       "auc": "auroc", "roc_auc": "auroc", "rmse": "rmse"}
+                       "macro_f1": "f1_macro", "log_loss": "logloss",
+                       "auc": "auroc", "roc_auc": "auroc", "rmse": "rmse",
+                       "binary_f1": "f1"}
+# binary F1 (scikit-learn's f1_score with its default average="binary"): the F1 of the
+# positive class, by its index among the two sorted classes
+BINARY_F1 = {"f1": 1, "f1_first": 0}
 LABEL_METRICS = ("acc", "balanced_acc", "f1_macro", "f1_weighted", "precision_macro",
-                 "recall_macro")  # scored on predicted labels: thresholds and offsets help
+                 "recall_macro", *BINARY_F1)  # scored on labels: thresholds and offsets help
 
 
-def competition_key(name: str) -> str:
-    """`accuracy` -> `acc`, `MAP@5` -> `map@5`: the key podium logs as `val/<key>`."""
+def competition_key(name: str, task: str = "multiclass") -> str:
+    """`accuracy` -> `acc`, `MAP@5` -> `map@5`: the key podium logs as `val/<key>`. `f1`
+    is what the task's competitions mean by it: a binary task's F1 of the positive class
+    (`f1`), the macro average over N classes or labels (`f1_macro`)."""
     key = str(name).strip().lower()
+    if key == "f1":
+        return "f1" if task == "binary" else "f1_macro"
     return COMPETITION_ALIASES.get(key, key)
 
 
-def resolve_metric(cfg: DictConfig) -> DictConfig:
+def binary_f1_key(cfg: DictConfig, announce: bool = False) -> str:
+    """`f1` (the positive class is the second of the two sorted classes) or `f1_first`: the
+    positive class podium.data.detect.positive_class finds, said in one line."""
+    from pathlib import Path
+
+    from podium.data.detect import positive_class
+
+    data = cfg.data
+    index, why = positive_class(Path(str(data.get("root") or "")),
+                                data.get("train_csv", "train.csv"),
+                                data.get("target_col", "label"), data.get("positive_class"))
+    if announce:
+        print(f"metric: binary F1 of the positive class {why}", flush=True)
+    return {v: k for k, v in BINARY_F1.items()}[index]
+
+
+def resolve_metric(cfg: DictConfig, announce: bool = False) -> DictConfig:
     """Fill the metric keys in place, once, before anything reads them (callbacks,
     scheduler, sweep, submission):
     - `metric.competition` (null: the task's default): the leaderboard's metric. It drives
@@ -369,7 +405,9 @@ def resolve_metric(cfg: DictConfig) -> DictConfig:
         if not cfg.metric.get("competition"):
             cfg.metric.competition = (cfg.metric.get("monitor") or DEFAULT_MONITOR[task]
                                       ).rsplit("/", 1)[-1]
-        cfg.metric.competition = competition_key(cfg.metric.competition)
+        cfg.metric.competition = competition_key(cfg.metric.competition, task)
+        if cfg.metric.competition == "f1" and task == "binary" and cfg.get("data"):
+            cfg.metric.competition = binary_f1_key(cfg, announce)
         if cfg.metric.competition.startswith("map@"):
             cfg.metric.k = int(cfg.metric.competition.split("@")[1])
         if not cfg.metric.get("monitor"):
