@@ -72,7 +72,8 @@ def train(cfg: DictConfig) -> Outcome:
         return Outcome(metrics, None)
     output_dir = Path(cfg.paths.output_dir)
     # the class prior the run's probabilities carry: what a test prior moves them from
-    score_prior = dict(zip(datamodule.spec.class_names, module.score_prior))
+    # (the chosen checkpoint's: a loss that re-weights from an epoch on carries it only then)
+    score_prior = dict(zip(datamodule.spec.class_names, module.score_prior, strict=False))
     summary = submit_run(cfg, datamodule, score_prior)
     if summary is not None:
         metrics.update(summary.leaderboard)
