@@ -344,3 +344,34 @@ def test_a_feature_column_missing_everywhere_is_one_line(tmp_path):
     assert train_error(tmp_path, root) == (
         f"error: {root}/train.csv: feature column 'Age' is empty in every row (60 rows); "
         f"leave it out with data.drop_cols=[Age]")
+
+
+def test_a_binary_table_whose_sample_holds_0_1_labels_is_scored_on_accuracy(tmp_path, capsys):
+    """Titanic: no metric named, a 0/1 target and a sample submission of 0/1 labels. The
+    run says it scores accuracy (AUROC scores probabilities, which the sample contradicts),
+    trains, and writes 0/1 labels; val/acc is scikit-learn's accuracy of the validation
+    rows. A metric the user names (auroc) keeps the one-line error."""
+    import json
+
+    from sklearn.metrics import accuracy_score
+
+    from podium.errors import PodiumError
+    from podium.train import train
+
+    root = titanic_like(tmp_path / "comp", n=120, target=(0, 1))
+    args = [f"data.root={root}", "data.target_col=Survived", "data.id_col=PassengerId",
+            "trainer.max_epochs=2"]
+    cfg = make_cfg(tmp_path, args, resolve=False)
+    train(cfg)
+    assert "metric: accuracy (no metric.competition named, and the sample submission holds " \
+           "labels (0)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (saved["competition"], saved["monitor"]) == ("acc", "val/acc")
+    oof = pd.read_csv(tmp_path / "run" / "oof.csv")
+    assert saved["val/acc"] == pytest.approx(
+        accuracy_score(oof.Survived, (oof["1"] > oof["0"]).astype(int)), abs=1e-6)
+    submission = pd.read_csv(tmp_path / "run" / "submission.csv")
+    assert set(submission.Survived) <= {0, 1} and len(submission) == 30
+    named = make_cfg(tmp_path / "named", [*args, "metric.competition=auroc"], resolve=False)
+    with pytest.raises(PodiumError, match="val/auroc scores probabilities"):
+        train(named)

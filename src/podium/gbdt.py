@@ -105,7 +105,7 @@ def cross_validate_table(cfg: DictConfig) -> Result:
     from podium.submission.oof import oof_scores
 
     resolve_data(cfg)  # a table folder under data=image; data.task=auto: the folder's task
-    resolve_metric(cfg)
+    resolve_metric(cfg, announce=True)
     data = read_table(cfg)
     columns = column_kinds(data.train_frame, data.features, data.categorical_cols,
                            data.root / data.train_csv)

@@ -88,3 +88,27 @@ def positive_class(root: Path, train_csv: str, target_col: str,
         return 1, "the second of the two sorted classes"
     return 1, (f"{classes[1]} (the second of {', '.join(classes)}; set data.positive_class "
                f"to choose)")
+
+
+def sample_labels(root: Path, sample_csv: str, id_col: str, train_csv: str,
+                  target_col: str) -> list[str] | None:
+    """The distinct cells of the sample submission's one prediction column when every cell
+    is a whole number and one of a binary folder's two classes (0/1: the file will hold
+    labels, and a probability there contradicts it); None otherwise (probabilities, text
+    labels, another layout, a folder that cannot tell)."""
+    classes = binary_classes(root, train_csv, target_col)
+    path = root / sample_csv
+    if classes is None or not path.is_file():
+        return None
+    try:
+        sample = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        return None
+    columns = [c for c in sample.columns if c != id_col]
+    if len(columns) != 1 or sample.empty:
+        return None
+    held = sorted(set(sample[columns[0]].str.strip()))
+    whole = pd.to_numeric(pd.Series(held), errors="coerce")
+    if whole.isna().any() or (whole != whole.round()).any():
+        return None
+    return held if set(held) <= set(classes) else None

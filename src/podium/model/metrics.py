@@ -389,10 +389,37 @@ def binary_f1_key(cfg: DictConfig, announce: bool = False) -> str:
     return {v: k for k, v in BINARY_F1.items()}[index]
 
 
+def labels_metric(cfg: DictConfig, task: str, announce: bool = False) -> str | None:
+    """With no metric named, a binary folder whose sample submission holds whole-number
+    labels (0/1: Titanic) is scored by what its file will hold: `val/acc`, said in one line
+    (AUROC, the binary default, scores probabilities, which such a sample contradicts).
+    None: the task's default."""
+    from pathlib import Path
+
+    from podium.data.detect import sample_labels
+
+    data = cfg.get("data")
+    fmt = (cfg.get("submission") or {}).get("format", "auto")
+    if task != "binary" or not data or fmt != "auto":
+        return None
+    held = sample_labels(Path(str(data.get("root") or "")),
+                         data.get("sample_submission", "sample_submission.csv"),
+                         data.get("id_col", "id"), data.get("train_csv", "train.csv"),
+                         data.get("target_col", "label"))
+    if held is None:
+        return None
+    if announce:
+        print(f"metric: accuracy (no metric.competition named, and the sample submission "
+              f"holds labels ({', '.join(held)}), which auroc does not score; name the "
+              f"leaderboard's with metric.competition=...)", flush=True)
+    return "val/acc"
+
+
 def resolve_metric(cfg: DictConfig, announce: bool = False) -> DictConfig:
     """Fill the metric keys in place, once, before anything reads them (callbacks,
     scheduler, sweep, submission):
-    - `metric.competition` (null: the task's default): the leaderboard's metric. It drives
+    - `metric.competition` (null: the task's default; a binary folder whose sample
+      submission holds labels: accuracy, labels_metric): the leaderboard's metric. It drives
       everything below unless they are set explicitly, plus the OOF score, the
       post-processing objective and (auto) the submission format;
     - `metric.k` from a `map@k` competition (else 3);
@@ -403,8 +430,9 @@ def resolve_metric(cfg: DictConfig, announce: bool = False) -> DictConfig:
         if cfg.get("metric") is None:
             cfg.metric = {}
         if not cfg.metric.get("competition"):
-            cfg.metric.competition = (cfg.metric.get("monitor") or DEFAULT_MONITOR[task]
-                                      ).rsplit("/", 1)[-1]
+            cfg.metric.competition = (cfg.metric.get("monitor") or labels_metric(cfg, task,
+                                                                                 announce)
+                                      or DEFAULT_MONITOR[task]).rsplit("/", 1)[-1]
         cfg.metric.competition = competition_key(cfg.metric.competition, task)
         if cfg.metric.competition == "f1" and task == "binary" and cfg.get("data"):
             cfg.metric.competition = binary_f1_key(cfg, announce)
