@@ -177,6 +177,10 @@ class CompetitionDataModule(L.LightningDataModule):
                                    train[self.target_col].tolist())
             self.labels, self.class_names = encode_target(
                 train[self.target_col].tolist(), self.task, path, self.target_col, self.label_sep)
+        if self.task != "regression":
+            from podium.run import check_class_names
+
+            check_class_names(self.class_names, self.id_col, path)
         self.train_ids = train[self.id_col].tolist()
         self.read_sample(sample)
         return train

@@ -97,6 +97,9 @@ def metric_score(task: str, metric: str, n_classes: int, k: int, truth: np.ndarr
 def truth_of(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
              task: str) -> np.ndarray:
     """The OOF rows' true labels as the metrics take them."""
+    from podium.run import label_col
+
+    target_col = label_col(target_col, class_names)  # a class may be named like it
     if task == "regression":
         return oof[target_col].astype(float).to_numpy(dtype=np.float32)
     if task == "multilabel":

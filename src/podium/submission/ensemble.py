@@ -210,7 +210,7 @@ def to_test_prior(predictions: Predictions, member: Member, prior: np.ndarray,
     if set(member.score_prior) == set(names):
         source = np.asarray([member.score_prior[n] for n in names], np.float64)
     elif predictions.oof is not None:
-        counts = predictions.oof[target_col].astype(str).value_counts()
+        counts = predictions.oof[run.label_col(target_col, names)].astype(str).value_counts()
         source = counts.reindex(names, fill_value=0).to_numpy(np.float64) / len(predictions.oof)
     else:
         return predictions

@@ -29,7 +29,7 @@ def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str, target_col: 
     if not oof[id_col].duplicated().any():  # folds of one cross-validation: each id once
         return oof
     oof = oof.drop(columns=["fold"], errors="ignore")
-    keys = [id_col, target_col]
+    keys = [id_col, run.label_in(oof, target_col)]
     if weights is None:
         return oof.groupby(keys, sort=False, dropna=False).mean().reset_index()
     w = np.concatenate([np.full(len(f), weight, dtype=np.float64) for f, weight in kept])
@@ -47,6 +47,7 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
 
     from podium.model.metrics import task_metrics
 
+    target_col = run.label_col(target_col, class_names)  # a class may be named like it
     probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
     if task == "multilabel":  # the label column holds space-separated sets
         from pathlib import Path

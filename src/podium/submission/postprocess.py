@@ -173,8 +173,10 @@ def step_learners(step, class_names: Sequence[str], metric: str, y: np.ndarray,
 
 def oof_labels(oof: pd.DataFrame, class_names: Sequence[str], target_col: str) -> np.ndarray:
     """The OOF rows' true class indices."""
+    from podium.run import label_col
+
     index = {str(name): i for i, name in enumerate(class_names)}
-    return oof[target_col].astype(str).map(index).to_numpy()
+    return oof[label_col(target_col, class_names)].astype(str).map(index).to_numpy()
 
 
 def prior_weights(test_prior: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -194,7 +194,7 @@ def fit_threshold_postprocess(step, oof: pd.DataFrame, class_names: Sequence[str
     average = step.metric or (name if name in F1_AVERAGES else "f1_micro")
     if average not in F1_AVERAGES:
         raise PodiumError(f"postprocess.metric={average}: use one of {', '.join(F1_AVERAGES)}")
-    sets = [split_label_set(cell) for cell in oof[target_col]]
+    sets = [split_label_set(cell) for cell in oof[run.label_col(target_col, class_names)]]
     y = multi_hot(sets, [str(c) for c in class_names], Path(run.OOF), target_col)[0] > 0.5
     probs = oof[[str(c) for c in class_names]].to_numpy(dtype=np.float64)
     parts = parts if parts is not None else make_parts(oof, y)
