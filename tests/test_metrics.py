@@ -206,6 +206,8 @@ def expected_values(task: str, probs: np.ndarray, target: np.ndarray, k: int) ->
     }
     if task == "binary":
         expected["auroc"] = sk.roc_auc_score(target, probs[:, 1])
+        expected["f1"] = sk.f1_score(target, pred)  # the positive class: the second
+        expected["f1_first"] = sk.f1_score(target, pred, pos_label=0)
     return expected
 
 
