@@ -145,3 +145,82 @@ def test_best_threshold_is_the_best_split_by_scikit_learn():
                     best, cut = value, float(t)
             got = best_threshold(p1, y, metric)
             assert (got["threshold"], got["after"]) == pytest.approx((cut, best))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000))
+def test_binary_f1_is_scikit_learns_f1_of_the_positive_class(seed):
+    """`f1` is scikit-learn's default f1_score (average="binary", pos_label=1), `f1_first`
+    its pos_label=0; with class weights, its sample_weight; the validation collection
+    computes the same (argmax of two probabilities)."""
+    import torch
+
+    from podium.model.metrics import task_metrics
+
+    rng = np.random.default_rng(seed)
+    y, pred = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+    weights = rng.uniform(0.2, 3.0, 2)
+    probs = torch.from_numpy(np.eye(2, dtype=np.float32)[pred] * 0.6 + 0.2)
+    for key, positive in (("f1", 1), ("f1_first", 0)):
+        expected = sk.f1_score(y, pred, pos_label=positive, zero_division=0)
+        assert label_score(key, y, pred, 2) == pytest.approx(expected)
+        assert float(task_metrics("binary", 2)(probs, torch.from_numpy(y))[key]) == \
+            pytest.approx(expected, abs=1e-6)
+        expected = sk.f1_score(y, pred, pos_label=positive, zero_division=0,
+                               sample_weight=weights[y])
+        assert label_score(key, y, pred, 2, weights) == pytest.approx(expected)
+        assert float(task_metrics("binary", 2, class_weights=weights)(
+            probs, torch.from_numpy(y))[key]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_f1_means_the_tasks_f1(tmp_path):
+    """metric.competition=f1: a binary task's F1 of the positive class (the second sorted
+    class, or data.positive_class), N classes' macro average."""
+    from podium.errors import PodiumError
+    from podium.model.metrics import competition_key
+
+    assert competition_key("f1", "binary") == "f1"
+    assert competition_key("F1", "multiclass") == "f1_macro"
+    assert competition_key("f1", "multilabel") == "f1_macro"
+    root = tmp_path / "table"
+    root.mkdir()
+    pd.DataFrame({"id": range(8), "x": range(8), "target": ["no", "yes"] * 4}).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame({"id": range(8, 10), "x": range(2)}).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"id": [8, 9], "target": ["no", "no"]}).to_csv(
+        root / "sample_submission.csv", index=False)
+
+    def monitor(*overrides: str) -> str:
+        return make_cfg(tmp_path, [f"data.root={root}", "data=tabular",
+                                   "metric.competition=f1", *overrides]).metric.monitor
+
+    assert monitor() == "val/f1"                                  # yes: the second class
+    assert monitor("data.positive_class=yes") == "val/f1"
+    assert monitor("data.positive_class=no") == "val/f1_first"
+    with pytest.raises(PodiumError, match="data.positive_class=maybe is not a class"):
+        monitor("data.positive_class=maybe")
+
+
+def test_binary_run_scored_on_f1_checkpoints_and_thresholds_on_the_positive_class(tmp_path):
+    """metric.competition=f1 on a binary table: val/f1 and the OOF score are scikit-learn's
+    F1 of the positive class (malignant, the second of benign/malignant) on the validation
+    rows, and the threshold is learned for it."""
+    from podium.data.demo import build_tabular_demo
+    from podium.train import train
+
+    root = build_tabular_demo(tmp_path / "demo_binary", "binary")
+    cfg = make_cfg(tmp_path, ["data=demo_binary", f"data.root={root}",
+                              f"data.demo_root={root}", "metric.competition=f1",
+                              "trainer.max_epochs=2"])
+    train(cfg)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (saved["monitor"], saved["competition"]) == ("val/f1", "f1")
+    oof = pd.read_csv(tmp_path / "run" / "oof.csv", dtype={"id": str})
+    y = (oof.target == "malignant").astype(int).to_numpy()
+    p1 = oof.malignant.to_numpy()
+    assert saved["val/f1"] == pytest.approx(sk.f1_score(y, p1 > 0.5), abs=1e-4)
+    threshold = saved["threshold"]
+    assert threshold["metric"] == "f1"
+    assert threshold["before"] == pytest.approx(sk.f1_score(y, p1 >= 0.5))
+    assert threshold["after_in_sample"] == pytest.approx(
+        sk.f1_score(y, p1 >= threshold["threshold"]))

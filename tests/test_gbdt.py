@@ -160,3 +160,57 @@ def test_wide_categories_and_missing_values(tmp_path):
                         "binary", 2, {"max_iter": 5}, 0)
     assert cv.ordinal == ["city"] and np.isfinite(cv.oof).all() and np.isfinite(cv.test).all()
     np.testing.assert_allclose(cv.oof.sum(axis=1), 1, atol=1e-6)
+
+
+def test_log1p_target_is_fitted_on_log1p_and_predicted_back(demos, tmp_path):
+    """data.target_transform=log1p, as the network: fold 0's OOF predictions are
+    HistGradientBoostingRegressor fitted on log1p(y) of the fold's training rows, mapped
+    back with expm1; the accepted training keys (print_config=false) do not stop it."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    root = demos["regression"]
+    run_cli("podium.gbdt", "data=demo_regression", f"data.root={root}",
+            f"data.demo_root={root}", "data.n_folds=2", "data.target_transform=log1p",
+            "print_config=false", "trainer.max_epochs=3", f"paths.log_dir={tmp_path}")
+    [folder] = (tmp_path / "gbdt" / "gbdt").iterdir()
+    oof = read_oof(folder)
+    train = pd.read_csv(root / "train.csv", dtype={"id": str}).set_index("id")
+    held = oof[oof.fold == 0]
+    fit = train.drop(index=held.id)
+    features = lambda frame: frame.drop(columns="target").assign(  # noqa: E731
+        sex=lambda f: (f.sex == sorted(train.sex.unique())[1]).astype(float))
+    categorical = [c == "sex" for c in features(fit).columns]
+    model = HistGradientBoostingRegressor(max_iter=1000, early_stopping=True, random_state=42,
+                                          categorical_features=categorical)
+    model.fit(features(fit).to_numpy(float), np.log1p(fit.target))
+    expected = np.expm1(model.predict(features(train.loc[held.id]).to_numpy(float)))
+    np.testing.assert_allclose(held.prediction, expected, rtol=1e-5)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["oof/mae"] == pytest.approx(mean_absolute_error(oof.target, oof.prediction),
+                                               rel=1e-5)
+
+
+def test_test_prior_moves_and_weighs_the_trees_oof_like_a_networks(demos, tmp_path):
+    """data.test_prior=uniform: the trees carry the table's class shares (metrics.json's
+    score_prior); the bar printed is the OOF accuracy of the probabilities moved from them
+    to uniform by Bayes' rule, each row weighing (1/2) / share (scikit-learn, by hand)."""
+    from sklearn.metrics import accuracy_score
+
+    root = demos["binary"]
+    proc = run_cli("podium.gbdt", "data=demo_binary", f"data.root={root}",
+                   f"data.demo_root={root}", "data.n_folds=2", "data.test_prior=uniform",
+                   "metric.competition=accuracy", "gbdt.max_iter=20",
+                   f"paths.log_dir={tmp_path}")
+    [folder] = (tmp_path / "gbdt" / "gbdt").iterdir()
+    oof = read_oof(folder)
+    classes = ["benign", "malignant"]
+    labels = pd.read_csv(root / "train.csv").target
+    share = labels.value_counts(normalize=True).reindex(classes).to_numpy()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert [metrics["score_prior"][c] for c in classes] == pytest.approx(share)
+    y = oof.target.map(classes.index).to_numpy()
+    pred = (np.log(oof[classes].to_numpy()) - np.log(share)).argmax(1)
+    expected = accuracy_score(y, pred, sample_weight=0.5 / share[y])
+    assert f"of the trees under data.test_prior=uniform: {expected:.4f}: the bar to beat" \
+        in proc.stdout
+    assert metrics["oof/acc"] == pytest.approx(expected)

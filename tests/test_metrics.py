@@ -206,6 +206,8 @@ def expected_values(task: str, probs: np.ndarray, target: np.ndarray, k: int) ->
     }
     if task == "binary":
         expected["auroc"] = sk.roc_auc_score(target, probs[:, 1])
+        expected["f1"] = sk.f1_score(target, pred)  # the positive class: the second
+        expected["f1_first"] = sk.f1_score(target, pred, pos_label=0)
     return expected
 
 
@@ -249,3 +251,55 @@ def test_regression_metrics_keep_their_own_values_when_first_batches_agree():
     assert got["mse"] == pytest.approx(sk.mean_squared_error(target, pred), rel=1e-5)
     assert got["rmse"] == pytest.approx(np.sqrt(sk.mean_squared_error(target, pred)), rel=1e-5)
     assert got["r2"] == pytest.approx(sk.r2_score(target, pred), rel=1e-4)
+
+
+MACRO_SKLEARN = {
+    "f1_macro": lambda y, p, w: sk.f1_score(y, p, average="macro", zero_division=0,
+                                            sample_weight=w),
+    "precision_macro": lambda y, p, w: sk.precision_score(y, p, average="macro",
+                                                          zero_division=0, sample_weight=w),
+    "recall_macro": lambda y, p, w: sk.recall_score(y, p, average="macro", zero_division=0,
+                                                    sample_weight=w),
+    "f1_weighted": lambda y, p, w: sk.f1_score(y, p, average="weighted", zero_division=0,
+                                               sample_weight=w),
+    "balanced_acc": lambda y, p, w: sk.balanced_accuracy_score(y, p, sample_weight=w),
+    "acc": lambda y, p, w: sk.accuracy_score(y, p, sample_weight=w),
+}
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("seed", range(12))
+def test_macro_label_metrics_average_the_classes_scikit_learn_averages(seed):
+    """Classes absent from both the truth and the predictions are not averaged (scikit-learn's
+    labels=None: the union of both), with and without class weights (sample_weight), in the
+    confusion-matrix score, the weighted and the unweighted validation metrics alike."""
+    from podium.submission.oof import label_score
+
+    rng = np.random.default_rng(seed)
+    n_classes = 6
+    y = rng.choice([0, 1, 2, 3], size=40)          # classes 4, 5 never true
+    pred = rng.choice([0, 1, 2, 4], size=40)       # class 3 never predicted, 5 never at all
+    probs = torch.from_numpy(np.eye(n_classes, dtype=np.float32)[pred] + 0.01)
+    weights = rng.uniform(0.2, 3.0, n_classes)
+    if seed % 3 == 0:
+        weights[1] = 0.0                          # a class whose rows all weigh 0
+    plain = task_metrics("multiclass", n_classes)(probs, torch.from_numpy(y))
+    weighted = task_metrics("multiclass", n_classes, class_weights=weights)(
+        probs, torch.from_numpy(y))
+    for name, reference in MACRO_SKLEARN.items():
+        expected = reference(y, pred, None)
+        assert label_score(name, y, pred, n_classes) == pytest.approx(expected), name
+        assert float(plain[name]) == pytest.approx(expected, abs=1e-6), name
+        expected = reference(y, pred, weights[y])
+        assert label_score(name, y, pred, n_classes, weights) == pytest.approx(expected), name
+        assert float(weighted[name]) == pytest.approx(expected, abs=1e-6), name
+
+
+def test_macro_f1_of_a_case_with_absent_classes_by_hand():
+    """Truth 0 0 1, predicted 0 1 1 of four classes: F1 2/3 and 2/3 over the two classes
+    present; classes 2 and 3 (never true, never predicted) are not averaged as zeros."""
+    from podium.submission.oof import label_score
+
+    y, pred = np.array([0, 0, 1]), np.array([0, 1, 1])
+    assert label_score("f1_macro", y, pred, 4) == pytest.approx(2 / 3)
+    assert label_score("f1_macro", y, pred, 4, np.ones(4)) == pytest.approx(2 / 3)

@@ -436,3 +436,82 @@ def test_a_run_s_score_prior_follows_its_loss_and_sampler_config(tmp_path, overr
     spec = image_spec("abc", counts=[80, 15, 5])
     loss = build_loss(cfg, list(spec.class_counts))
     assert score_prior(cfg, spec, loss) == pytest.approx(np.asarray(expected, float))
+
+
+def test_ldam_drw_carries_its_re_weighting_only_from_drw_epoch():
+    """LDAM's deferred re-weighting multiplies the prior the probabilities carry only once
+    it is on: plain training shares before drw_epoch, shares x effective-number weights
+    ((1 - beta) / (1 - beta^n), Cui et al. 2019) after, by hand."""
+    from podium.losses.multiclass import LDAMLoss
+
+    counts, beta = np.array([90.0, 10.0]), 0.99
+    loss = LDAMLoss(counts, drw_epoch=2, beta=beta)
+    loss.set_epoch(1, 10)
+    assert prior.score_prior(counts, loss) == pytest.approx([0.9, 0.1])
+    loss.set_epoch(2, 10)
+    w = (1 - beta) / (1 - beta ** counts)
+    assert prior.score_prior(counts, loss) == pytest.approx(counts * w / (counts * w).sum())
+
+
+@pytest.mark.parametrize("drw_epoch", [50, 0])
+def test_ldam_run_validates_and_records_the_prior_of_its_chosen_checkpoint(tmp_path,
+                                                                          drw_epoch):
+    """LDAM-DRW under data.test_prior=uniform: with the re-weighting never on (drw_epoch=50,
+    3 epochs), the chosen checkpoint carries the training split's shares: metrics.json's
+    score_prior and val/acc (the validation rows moved from it to uniform by Bayes' rule,
+    weighted by (1/2) / share, by hand) say so; on from epoch 0, the re-weighted shares."""
+    import json
+
+    from conftest import make_cfg
+    from podium.data.demo import build_tabular_demo
+    from podium.train import train
+
+    root = build_tabular_demo(tmp_path / "demo_binary", "binary")
+    cfg = make_cfg(tmp_path, ["data=demo_binary", f"data.root={root}", f"data.demo_root={root}",
+                              "data.test_prior=uniform", "loss=ldam_drw", "loss.s=1",
+                              f"loss.drw_epoch={drw_epoch}", "loss.beta=0.99",
+                              "trainer.max_epochs=3", "metric.competition=accuracy"])
+    train(cfg)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    oof = pd.read_csv(tmp_path / "run" / "oof.csv", dtype={"id": str})
+    train_rows = pd.read_csv(root / "train.csv", dtype={"id": str})
+    classes = ["benign", "malignant"]
+    counts = (train_rows[~train_rows.id.isin(oof.id)].target.value_counts()
+              .reindex(classes).to_numpy(float))
+    carried = counts / counts.sum()
+    if drw_epoch == 0:
+        w = (1 - 0.99) / (1 - 0.99 ** counts)
+        carried = counts * w / (counts * w).sum()
+    assert [saved["score_prior"][c] for c in classes] == pytest.approx(carried)
+    y = oof.target.map(classes.index).to_numpy()
+    pred = (np.log(oof[classes].to_numpy()) - np.log(carried)).argmax(1)  # to uniform
+    share = counts / counts.sum()
+    assert saved["val/acc"] == pytest.approx(
+        accuracy_score(y, pred, sample_weight=0.5 / share[y]), abs=1e-4)
+
+
+def test_a_checkpoint_validates_with_the_score_prior_of_its_own_epoch():
+    """Loading a checkpoint of epoch e (Lightning's on_load_checkpoint, as validate and
+    predict with ckpt_path do) sets the loss to epoch e: an LDAM-DRW checkpoint from
+    before drw_epoch moves validation from the plain shares, one after from the re-weighted
+    ones (log(uniform) - log(carried), by hand), whatever epoch the fit ended in."""
+    from types import SimpleNamespace
+
+    from podium.losses.multiclass import LDAMLoss
+    from podium.model.module import CompetitionModule
+    from podium.spec import DataSpec
+
+    counts, beta = np.array([30.0, 10.0]), 0.99
+    spec = DataSpec(task="binary", class_names=("a", "b"), class_counts=(30, 10),
+                    net_inputs={"in_features": 3}, test_prior=(0.5, 0.5),
+                    test_prior_setting="uniform")
+    loss = LDAMLoss(counts, drw_epoch=2, beta=beta, s=1.0)
+    module = CompetitionModule(torch.nn.Linear(3, 2), spec, loss,
+                               score_prior=lambda: prior.score_prior(counts, loss))
+    module._trainer = SimpleNamespace(max_epochs=5)
+    w = (1 - beta) / (1 - beta ** counts)
+    for epoch, carried in ((4, counts * w / (counts * w).sum()), (1, counts / counts.sum())):
+        module.on_load_checkpoint({"epoch": epoch})
+        assert module.score_prior == pytest.approx(carried)
+        assert module.prior_shift.numpy() == pytest.approx(np.log(0.5) - np.log(carried),
+                                                           rel=1e-5)

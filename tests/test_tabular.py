@@ -344,3 +344,88 @@ def test_a_feature_column_missing_everywhere_is_one_line(tmp_path):
     assert train_error(tmp_path, root) == (
         f"error: {root}/train.csv: feature column 'Age' is empty in every row (60 rows); "
         f"leave it out with data.drop_cols=[Age]")
+
+
+def test_a_binary_table_whose_sample_holds_0_1_labels_is_scored_on_accuracy(tmp_path, capsys):
+    """Titanic: no metric named, a 0/1 target and a sample submission of 0/1 labels. The
+    run says it scores accuracy (AUROC scores probabilities, which the sample contradicts),
+    trains, and writes 0/1 labels; val/acc is scikit-learn's accuracy of the validation
+    rows. A metric the user names (auroc) keeps the one-line error."""
+    import json
+
+    from sklearn.metrics import accuracy_score
+
+    from podium.errors import PodiumError
+    from podium.train import train
+
+    root = titanic_like(tmp_path / "comp", n=120, target=(0, 1))
+    args = [f"data.root={root}", "data.target_col=Survived", "data.id_col=PassengerId",
+            "trainer.max_epochs=2"]
+    cfg = make_cfg(tmp_path, args, resolve=False)
+    train(cfg)
+    assert "metric: accuracy (no metric.competition named, and the sample submission holds " \
+           "labels (0)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (saved["competition"], saved["monitor"]) == ("acc", "val/acc")
+    oof = pd.read_csv(tmp_path / "run" / "oof.csv")
+    assert saved["val/acc"] == pytest.approx(
+        accuracy_score(oof.Survived, (oof["1"] > oof["0"]).astype(int)), abs=1e-6)
+    submission = pd.read_csv(tmp_path / "run" / "submission.csv")
+    assert set(submission.Survived) <= {0, 1} and len(submission) == 30
+    named = make_cfg(tmp_path / "named", [*args, "metric.competition=auroc"], resolve=False)
+    with pytest.raises(PodiumError, match="val/auroc scores probabilities"):
+        train(named)
+
+
+def test_a_class_named_like_the_target_column_trains_writes_and_ensembles(tmp_path):
+    """A `dead` column holding alive/dead: the run writes oof.csv with the class columns
+    alive and dead and the true labels in dead_true; val/acc is scikit-learn's accuracy of
+    those rows, the submission holds the labels, and make submit reads the folder back to
+    the same OOF score. A class named `fold` stops before training, in one line."""
+    import json
+
+    from sklearn.metrics import accuracy_score
+
+    from conftest import run_cli, run_dirs
+    from podium.errors import PodiumError
+    from podium.train import train
+
+    root = titanic_like(tmp_path / "comp", n=120, target=("alive", "dead"))
+    for name in ("train.csv", "sample_submission.csv"):
+        frame = pd.read_csv(root / name)
+        frame.rename(columns={"Survived": "dead"}).to_csv(root / name, index=False)
+    args = [f"data.root={root}", "data.target_col=dead", "data.id_col=PassengerId",
+            "trainer.max_epochs=2", "metric.competition=accuracy"]
+    run_cli("podium.train", *args, f"paths.log_dir={tmp_path / 'logs'}", "print_config=false")
+    [run] = run_dirs(tmp_path / "logs")
+    oof = pd.read_csv(run / "oof.csv")
+    assert list(oof.columns) == ["PassengerId", "fold", "dead_true", "alive", "dead"]
+    predicted = np.where(oof.dead > oof.alive, "dead", "alive")
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["val/acc"] == pytest.approx(accuracy_score(oof.dead_true, predicted), abs=1e-6)
+    assert set(pd.read_csv(run / "submission.csv").dead) <= {"alive", "dead"}
+    proc = run_cli("podium.submit", f"runs=[{run}]", f"paths.log_dir={tmp_path / 'logs'}")
+    assert f"OOF acc (metric.competition) before post-processing: {saved['oof_score']:.4f}" \
+        in proc.stdout
+    train_rows = pd.read_csv(root / "train.csv")
+    train_rows["dead"] = train_rows.dead.replace({"alive": "fold"})
+    train_rows.to_csv(root / "train.csv", index=False)
+    with pytest.raises(PodiumError, match="a class is named 'fold', like the run files' fold"):
+        train(make_cfg(tmp_path / "fold", args))
+
+
+def test_an_oof_file_with_the_label_moved_reads_back_with_or_without_the_classes(tmp_path):
+    """read_oof: the labels in dead_true when a class is named dead (given the classes, or
+    found in the file as cv's id check reads it); an older file reads as before."""
+    from podium import run
+
+    path = tmp_path / "oof.csv"
+    pd.DataFrame({"id": ["a", "b"], "fold": [0, 1], "dead_true": ["dead", "alive"],
+                  "alive": [0.25, 0.5], "dead": [0.75, 0.5]}).to_csv(path, index=False)
+    for classes in (["alive", "dead"], ()):
+        frame = run.read_oof(path, "id", "dead", classes)
+        assert list(frame.dead_true) == ["dead", "alive"]
+        assert frame.dead.dtype == np.float32 and list(frame.dead) == [0.75, 0.5]
+    pd.DataFrame({"id": ["a"], "fold": [0], "target": ["dead"], "alive": [0.25],
+                  "dead": [0.75]}).to_csv(path, index=False)
+    assert list(run.read_oof(path, "id", "target", ["alive", "dead"]).target) == ["dead"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -138,7 +139,7 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
         net=net,
         spec=spec,
         loss=wrap_loss(loss, net, spec),
-        score_prior=score_prior(cfg, spec, loss),
+        score_prior=partial(score_prior, cfg, spec, loss),
         optimizer=build_optimizer_factory(cfg),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         channels_last=cfg.model.get("channels_last", False),
@@ -151,7 +152,8 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
 
 def score_prior(cfg: DictConfig, spec, loss) -> tuple[float, ...]:
     """The class prior the module's probabilities carry (podium.prior.score_prior): the
-    training prior as the sampler draws it and the loss weighs it; () without classes."""
+    training prior as the sampler draws it and the loss weighs it (at the epoch the loss was
+    last set to: the module asks again each epoch); () without classes."""
     from podium.prior import CLASSIFICATION
     from podium.prior import score_prior as carried
 

@@ -73,7 +73,7 @@ def resolve_defaults(cfg: DictConfig, announce: bool = False) -> DictConfig:
     resolve_data(cfg, announce)
     resolve_model(cfg, announce)
     resolve_loss(cfg, announce)
-    return resolve_metric(cfg)
+    return resolve_metric(cfg, announce)
 
 TABULAR = "podium.data.tabular.TabularDataModule"
 IMAGE = "podium.data.image.ImageDataModule"

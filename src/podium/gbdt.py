@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
 
 from podium import run
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 @dataclass
 class Result:
     """A finished cross-validation of the trees: the table read, the columns' kinds, the
-    predictions and the OOF scores (`oof/<metric>` for every metric of the task)."""
+    predictions and the OOF scores (`oof/<metric>` for every metric of the task, under the
+    test prior as a network's are), the class prior the trees' probabilities carry."""
 
     data: TabularDataModule
     columns: Columns
@@ -42,6 +44,7 @@ class Result:
     oof: pd.DataFrame
     test: pd.DataFrame
     scores: dict[str, float]
+    score_prior: dict[str, float]
 
     def score(self, metric: str) -> float:
         return self.scores[f"oof/{metric}"]
@@ -102,22 +105,44 @@ def cross_validate_table(cfg: DictConfig) -> Result:
     from podium.submission.oof import oof_scores
 
     resolve_data(cfg)  # a table folder under data=image; data.task=auto: the folder's task
-    resolve_metric(cfg)
+    resolve_metric(cfg, announce=True)
     data = read_table(cfg)
     columns = column_kinds(data.train_frame, data.features, data.categorical_cols,
                            data.root / data.train_csv)
     folds = fold_indices(data)
     params = dict(cfg.get("gbdt") or {})
     cv = cross_validate(data.train_frame, data.test_frame, data.labels, folds, columns,
-                        data.task, len(data.class_names), params, int(data.seed))
+                        data.task, len(data.class_names), params, int(data.seed),
+                        data.target_transform)
     oof = pd.concat([run.oof_frame([data.train_ids[i] for i in val], cv.oof[val],
                                    data.class_names, data.id_col, fold, data.target_col,
                                    label_text(data, val))
                      for fold, (_, val) in enumerate(folds)], ignore_index=True)
     test = run.probs_frame(data.test_ids, cv.test, data.class_names, data.id_col)
-    scores = oof_scores(oof, [str(c) for c in data.class_names], data.target_col, data.task,
-                        cfg.metric.k)
-    return Result(data, columns, cv, oof, test, scores)
+    carried, test_prior = priors(data)
+    names = [str(c) for c in data.class_names]
+    scored = oof
+    if test_prior is not None:  # moved by Bayes' rule and weighted, as a network's OOF rows
+        from podium.prior import shift
+
+        scored = oof.copy()
+        scored[names] = shift(oof[names].to_numpy(np.float64), carried, test_prior)
+    scores = oof_scores(scored, names, data.target_col, data.task, cfg.metric.k, test_prior)
+    score_prior = {} if carried is None else dict(zip(names, carried.tolist(), strict=True))
+    return Result(data, columns, cv, oof, test, scores, score_prior)
+
+
+def priors(data: TabularDataModule) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(the class prior the trees' probabilities carry, the test prior): the training
+    table's class shares (each fold's model fits near them, unweighted) and
+    `data.test_prior` resolved (None for train and estimate; (None, None) without classes)."""
+    from podium import prior
+
+    prior.check_setting(data.test_prior, data.task)
+    if data.task not in prior.CLASSIFICATION:
+        return None, None
+    counts = np.bincount(data.labels, minlength=len(data.class_names)).astype(np.float64)
+    return counts / counts.sum(), prior.resolve(data.test_prior, data.class_names, data.root)
 
 
 def bar_to_beat(cfg: DictConfig, n_folds: int | None = None) -> float:
@@ -151,7 +176,8 @@ def gbdt(cfg: DictConfig) -> tuple[Result, Summary]:
     data, output_dir = result.data, Path(cfg.paths.output_dir)
     write_atomic(output_dir / run.OOF, result.oof.to_csv(index=False))
     write_atomic(output_dir / run.TEST_PROBS, result.test.to_csv(index=False))
-    members = Member.from_folder(output_dir, cfg.paths, cfg=cfg)
+    members = Member.from_folder(output_dir, cfg.paths, cfg=cfg,
+                                 score_prior=result.score_prior)
     summary = write_ensemble(members, output_dir, data.sample,
                              [own_predictions(members[0], (), data.sample)],
                              Options(cfg.submission.format, instantiate(cfg.get("postprocess")),
@@ -161,6 +187,7 @@ def gbdt(cfg: DictConfig) -> tuple[Result, Summary]:
         "monitor": f"oof/{cfg.metric.competition}", "mode": cfg.metric.mode,
         "competition": cfg.metric.competition, "model": model_name(data.task),
         "iterations": result.cv.iterations, "train_rows": len(data.train_ids),
+        "score_prior": result.score_prior,
         "columns": {"numeric": len(result.columns.numeric),
                     "categorical": result.columns.categorical,
                     "categorical_as_codes": result.cv.ordinal},
@@ -180,8 +207,9 @@ def report(cfg: DictConfig, result: Result, summary: Summary) -> list[str]:
              f"rounds per fold {cv.iterations}; {len(columns.numeric)} numeric and "
              f"{len(columns.categorical)} categorical column(s){codes}"]
     lines += summary.lines()[1:]  # [0]: the folder itself, weight 1
-    metric = cfg.metric.competition
-    lines.append(f"k-fold OOF {metric} (metric.competition) of the trees: "
+    metric, setting = cfg.metric.competition, result.data.test_prior
+    under = f" under data.test_prior={setting}" if setting not in ("train", "estimate") else ""
+    lines.append(f"k-fold OOF {metric} (metric.competition) of the trees{under}: "
                  f"{result.score(metric):.4f}: the bar to beat")
     lines.append(f"run folder: {cfg.paths.output_dir}")
     return lines

@@ -5,6 +5,12 @@ a folder written by hand share one layout, so any of them can be a member of an 
 `test_probs.csv` (id + one column per class; regression: the prediction) and `oof.csv`
 (id, fold, label, the same columns for the validation rows). Labels and ids are read as
 text: a class named `None` or `NA` stays a class, an id `007` keeps its zeros.
+
+A class may be named like the target column (a `dead` column holding `alive` / `dead`):
+the class columns always carry the class names (what ensembles, blends and outside members
+read), so oof.csv's column of true labels moves to `<target>_true` (`dead_true`; again
+`_true` while that too is a class), `label_col`; files without such a class read as before.
+A class named `fold` or like the id column is refused before training (`check_class_names`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,41 @@ METRICS = "metrics.json"
 SUBMISSION = "submission.csv"
 
 
+LABEL_SUFFIX = "_true"  # oof.csv's label column when a class is named like the target column
+FOLD = "fold"
+
+
+def label_col(target_col: str, class_names: Sequence[str]) -> str:
+    """oof.csv's column of true labels: the target column's name, `_true` appended while a
+    class is named so."""
+    classes, name = {str(c) for c in class_names}, str(target_col)
+    while name in classes:
+        name += LABEL_SUFFIX
+    return name
+
+
+def label_in(frame: pd.DataFrame, target_col: str) -> str:
+    """The column of true labels of an OOF frame read or built by podium (its class columns
+    float32, its labels text): the target column's, or `label_col`'s name when the target
+    column's is a class column."""
+    import pandas as pd
+
+    name = str(target_col)
+    while name + LABEL_SUFFIX in frame.columns and pd.api.types.is_float_dtype(frame[name]):
+        name += LABEL_SUFFIX
+    return name
+
+
+def check_class_names(class_names: Sequence[str], id_col: str, path: Path) -> None:
+    """A class named `fold` or like the id column would share a column name with them in
+    test_probs.csv / oof.csv: one line before anything is trained."""
+    clash = [c for c in map(str, class_names) if c in (FOLD, str(id_col))]
+    if clash:
+        raise PodiumError(f"{path}: a class is named '{clash[0]}', like the run files' "
+                          f"{'fold' if clash[0] == FOLD else 'id'} column: rename that label "
+                          f"in the target column (e.g. '{clash[0]}_')")
+
+
 def tta_name(name: str) -> str:
     """`test_probs.csv` -> `test_probs_tta.csv`: the same predictions with the tta views."""
     stem, dot, ext = name.rpartition(".")
@@ -49,10 +90,11 @@ def probs_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str
 
 def oof_frame(ids: Sequence[str], probs: np.ndarray, class_names: Sequence[str], id_col: str,
               fold: int, target_col: str, labels: Sequence) -> pd.DataFrame:
-    """oof.csv's rows: id, fold, the true label (as the competition spells it), the probs."""
+    """oof.csv's rows: id, fold, the true label (as the competition spells it, in
+    `label_col`), the probs."""
     frame = probs_frame(ids, probs, class_names, id_col)
-    frame.insert(1, "fold", fold)
-    frame.insert(2, target_col, [str(v) for v in labels])
+    frame.insert(1, FOLD, fold)
+    frame.insert(2, label_col(target_col, class_names), [str(v) for v in labels])
     return frame
 
 
@@ -86,18 +128,23 @@ def read_oof(path: Path, id_col: str, target_col: str,
     """A run's oof.csv, or None: id (each once), the true label as text (`None`, `NA` and
     an empty multi-label set stay what they are), probabilities as in `read_probs` in
     every other column; `classes` (the columns of its test_probs.csv, or the model's) must
-    be there."""
+    be there. The labels are in `label_col` (without `classes`: the last of target_col,
+    target_col_true, ... in the file)."""
     import pandas as pd
 
     from podium.io import read_csv
 
     if not Path(path).is_file():
         return None
-    frame = read_csv(path, [id_col, target_col, *map(str, classes)], "a run's out-of-fold "
+    label = label_col(target_col, classes)
+    frame = read_csv(path, [id_col, label, *map(str, classes)], "a run's out-of-fold "
                      "predictions", id_col=id_col, fix=redo(path), remedy=redo(path))
-    if "fold" in frame:  # a number, or empty where an ensemble averaged the folds away
-        frame["fold"] = pd.to_numeric(frame["fold"].replace("", np.nan), errors="coerce")
-    columns = [c for c in frame.columns if c not in (id_col, "fold", target_col)]
+    if not len(classes):
+        while label + LABEL_SUFFIX in frame.columns:
+            label += LABEL_SUFFIX
+    if FOLD in frame:  # a number, or empty where an ensemble averaged the folds away
+        frame[FOLD] = pd.to_numeric(frame[FOLD].replace("", np.nan), errors="coerce")
+    columns = [c for c in frame.columns if c not in (id_col, FOLD, label)]
     return numbers(frame, path, columns, id_col)
 
 

@@ -90,6 +90,7 @@ def train(cfg: DictConfig) -> Outcome:
         return Outcome(metrics, None, **rows)
     output_dir = Path(cfg.paths.output_dir)
     # the class prior the run's probabilities carry: what a test prior moves them from
+    # (the chosen checkpoint's: a loss that re-weights from an epoch on carries it only then)
     score_prior = dict(zip(datamodule.spec.class_names, module.score_prior, strict=False))
     summary = submit_run(cfg, datamodule, score_prior)
     if summary is not None:

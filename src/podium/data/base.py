@@ -121,6 +121,7 @@ class CompetitionDataModule(L.LightningDataModule):
         label_sep: str = " ",
         test_prior: str = "train",
         target_transform: str = "none",
+        positive_class: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -137,6 +138,7 @@ class CompetitionDataModule(L.LightningDataModule):
         # multilabel: 0/1 columns, one per label, instead of a column of label sets
         self.target_cols, self.label_sep = list(target_cols or []), label_sep
         self.test_prior = str(test_prior)  # podium.prior: train | uniform | estimate | a CSV
+        self.positive_class = positive_class  # binary F1's class (podium.data.detect)
         self.spec: DataSpec | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -183,6 +185,10 @@ class CompetitionDataModule(L.LightningDataModule):
                                    train[self.target_col].tolist())
             self.labels, self.class_names = encode_target(
                 train[self.target_col].tolist(), self.task, path, self.target_col, self.label_sep)
+        if self.task != "regression":
+            from podium.run import check_class_names
+
+            check_class_names(self.class_names, self.id_col, path)
         self.train_ids = train[self.id_col].tolist()
         self.read_sample(sample)
         return train

@@ -44,3 +44,71 @@ def folder_task(root: Path, train_csv: str, target_col: str) -> tuple[str, str] 
             return ("binary" if len(classes) == 2 else "multiclass",
                     f"{len(classes)} class folders in train/")
     return None
+
+
+def binary_classes(root: Path, train_csv: str, target_col: str) -> list[str] | None:
+    """The two sorted classes of a binary folder (train.csv's target column, or its class
+    folders); None when the folder cannot tell yet."""
+    from podium.data.labels import sort_labels
+
+    path = root / train_csv
+    if path.is_file():
+        try:
+            values = pd.read_csv(path, usecols=[target_col], dtype=str, keep_default_na=False,
+                                 encoding="utf-8-sig")[target_col].tolist()
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+            return None
+        classes = sort_labels([v for v in values if str(v).strip() != ""])
+    elif (root / "train").is_dir():
+        classes = sorted(p.name for p in (root / "train").iterdir()
+                         if p.is_dir() and not p.name.startswith("."))
+    else:
+        return None
+    return classes if len(classes) == 2 else None
+
+
+def positive_class(root: Path, train_csv: str, target_col: str,
+                   named: str | None = None) -> tuple[int, str]:
+    """(index among the two sorted classes, why) of a binary task's positive class, the one
+    binary F1 scores: `named` (data.positive_class), else the second of the two sorted
+    classes: 1 of 0/1, True of False/True, yes of no/yes (scikit-learn's pos_label=1), the
+    class a placeholder sample submission (all 0, all False) does not hold."""
+    from podium.errors import PodiumError
+
+    classes = binary_classes(root, train_csv, target_col)
+    if named is not None and str(named) != "":
+        if classes is None:
+            raise PodiumError(f"data.positive_class={named}: {root / train_csv} does not hold "
+                              f"two classes in {target_col} to choose from")
+        if str(named) not in classes:
+            raise PodiumError(f"data.positive_class={named} is not a class of {target_col} "
+                              f"({', '.join(classes)}): name one of them")
+        return classes.index(str(named)), f"{named} (data.positive_class)"
+    if classes is None:
+        return 1, "the second of the two sorted classes"
+    return 1, (f"{classes[1]} (the second of {', '.join(classes)}; set data.positive_class "
+               f"to choose)")
+
+
+def sample_labels(root: Path, sample_csv: str, id_col: str, train_csv: str,
+                  target_col: str) -> list[str] | None:
+    """The distinct cells of the sample submission's one prediction column when every cell
+    is a whole number and one of a binary folder's two classes (0/1: the file will hold
+    labels, and a probability there contradicts it); None otherwise (probabilities, text
+    labels, another layout, a folder that cannot tell)."""
+    classes = binary_classes(root, train_csv, target_col)
+    path = root / sample_csv
+    if classes is None or not path.is_file():
+        return None
+    try:
+        sample = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        return None
+    columns = [c for c in sample.columns if c != id_col]
+    if len(columns) != 1 or sample.empty:
+        return None
+    held = sorted(set(sample[columns[0]].str.strip()))
+    whole = pd.to_numeric(pd.Series(held), errors="coerce")
+    if whole.isna().any() or (whole != whole.round()).any():
+        return None
+    return held if set(held) <= set(classes) else None

@@ -338,8 +338,10 @@ class LDAMLoss(nn.Module):
 
     @property
     def prior_factor(self) -> Tensor:
-        """The re-weighting the last epochs train with (podium.prior.score_prior)."""
-        return self.drw_weight
+        """What the loss multiplies the training prior by now (podium.prior.score_prior): the
+        deferred re-weighting once it is on (``set_epoch``), nothing before: a model
+        checkpointed before ``drw_epoch`` carries the plain training shares."""
+        return self.drw_weight if self.drw_active else torch.ones_like(self.drw_weight)
 
     def set_epoch(self, epoch: int, max_epochs: int) -> None:
         """Switch re-weighting on iff ``epoch >= drw_epoch`` (or ``int(0.8 * max_epochs)``)."""

@@ -108,10 +108,19 @@ def fold_predictions(model, x: np.ndarray, task: str, n_classes: int) -> np.ndar
 
 def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
                    folds: Sequence[tuple[np.ndarray, np.ndarray]], columns: Columns, task: str,
-                   n_classes: int, params: dict, seed: int) -> CrossValidation:
+                   n_classes: int, params: dict, seed: int,
+                   target_transform: str = "none") -> CrossValidation:
     """One model per fold, fitted on the fold's training rows (categories too) and
     predicting its validation rows and the test table; the test predictions are averaged
-    over the folds (as `make cv` averages its folds' models)."""
+    over the folds (as `make cv` averages its folds' models). `target_transform=log1p`
+    (regression, data.target_transform): fitted on log1p(y), each fold's predictions
+    mapped back to y's units before anything is averaged, as the network's are."""
+    log1p = task == "regression" and target_transform == "log1p"
+    fitted_on = np.log1p(labels) if log1p else labels
+
+    def predict(model, x: np.ndarray) -> np.ndarray:
+        values = fold_predictions(model, x, task, n_classes)
+        return np.expm1(values) if log1p else values
     oof = np.zeros((len(train), n_classes), dtype=np.float32)
     fold_of = np.full(len(train), -1)
     test_sum = np.zeros((len(test), n_classes), dtype=np.float64)
@@ -124,11 +133,10 @@ def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
                                 for c in columns.names])
         x = feature_matrix(train, columns, categories)
         model = make_estimator(task, params, categorical, seed)
-        model.fit(x[train_idx], labels[train_idx])
-        oof[val_idx] = fold_predictions(model, x[val_idx], task, n_classes)
+        model.fit(x[train_idx], fitted_on[train_idx])
+        oof[val_idx] = predict(model, x[val_idx])
         fold_of[val_idx] = fold
-        test_sum += fold_predictions(model, feature_matrix(test, columns, categories), task,
-                                     n_classes)
+        test_sum += predict(model, feature_matrix(test, columns, categories))
         iterations.append(int(model.n_iter_))
     return CrossValidation(oof, fold_of, (test_sum / len(folds)).astype(np.float32),
                            iterations, sorted(ordinal))

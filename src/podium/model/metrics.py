@@ -3,9 +3,10 @@
 Every collection takes what the module feeds it: class probabilities (N, C) and class
 indices for `multiclass`/`binary`, predictions (N,) and float targets for `regression`.
 
-- multiclass: accuracy, balanced accuracy (= macro recall), macro/weighted F1, macro
-  precision/recall, top-k accuracy and three rankings of the true class among the class
-  scores (one relevant label per row, as Kaggle scores MAP@3): `map@k` (1/rank when
+- multiclass: accuracy, balanced accuracy (the mean recall of the classes in the truth),
+  macro/weighted F1, macro precision/recall (averaged over the classes in the truth or the
+  predictions, as scikit-learn), top-k accuracy and three rankings of the true class among
+  the class scores (one relevant label per row, as Kaggle scores MAP@3): `map@k` (1/rank when
   rank <= k, else 0), `mrr` (1/rank), `ndcg@k` (1/log2(rank + 1) when rank <= k).
 - both: `logloss` (Kaggle's clipped log-loss; minimised).
 - binary: the same (two logits, softmax; k is capped at 2) plus AUROC.
@@ -153,20 +154,39 @@ class TopKHit(RowMean):
         return ((scores > true).sum(dim=1) < self.k).to(torch.float64)
 
 
-def confusion_score(metric: str, cm: np.ndarray) -> float:
+def confusion_score(metric: str, cm: np.ndarray, present: np.ndarray | None = None) -> float:
     """A label metric (LABEL_METRICS) of a confusion matrix (rows: true class, columns:
-    predicted; counts or summed row weights), as scikit-learn computes it (zero_division=0)."""
+    predicted; counts or summed row weights), as scikit-learn computes it (zero_division=0).
+
+    The macro averages run over the classes `present` in the truth or the predictions
+    (scikit-learn's `labels=None`: the union of both; torchmetrics drops the same classes):
+    a class that neither the rows nor the model hold scores nothing, rather than a 0 that
+    pulls the mean down. `present` (C,) bool, when the rows are weighted: a class whose rows
+    all weigh 0 is still present; default: the classes whose row or column is not empty.
+    Balanced accuracy averages the recall of the classes in the truth, as scikit-learn's
+    `balanced_accuracy_score` (whose weighted class totals must be positive)."""
     cm = np.asarray(cm, dtype=float)
     tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
+    present = (predicted + actual > 0) if present is None else np.asarray(present, bool)
     ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(a), where=b > 0)  # noqa: E731
+    mean = lambda v, keep: float(v[keep].mean()) if keep.any() else 0.0  # noqa: E731
     f1 = ratio(2 * tp, predicted + actual)
+
+    def positive_f1(index: int) -> float:
+        if cm.shape != (2, 2):
+            raise PodiumError(f"{metric} is the F1 of a binary task's positive class; with "
+                              f"{len(cm)} classes use f1_macro or f1_weighted")
+        return f1[index]
+
     scores = {
+        "f1": lambda: positive_f1(1),
+        "f1_first": lambda: positive_f1(0),
         "acc": lambda: tp.sum() / cm.sum() if cm.sum() > 0 else 0.0,
-        "f1_macro": lambda: f1.mean(),
+        "f1_macro": lambda: mean(f1, present),
         "f1_weighted": lambda: (f1 * actual).sum() / actual.sum() if actual.sum() > 0 else 0.0,
-        "precision_macro": lambda: ratio(tp, predicted).mean(),
-        "recall_macro": lambda: ratio(tp, actual).mean(),
-        "balanced_acc": lambda: ratio(tp, actual).mean(),
+        "precision_macro": lambda: mean(ratio(tp, predicted), present),
+        "recall_macro": lambda: mean(ratio(tp, actual), present),
+        "balanced_acc": lambda: mean(ratio(tp, actual), actual > 0),
     }
     if metric not in scores:
         raise PodiumError(f"{metric} is not a label metric: use one of {', '.join(scores)}")
@@ -175,26 +195,34 @@ def confusion_score(metric: str, cm: np.ndarray) -> float:
 
 class WeightedLabelScore(Metric):
     """A label metric (`metric`: acc, f1_macro, ...) of the confusion matrix of
-    argmax(probabilities), each row counted with its class's weight (`class_weights`)."""
+    argmax(probabilities), each row counted with its class's weight (`class_weights`; None:
+    1); which classes the truth or the predictions hold is counted apart (`present`), so
+    that a class whose rows weigh 0 is averaged as scikit-learn averages it."""
 
     full_state_update = False
 
-    def __init__(self, metric: str, class_weights: Sequence[float], **kwargs: Any) -> None:
+    def __init__(self, metric: str, class_weights: Sequence[float] | None = None,
+                 num_classes: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        n = len(class_weights)
+        n = len(class_weights) if class_weights is not None else int(num_classes or 0)
         self.metric, self.num_classes = metric, n
-        self.class_weights = torch.as_tensor(np.asarray(class_weights), dtype=torch.float64)
+        self.class_weights = torch.as_tensor(np.ones(n) if class_weights is None
+                                             else np.asarray(class_weights), dtype=torch.float64)
         self.add_state("confusion", torch.zeros(n, n, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("present", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, probs: Tensor, target: Tensor) -> None:
-        target = target.long().view(-1)
-        cells = target * self.num_classes + probs.argmax(dim=1)
+        target, pred = target.long().view(-1), probs.argmax(dim=1)
+        cells = target * self.num_classes + pred
         weights = self.class_weights.to(probs.device)[target]
         self.confusion += torch.bincount(cells, weights, minlength=self.num_classes ** 2
                                          ).view(self.num_classes, -1).to(self.confusion.dtype)
+        self.present += (torch.bincount(target, minlength=self.num_classes)
+                         + torch.bincount(pred, minlength=self.num_classes)).to(self.present.dtype)
 
     def compute(self) -> Tensor:
-        return torch.tensor(confusion_score(self.metric, self.confusion.cpu().numpy()),
+        return torch.tensor(confusion_score(self.metric, self.confusion.cpu().numpy(),
+                                            self.present.cpu().numpy() > 0),
                             dtype=torch.float32)
 
 
@@ -205,17 +233,19 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
     top = max(1, min(k, num_classes))
     per_class = ["balanced_acc", "f1_macro", "f1_weighted", "precision_macro", "recall_macro"]
     if class_weights is None:  # torchmetrics' own; the per-class stat scores (tp, fp, tn, fn
-        # per class) are the same state for these five whatever the data
+        # per class) are the same state for these four whatever the data
         metrics = {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "balanced_acc": MulticlassRecall(num_classes, average="macro"),
+            # scikit-learn's balanced accuracy averages the classes in the truth only;
+            # torchmetrics' macro recall also those only predicted
+            "balanced_acc": WeightedLabelScore("balanced_acc", num_classes=num_classes),
             "f1_macro": MulticlassF1Score(num_classes, average="macro"),
             "f1_weighted": MulticlassF1Score(num_classes, average="weighted"),
             "precision_macro": MulticlassPrecision(num_classes, average="macro"),
             "recall_macro": MulticlassRecall(num_classes, average="macro"),
             f"acc_top{k}": MulticlassAccuracy(num_classes, top_k=top, average="micro"),
         }
-        groups = [per_class]
+        groups = [per_class[1:]]
     else:  # one weighted confusion matrix for the six label metrics
         metrics = {name: WeightedLabelScore(name, class_weights) for name in ["acc", *per_class]}
         metrics[f"acc_top{k}"] = TopKHit(top, class_weights=class_weights)
@@ -226,7 +256,10 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
         f"ndcg@{k}": TrueClassRank("ndcg", k, class_weights=class_weights),
         "logloss": LogLoss(class_weights=class_weights),
     })
-    if task == "binary":
+    if task == "binary":  # F1 of the positive class: the second class, or the first
+        for name in BINARY_F1:
+            metrics[name] = WeightedLabelScore(name, class_weights, num_classes=num_classes)
+        groups.append(list(BINARY_F1))
         # With two softmax outputs, class 1's one-vs-rest AUROC equals class 0's: the macro
         # average is the binary AUROC of p(class 1). Reweighting a whole class leaves it as
         # it is: no class weights.
@@ -320,22 +353,73 @@ def infer_mode(monitor: str) -> str:
 
 # Spellings a competition page uses -> podium's key (the metric's name after `val/`).
 COMPETITION_ALIASES = {"accuracy": "acc", "balanced_accuracy": "balanced_acc",
-                       "macro_f1": "f1_macro", "f1": "f1_macro", "log_loss": "logloss",
-                       "auc": "auroc", "roc_auc": "auroc", "rmse": "rmse"}
+                       "macro_f1": "f1_macro", "log_loss": "logloss",
+                       "auc": "auroc", "roc_auc": "auroc", "rmse": "rmse",
+                       "binary_f1": "f1"}
+# binary F1 (scikit-learn's f1_score with its default average="binary"): the F1 of the
+# positive class, by its index among the two sorted classes
+BINARY_F1 = {"f1": 1, "f1_first": 0}
 LABEL_METRICS = ("acc", "balanced_acc", "f1_macro", "f1_weighted", "precision_macro",
-                 "recall_macro")  # scored on predicted labels: thresholds and offsets help
+                 "recall_macro", *BINARY_F1)  # scored on labels: thresholds and offsets help
 
 
-def competition_key(name: str) -> str:
-    """`accuracy` -> `acc`, `MAP@5` -> `map@5`: the key podium logs as `val/<key>`."""
+def competition_key(name: str, task: str = "multiclass") -> str:
+    """`accuracy` -> `acc`, `MAP@5` -> `map@5`: the key podium logs as `val/<key>`. `f1`
+    is what the task's competitions mean by it: a binary task's F1 of the positive class
+    (`f1`), the macro average over N classes or labels (`f1_macro`)."""
     key = str(name).strip().lower()
+    if key == "f1":
+        return "f1" if task == "binary" else "f1_macro"
     return COMPETITION_ALIASES.get(key, key)
 
 
-def resolve_metric(cfg: DictConfig) -> DictConfig:
+def binary_f1_key(cfg: DictConfig, announce: bool = False) -> str:
+    """`f1` (the positive class is the second of the two sorted classes) or `f1_first`: the
+    positive class podium.data.detect.positive_class finds, said in one line."""
+    from pathlib import Path
+
+    from podium.data.detect import positive_class
+
+    data = cfg.data
+    index, why = positive_class(Path(str(data.get("root") or "")),
+                                data.get("train_csv", "train.csv"),
+                                data.get("target_col", "label"), data.get("positive_class"))
+    if announce:
+        print(f"metric: binary F1 of the positive class {why}", flush=True)
+    return {v: k for k, v in BINARY_F1.items()}[index]
+
+
+def labels_metric(cfg: DictConfig, task: str, announce: bool = False) -> str | None:
+    """With no metric named, a binary folder whose sample submission holds whole-number
+    labels (0/1: Titanic) is scored by what its file will hold: `val/acc`, said in one line
+    (AUROC, the binary default, scores probabilities, which such a sample contradicts).
+    None: the task's default."""
+    from pathlib import Path
+
+    from podium.data.detect import sample_labels
+
+    data = cfg.get("data")
+    fmt = (cfg.get("submission") or {}).get("format", "auto")
+    if task != "binary" or not data or fmt != "auto":
+        return None
+    held = sample_labels(Path(str(data.get("root") or "")),
+                         data.get("sample_submission", "sample_submission.csv"),
+                         data.get("id_col", "id"), data.get("train_csv", "train.csv"),
+                         data.get("target_col", "label"))
+    if held is None:
+        return None
+    if announce:
+        print(f"metric: accuracy (no metric.competition named, and the sample submission "
+              f"holds labels ({', '.join(held)}), which auroc does not score; name the "
+              f"leaderboard's with metric.competition=...)", flush=True)
+    return "val/acc"
+
+
+def resolve_metric(cfg: DictConfig, announce: bool = False) -> DictConfig:
     """Fill the metric keys in place, once, before anything reads them (callbacks,
     scheduler, sweep, submission):
-    - `metric.competition` (null: the task's default): the leaderboard's metric. It drives
+    - `metric.competition` (null: the task's default; a binary folder whose sample
+      submission holds labels: accuracy, labels_metric): the leaderboard's metric. It drives
       everything below unless they are set explicitly, plus the OOF score, the
       post-processing objective and (auto) the submission format;
     - `metric.k` from a `map@k` competition (else 3);
@@ -346,9 +430,12 @@ def resolve_metric(cfg: DictConfig) -> DictConfig:
         if cfg.get("metric") is None:
             cfg.metric = {}
         if not cfg.metric.get("competition"):
-            cfg.metric.competition = (cfg.metric.get("monitor") or DEFAULT_MONITOR[task]
-                                      ).rsplit("/", 1)[-1]
-        cfg.metric.competition = competition_key(cfg.metric.competition)
+            cfg.metric.competition = (cfg.metric.get("monitor") or labels_metric(cfg, task,
+                                                                                 announce)
+                                      or DEFAULT_MONITOR[task]).rsplit("/", 1)[-1]
+        cfg.metric.competition = competition_key(cfg.metric.competition, task)
+        if cfg.metric.competition == "f1" and task == "binary" and cfg.get("data"):
+            cfg.metric.competition = binary_f1_key(cfg, announce)
         if cfg.metric.competition.startswith("map@"):
             cfg.metric.k = int(cfg.metric.competition.split("@")[1])
         if not cfg.metric.get("monitor"):

@@ -77,7 +77,7 @@ class CompetitionModule(L.LightningModule):
         tta: Sequence[Callable[[Tensor], Tensor]] = (),
         metric_k: int = 3,
         mix: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
-        score_prior: Sequence[float] = (),
+        score_prior: Sequence[float] | Callable[[], Sequence[float]] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters({"spec": spec.to_dict(), "channels_last": channels_last,
@@ -101,13 +101,13 @@ class CompetitionModule(L.LightningModule):
         # val/: under the test set's class prior (data.test_prior) when one is set: each row
         # weighs test_prior[c] / train_prior[c], and the probabilities move by Bayes' rule
         # from the prior they carry (podium.prior.score_prior) to it, as the submission's
-        # will; val_train_prior/: the same rows unweighted, as the network predicts them
-        self.score_prior = tuple(score_prior)
+        # will; val_train_prior/: the same rows unweighted, as the network predicts them.
+        # A callable score prior follows the loss's epoch (deferred re-weighting).
+        self.score_prior_of = score_prior if callable(score_prior) else (lambda: score_prior)
+        self.register_buffer("prior_shift", None, persistent=False)
+        self.score_prior: tuple[float, ...] = ()
+        self.refresh_score_prior()
         weights = spec.class_weights
-        self.register_buffer("prior_shift", None if weights is None or not self.score_prior
-                             else (torch.tensor(spec.test_prior).log() - torch.tensor(
-                                 self.score_prior).clamp_min(1e-12).log()).float(),
-                             persistent=False)
         self.val_metrics = (metrics if weights is None else task_metrics(
             spec.task, len(spec.class_names), metric_k, weights)).clone(prefix="val/")
         self.val_train_prior = (None if weights is None
@@ -147,9 +147,31 @@ class CompetitionModule(L.LightningModule):
         return member_mean(probs, 3)
 
     def on_train_epoch_start(self) -> None:
-        for part in (self.loss, self.mix):  # e.g. deferred re-weighting, clean last epochs
-            if hasattr(part, "set_epoch"):
-                part.set_epoch(self.current_epoch, self.trainer.max_epochs)
+        self.set_epoch(self.current_epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The loss and the mix as they train in `epoch` (e.g. deferred re-weighting, clean
+        last epochs), and the class prior the probabilities carry then."""
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        for part in (self.loss, self.mix):
+            if hasattr(part, "set_epoch") and max_epochs is not None:
+                part.set_epoch(epoch, max_epochs)
+        self.refresh_score_prior()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint validates and predicts as it was trained: the loss (and the score
+        prior) of its own epoch, not of the last epoch fitted."""
+        if "epoch" in checkpoint:
+            self.set_epoch(int(checkpoint["epoch"]))
+
+    def refresh_score_prior(self) -> None:
+        """`score_prior` and the Bayes move of validation (`prior_shift`) as they are now."""
+        self.score_prior = tuple(float(p) for p in self.score_prior_of())
+        if self.spec.class_weights is None or not self.score_prior:
+            return
+        device = self.prior_shift.device if self.prior_shift is not None else None
+        self.prior_shift = (torch.tensor(self.spec.test_prior).log() - torch.tensor(
+            self.score_prior).clamp_min(1e-12).log()).float().to(device)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch

@@ -78,7 +78,8 @@ def label_score(metric: str, y: np.ndarray, pred: np.ndarray, n_classes: int,
     from podium.model.metrics import confusion_score
 
     weights = None if class_weights is None else np.asarray(class_weights)[y]
-    return confusion_score(metric, confusion(y, pred, n_classes, weights))
+    present = np.bincount(y, minlength=n_classes) + np.bincount(pred, minlength=n_classes) > 0
+    return confusion_score(metric, confusion(y, pred, n_classes, weights), present)
 
 
 def bootstrap_se(score, y: np.ndarray, decisions: np.ndarray, rounds: int = 200,

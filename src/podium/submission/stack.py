@@ -74,6 +74,9 @@ def stack(members: Sequence[Member], views: Sequence[Sequence[Predictions]], id_
 def stack_oof(views, groups, folders, class_names, id_col, target_col):
     """(id/fold/label frame, (V, M, N, C) probabilities, note) of the ids every folder
     predicted out of fold; (None, None, None) when a folder has none."""
+    from podium.run import label_col
+
+    target_col = label_col(target_col, class_names)
     frames = [[pd.concat([view[i].oof for i in g if view[i].oof is not None],
                          ignore_index=True) if any(view[i].oof is not None for i in g)
                else None for g in groups] for view in views]
@@ -113,7 +116,9 @@ def to_test_prior(predictions: Predictions, member: Member, prior: np.ndarray,
     if set(member.score_prior) == set(names):
         source = np.asarray([member.score_prior[n] for n in names], np.float64)
     elif predictions.oof is not None:
-        counts = predictions.oof[target_col].astype(str).value_counts()
+        from podium.run import label_col
+
+        counts = predictions.oof[label_col(target_col, names)].astype(str).value_counts()
         source = counts.reindex(names, fill_value=0).to_numpy(np.float64) / len(predictions.oof)
     else:
         return predictions
@@ -131,11 +136,14 @@ def to_test_prior(predictions: Predictions, member: Member, prior: np.ndarray,
 def truth(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
           task: str) -> np.ndarray:
     """The OOF rows' true labels as the metrics take them: class indices, values or
-    multi-hot rows (the OOF's one decoding)."""
+    multi-hot rows (the OOF's one decoding; podium.run.label_col: a class may be named
+    like the target column)."""
+    from podium import run
+
+    target_col = run.label_col(target_col, class_names)
     if task == "regression":
         return oof[target_col].astype(float).to_numpy(dtype=np.float64)
     if task == "multilabel":
-        from podium import run
         from podium.data.labels import multi_hot, split_label_set
 
         sets = [split_label_set(cell) for cell in oof[target_col]]
