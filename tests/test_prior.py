@@ -513,5 +513,27 @@ def test_a_checkpoint_validates_with_the_score_prior_of_its_own_epoch():
     for epoch, carried in ((4, counts * w / (counts * w).sum()), (1, counts / counts.sum())):
         module.on_load_checkpoint({"epoch": epoch})
         assert module.score_prior == pytest.approx(carried)
-        assert module.prior_shift.numpy() == pytest.approx(np.log(0.5) - np.log(carried),
-                                                           rel=1e-5)
+        assert module.prior_ratio.numpy() == pytest.approx(0.5 / carried, rel=1e-5)
+
+
+def test_validation_and_the_files_move_by_the_same_bayes_rule():
+    """The module's move (torch, every validation) and the files' (numpy: prior.shift) give
+    the same probabilities, a class with a zero share included (it stays at 0), and both
+    equal Bayes' rule by hand: p * target / source, normalised."""
+    import torch
+
+    from podium.model.module import CompetitionModule
+    from podium.spec import DataSpec
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1, 1], 50)
+    source, target = np.array([0.5, 0.3, 0.2, 0.0]), np.array([0.25, 0.25, 0.25, 0.25])
+    spec = DataSpec(task="multiclass", class_names=("a", "b", "c", "d"),
+                    class_counts=(50, 30, 20, 0), net_inputs={"in_features": 3},
+                    test_prior=tuple(target), test_prior_setting="uniform")
+    module = CompetitionModule(torch.nn.Linear(3, 4), spec, score_prior=tuple(source))
+    validation = module.under_test_prior(torch.tensor(probs, dtype=torch.float64)).numpy()
+    by_hand = probs * [0.5, 0.25 / 0.3, 1.25, 0.0]
+    by_hand /= by_hand.sum(1, keepdims=True)
+    assert validation == pytest.approx(by_hand, abs=1e-7)
+    assert prior.shift(probs, source, target) == pytest.approx(by_hand, abs=1e-12)

@@ -152,10 +152,17 @@ def calibrate(probs: np.ndarray, temperature: float, bias: np.ndarray) -> np.nda
     return z / z.sum(axis=1, keepdims=True)
 
 
+def bayes_ratio(source: Sequence[float], target: Sequence[float]) -> np.ndarray:
+    """target[y] / source[y] (0 where source[y] is 0: a class the probabilities cannot
+    carry stays at 0): the factor of Bayes' rule, for the files (`shift`) and for
+    validation (podium.model.module, in torch) alike."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    return np.divide(target, source, out=np.zeros_like(target), where=source > 0)
+
+
 def shift(probs: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Bayes' rule under label shift: p_target(y | x) ∝ p_source(y | x) target[y] / source[y]."""
-    ratio = np.divide(target, source, out=np.zeros_like(target), where=source > 0)
-    adjusted = np.asarray(probs, np.float64) * ratio[None, :]
+    adjusted = np.asarray(probs, np.float64) * bayes_ratio(source, target)[None, :]
     return adjusted / np.clip(adjusted.sum(axis=1, keepdims=True), 1e-300, None)
 
 

@@ -104,7 +104,7 @@ class CompetitionModule(L.LightningModule):
         # will; val_train_prior/: the same rows unweighted, as the network predicts them.
         # A callable score prior follows the loss's epoch (deferred re-weighting).
         self.score_prior_of = score_prior if callable(score_prior) else (lambda: score_prior)
-        self.register_buffer("prior_shift", None, persistent=False)
+        self.register_buffer("prior_ratio", None, persistent=False)
         self.score_prior: tuple[float, ...] = ()
         self.refresh_score_prior()
         weights = spec.class_weights
@@ -165,13 +165,15 @@ class CompetitionModule(L.LightningModule):
             self.set_epoch(int(checkpoint["epoch"]))
 
     def refresh_score_prior(self) -> None:
-        """`score_prior` and the Bayes move of validation (`prior_shift`) as they are now."""
+        """`score_prior` and the Bayes move of validation (`prior_ratio`) as they are now."""
+        from podium.prior import bayes_ratio
+
         self.score_prior = tuple(float(p) for p in self.score_prior_of())
         if self.spec.class_weights is None or not self.score_prior:
             return
-        device = self.prior_shift.device if self.prior_shift is not None else None
-        self.prior_shift = (torch.tensor(self.spec.test_prior).log() - torch.tensor(
-            self.score_prior).clamp_min(1e-12).log()).float().to(device)
+        device = self.prior_ratio.device if self.prior_ratio is not None else None
+        self.prior_ratio = torch.tensor(bayes_ratio(self.score_prior, self.spec.test_prior),
+                                        dtype=torch.float32, device=device)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch
@@ -202,10 +204,12 @@ class CompetitionModule(L.LightningModule):
             self.log_dict(self.val_train_prior, on_epoch=True)
 
     def under_test_prior(self, probs: Tensor) -> Tensor:
-        """The probabilities moved to data.test_prior (Bayes' rule; as they are without)."""
-        if self.prior_shift is None:
+        """The probabilities moved to data.test_prior by Bayes' rule, as podium.prior.shift
+        moves the files' (as they are without a test prior)."""
+        if self.prior_ratio is None:
             return probs
-        return (probs.clamp_min(1e-12).log() + self.prior_shift).softmax(dim=-1)
+        moved = probs * self.prior_ratio.to(probs.dtype)
+        return moved / moved.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(probs.dtype).tiny)
 
     def predict_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int,
                      dataloader_idx: int = 0) -> Tensor:
