@@ -30,7 +30,7 @@ from functools import cached_property
 import numpy as np
 
 from podium.submission.crossfit import Parts
-from podium.submission.oof import better
+from podium.submission.oof import better, paired_se
 from podium.submission.thresholds import F1_AVERAGES, multilabel_f1
 
 ROWS = -2  # the rows' axis of every array the chain passes on
@@ -286,23 +286,6 @@ def cross_fit(steps: Sequence, x: np.ndarray, y: np.ndarray, scoring: Scoring,
             decisions = np.zeros((n,) + d.shape[1:], d.dtype)
         probs[held], decisions[held] = p, d
     return probs, decisions
-
-
-def paired_se(scoring: Scoring, y: np.ndarray, before: np.ndarray, after: np.ndarray,
-              seed: int = 0) -> float:
-    """The bootstrap standard error of score(after) - score(before) on the same resampled
-    rows (fewer resamples where each costs much)."""
-    n = len(y)
-    rounds = int(np.clip(2e8 / (n * max(scoring.n_classes, 1)), 20, 200))
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(rounds):
-        pick = rng.integers(0, n, n)
-        try:
-            diffs.append(scoring(y[pick], after[pick]) - scoring(y[pick], before[pick]))
-        except ValueError:  # a resample without both classes (AUROC of a tiny split)
-            continue
-    return float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("inf")
 
 
 @dataclass
