@@ -23,23 +23,33 @@ def looks_tabular(root: Path, train_csv: str = "train.csv", test_csv: str = "tes
             and not (root / "train").is_dir() and not (root / "test").is_dir())
 
 
+def target_values(root: Path, train_csv: str, target_col: str) -> list[str] | None:
+    """train.csv's target column as text; None when it cannot be read (yet)."""
+    try:
+        return pd.read_csv(root / train_csv, usecols=[target_col], dtype=str,
+                           keep_default_na=False, encoding="utf-8-sig")[target_col].tolist()
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        return None
+
+
+def class_folders(root: Path) -> list[str]:
+    """The class folders of `train/`, sorted."""
+    return sorted(p.name for p in (root / "train").iterdir()
+                  if p.is_dir() and not p.name.startswith("."))
+
+
 def folder_task(root: Path, train_csv: str, target_col: str) -> tuple[str, str] | None:
     """(task, why) from the target column of `train.csv` (or the class folders of
     `train/`); None when the folder cannot tell yet (not built, no such column: the
     datamodule reports that later, with its own message)."""
-    path = root / train_csv
-    if path.is_file():
-        try:
-            values = pd.read_csv(path, usecols=[target_col], dtype=str, keep_default_na=False,
-                                 encoding="utf-8-sig")[target_col].tolist()
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+    if (root / train_csv).is_file():
+        values = target_values(root, train_csv, target_col)
+        if values is None:
             return None
         task, why = infer_task(values)
         return task, f"{train_csv}'s {target_col}: {why}"
-    folder = root / "train"
-    if folder.is_dir():
-        classes = sorted(p.name for p in folder.iterdir()
-                         if p.is_dir() and not p.name.startswith("."))
+    if (root / "train").is_dir():
+        classes = class_folders(root)
         if len(classes) >= 2:
             return ("binary" if len(classes) == 2 else "multiclass",
                     f"{len(classes)} class folders in train/")
@@ -51,17 +61,13 @@ def binary_classes(root: Path, train_csv: str, target_col: str) -> list[str] | N
     folders); None when the folder cannot tell yet."""
     from podium.data.labels import sort_labels
 
-    path = root / train_csv
-    if path.is_file():
-        try:
-            values = pd.read_csv(path, usecols=[target_col], dtype=str, keep_default_na=False,
-                                 encoding="utf-8-sig")[target_col].tolist()
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+    if (root / train_csv).is_file():
+        values = target_values(root, train_csv, target_col)
+        if values is None:
             return None
         classes = sort_labels([v for v in values if str(v).strip() != ""])
     elif (root / "train").is_dir():
-        classes = sorted(p.name for p in (root / "train").iterdir()
-                         if p.is_dir() and not p.name.startswith("."))
+        classes = class_folders(root)
     else:
         return None
     return classes if len(classes) == 2 else None
