@@ -97,7 +97,7 @@ def test_make_submit_and_make_runs_take_the_folder(gbdt_runs, tmp_path, capsys):
     folder, _ = gbdt_runs["binary"]
     proc = run_cli("podium.submit", f"runs=[{folder}]", f"paths.log_dir={tmp_path}")
     oof_auroc = json.loads((folder / "metrics.json").read_text())["oof/auroc"]
-    assert f"OOF auroc (metric.competition) before post-processing: {oof_auroc:.4f}" \
+    assert f"OOF auroc (metric.competition): {oof_auroc:.4f}" \
         in proc.stdout
     [submitted] = (tmp_path / "submit").glob("*/*/test_probs.csv")
     pd.testing.assert_frame_equal(pd.read_csv(submitted), pd.read_csv(folder / "test_probs.csv"))
@@ -112,7 +112,7 @@ def test_postprocess_thresholds_on_the_trees(demos, tmp_path):
     proc = run_cli("podium.gbdt", "data=demo_binary", f"data.root={root}",
                    f"data.demo_root={root}", "data.n_folds=2", "metric.competition=f1_macro",
                    "submission.format=label", "gbdt.max_iter=20", f"paths.log_dir={tmp_path}")
-    assert "threshold " in proc.stdout and "cross-fitted (the OOF's 2 folds)" in proc.stdout
+    assert "threshold " in proc.stdout and "cross-fitted (the OOF's 2 folds;" in proc.stdout
     [metrics] = (tmp_path / "gbdt").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["threshold"]["metric"] == "f1_macro"
 

@@ -405,7 +405,7 @@ def test_a_class_named_like_the_target_column_trains_writes_and_ensembles(tmp_pa
     assert saved["val/acc"] == pytest.approx(accuracy_score(oof.dead_true, predicted), abs=1e-6)
     assert set(pd.read_csv(run / "submission.csv").dead) <= {"alive", "dead"}
     proc = run_cli("podium.submit", f"runs=[{run}]", f"paths.log_dir={tmp_path / 'logs'}")
-    assert f"OOF acc (metric.competition) before post-processing: {saved['oof_score']:.4f}" \
+    assert f"OOF acc (metric.competition): {saved['oof_score']:.4f}" \
         in proc.stdout
     train_rows = pd.read_csv(root / "train.csv")
     train_rows["dead"] = train_rows.dead.replace({"alive": "fold"})

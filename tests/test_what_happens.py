@@ -289,8 +289,6 @@ def test_wrong_type_row(tmp_path):
      "test_probs.csv", lambda f: f.rename(columns={"benign": "healthy"}), ()),
     ("a member folder's OOF ids are not the competition's training ids", "oof.csv",
      lambda f: f.assign(id=["99999", *f.id[1:]]), ()),
-    ("`weights=auto` with members validated on other rows", "oof.csv",
-     lambda f: f.iloc[10:], ("weights=auto",)),
 ])
 def test_member_folder_rows(row, name, change, args, tmp_path):
     from test_blend import good, podium_run, rewrite, write_member
