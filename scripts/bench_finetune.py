@@ -82,6 +82,8 @@ def table(results: list[dict]) -> str:
                      f"{r['wall_s'] / 60:.1f} |")
     lines += ["", "Commands:", "", *[f"- {r['dataset']} {r['row']}: `{r['command']}`"
                                      for r in results if r.get("command")]]
+    notes = [f"- {r['dataset']} {r['row']}: {r['note']}" for r in results if r.get("note")]
+    lines += ["", "Notes:", "", *notes] if notes else []
     return "\n".join(lines) + "\n"
 
 

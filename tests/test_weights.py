@@ -53,6 +53,16 @@ def test_another_key_layout_loads_by_position_and_says_so(saved, tmp_path, capsy
             assert torch.equal(value, saved[name]), name
 
 
+def test_the_new_head_of_pretrained_weights_starts_at_zero(saved, tmp_path):
+    """Zero logits: every class 1/4 before the first step (BiT's fine-tuning init)."""
+    net = loaded(tmp_path, saved).eval()
+    assert net.fc.weight.shape == (4, saved["fc.weight"].shape[1])
+    assert not net.fc.weight.any() and not net.fc.bias.any()
+    with torch.no_grad():
+        probs = net(torch.rand(2, 3, 32, 32)).softmax(1)
+    assert torch.allclose(probs, torch.full((2, 4), 0.25))
+
+
 def test_a_state_dict_in_timms_layout_loads_silently(saved, tmp_path, capsys):
     net = loaded(tmp_path, saved)
     assert "by position" not in capsys.readouterr().out

@@ -128,6 +128,12 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     weights = pretrained_weights(cfg, pretrained)  # a state_dict: not a config node either
     net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
                       _partial_=True)(**table_layout(cfg, spec), **weights)
+    if "pretrained_cfg_overlay" in weights:
+        from podium.model.weights import zero_new_head
+
+        net.pretrained_cfg["state_dict"] = None  # loaded: timm's config keeps no copy
+        if len(spec.class_names) != net.pretrained_cfg.get("num_classes"):
+            zero_new_head(net)
     augment = (instantiate(cfg.augment.get("batch"))
                if spec.image_inputs and cfg.get("augment") else None)
     if cfg.model.get("compile"):

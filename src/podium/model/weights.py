@@ -140,3 +140,14 @@ def data_config(model_name: str) -> dict[str, Any]:
         raise PodiumError(f"model.net.model_name={model_name}: timm has no pretrained "
                           "config for it (timm.list_models(pretrained=True) lists those)")
     return resolve_data_config(pretrained_cfg=cfg.to_dict())
+
+
+def zero_new_head(net: torch.nn.Module) -> None:
+    """A pretrained network's new classifier starts at zero (BiT's fine-tuning init,
+    Kolesnikov et al. 2020): every logit 0, so the first steps train the head alone (no
+    gradient reaches the backbone through a zero head) instead of pushing back the random
+    head's large logits (timm's init gives EfficientNet's 1280 features logits of std ~6)
+    into the pretrained features."""
+    head = net.get_classifier()
+    for parameter in head.parameters():
+        torch.nn.init.zeros_(parameter)
