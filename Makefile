@@ -76,6 +76,10 @@ bench: ## podium vs a plain PyTorch loop (throughput ratio, loader, start-up) as
 bench-imbalance: ## every imbalance recipe on ../shared/data/cifar10-lt -> benchmarks/imbalance.md
 	$(PY) scripts/bench_imbalance.py $(ARGS)
 
+.PHONY: bench-finetune
+bench-finetune: ## scratch vs experiment=finetune (ImageNet weights) on the demo and ../shared/data/cifar10-lt -> benchmarks/finetune.md
+	$(PY) scripts/bench_finetune.py $(ARGS)
+
 .PHONY: bench-tabular
 bench-tabular: ## experiment=tabular vs make gbdt and their blend on 6 bundled tables -> benchmarks/tabular.md
 	$(PY) scripts/bench_tabular.py $(ARGS)

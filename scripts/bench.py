@@ -16,7 +16,10 @@ phases. `photos`: the first-run decode of large photos built in a temporary fold
 vs now (scripts/bench_decode.py). Prints JSON.
 
     python scripts/bench.py [--steps N] [--repeats 3] [--datasets demo,cifar10-lt,photos]
-        [--precision 32-true] [--accelerator auto]
+        [--precision 32-true] [--accelerator auto] [--demo data/demo] [--quick]
+
+`--quick` (the test's setting): one start-up run (the first, which decodes) instead of two
+and one photo size, so that a renamed field breaks the test rather than the next bench.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def plain_steps(datamodule, net_factory, augment, batch_size: int, device: torch
     cached uint8 images in full batches, the same batched augmentation and normalisation,
     the model, cross-entropy, AdamW and the cosine schedule stepped each epoch."""
     train = datamodule.train_set
-    images, labels = train.images[torch.from_numpy(train.index)], train.labels
+    images, labels = train.inputs[torch.from_numpy(train.index)], train.labels
     mean = torch.tensor(datamodule.spec.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(datamodule.spec.std, device=device).view(1, -1, 1, 1)
     net = net_factory().to(device).to(memory_format=torch.channels_last).train()
@@ -262,7 +265,8 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     ratios = [p / q for p, q in zip(podium, plain, strict=True)]
     train_rate = statistics.median(podium)
     loader = loader_rate(datamodule, batches=min(50, len(datamodule.train_dataloader())))
-    augmented = augment_rates(root, args, batches=min(50, len(datamodule.train_dataloader())))
+    batches = 1 if args.quick else min(50, len(datamodule.train_dataloader()))
+    augmented = augment_rates(root, args, batches=batches)
     return {
         "dataset": name, "train_images": len(datamodule.train_set), "steps": steps,
         "image_shape": [len(datamodule.spec.mean), *datamodule.spec.image_size],
@@ -276,14 +280,17 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
         "loader_and_augment_over_train": {k: round(v / train_rate, 1)
                                           for k, v in augmented.items()},
         "predict_img_s": round(predict_rate(cfg, datamodule), 1),
-        **startup_times(root),
+        **startup_times(root, args.quick),
     }
 
 
-def startup_times(root: Path) -> dict:
-    """The first run (decodes the images into the cache), then every later run (loads it)."""
+def startup_times(root: Path, quick: bool = False) -> dict:
+    """The first run (decodes the images into the cache), then every later run (loads it);
+    `quick`: the first only."""
     with tempfile.TemporaryDirectory() as cache_dir:
         first = startup_time(root, Path(cache_dir))
+        if quick:
+            return {"startup_first_run_s": first}
         return {"startup_first_run_s": first, "startup_s": startup_time(root, Path(cache_dir))}
 
 
@@ -295,14 +302,19 @@ def main() -> None:
     parser.add_argument("--datasets", default="demo,cifar10-lt,photos")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--demo", type=Path, default=DATASETS["demo"], help="the demo folder")
+    parser.add_argument("--quick", action="store_true", help="one start-up run, one photo size")
     args = parser.parse_args()
+    DATASETS["demo"] = args.demo
 
     results = []
     for name in args.datasets.split(","):
         if name == "photos":  # decode only: no training on them
             from bench_decode import run
 
-            results.append({"dataset": "photos", **run(200, [64, 224, 384], 6, None, args.repeats)})
+            sizes, images = ([64], 8) if args.quick else ([64, 224, 384], 200)
+            results.append({"dataset": "photos", **run(images, sizes, 6, None, args.repeats,
+                                                         200 if args.quick else 12406)})
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
             continue
         root = DATASETS[name]
@@ -314,7 +326,9 @@ def main() -> None:
     machine = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"machine": machine, "args": vars(args), "peak_rss_mb": round(peak_mb),
+    print(json.dumps({"machine": machine, "args": {k: str(v) if isinstance(v, Path) else v
+                                                   for k, v in vars(args).items()},
+                      "peak_rss_mb": round(peak_mb),
                       "results": results}, indent=2))
 
 

@@ -24,7 +24,7 @@ scaled decode still does, plus an eighth of the rest); then the same
 pools on the 12,406 CIFAR-10-LT training JPEGs (32 px), where a pool of threads stalls on
 the GIL. Prints JSON.
 
-    python scripts/bench_decode.py [--images 200] [--sizes 64,224,384] [--noise 6]
+    python scripts/bench_decode.py [--images 200] [--sizes 64,224,384] [--noise 6] [--small N]
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ def bench_small(workers: int, repeats: int, limit: int = 12406) -> dict:
                                             rates.items()}}
 
 
-def run(images: int, sizes: list[int], noise: int, workers: int | None, repeats: int) -> dict:
+def run(images: int, sizes: list[int], noise: int, workers: int | None, repeats: int,
+        small: int = 12406) -> dict:
     workers = decode_workers(workers)
     with tempfile.TemporaryDirectory(prefix="podium-photos-") as tmp:
         start = time.perf_counter()
@@ -193,7 +194,7 @@ def run(images: int, sizes: list[int], noise: int, workers: int | None, repeats:
             "bits_per_pixel": round(bits_per_pixel(paths), 2), "built_s": round(built_s, 1),
             "cores": len(os.sched_getaffinity(0)), "workers": workers, "repeats": repeats,
             "libjpeg_one_eighth_ms": one_eighth_ms(paths, repeats), "results": results,
-            "cifar10_lt_32px": bench_small(workers, repeats) if CIFAR.is_dir() else None,
+            "cifar10_lt_32px": bench_small(workers, repeats, small) if CIFAR.is_dir() else None,
         }
 
 
@@ -204,9 +205,12 @@ def main() -> None:
     parser.add_argument("--noise", type=int, default=6, help="+- grey levels of noise")
     parser.add_argument("--workers", type=int, default=None, help="default: every core")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small", type=int, default=12406,
+                        help="CIFAR-10-LT training JPEGs in the 32 px part (12,406: all)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(json.dumps(run(args.images, sizes, args.noise, args.workers, args.repeats), indent=2))
+    print(json.dumps(run(args.images, sizes, args.noise, args.workers, args.repeats,
+                         args.small), indent=2))
 
 
 if __name__ == "__main__":

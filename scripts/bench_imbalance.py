@@ -34,7 +34,6 @@ from podium.run import OOF
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10-lt"
-RESULTS = ROOT / "benchmarks" / "imbalance.json"
 EXPERIMENTS = ["baseline", "label_smoothing", "focal", "soft_f1", "weighted_ce",
                "balanced_sampler", "balanced_softmax", "ldam_drw", "longtail"]
 DEFAULT_ROWS = "plain_loop,balanced_softmax,longtail"
@@ -186,13 +185,16 @@ def main() -> None:
                         help="data.test_prior settings each podium row runs under")
     parser.add_argument("--set", nargs="*", default=[], help="extra podium overrides")
     parser.add_argument("--tag", default="", help="appended to the rows' names, e.g. ' tau=1'")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "imbalance.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "imbalance.md",
+                        help="the table; its rows are kept beside it (.json)")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / "logs" / "bench")
     args = parser.parse_args()
     if not (args.data / "train.csv").exists():
         sys.exit(f"error: {args.data} not found: pass --data <CIFAR-10-LT folder>")
 
-    log_dir = ROOT / "logs" / "bench" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    log_dir = args.log_dir / time.strftime("%Y-%m-%d_%H-%M-%S")
+    results_file = args.out.with_suffix(".json")  # benchmarks/imbalance.json by default
+    results = json.loads(results_file.read_text()) if results_file.is_file() else []
     for depth in map(int, args.depths.split(",")):
         for row in args.rows.split(","):
             for prior in ([None] if row == "plain_loop" else args.priors.split(",")):
@@ -205,7 +207,7 @@ def main() -> None:
                 results = [r for r in results
                            if (r["row"], r["depth"], r["epochs"], r.get("prior")) != key]
                 results.append(result)
-                RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+                results_file.write_text(json.dumps(results, indent=1) + "\n")
     args.out.write_text(table(results))
     print(f"table: {args.out}")
 

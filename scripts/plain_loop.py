@@ -59,8 +59,8 @@ def main() -> None:
                            cache_dir=str(ROOT / "logs" / ".cache"))
     data.setup("fit")
     train, val = data.train_set, data.val_set
-    images, labels = train.images[torch.from_numpy(train.index)], train.labels
-    val_images, val_labels = val.images[torch.from_numpy(val.index)], val.labels.numpy()
+    images, labels = train.inputs[torch.from_numpy(train.index)], train.labels
+    val_images, val_labels = val.inputs[torch.from_numpy(val.index)], val.labels.numpy()
     mean = torch.tensor(data.spec.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.spec.std).view(1, -1, 1, 1)
     counts = torch.bincount(labels, minlength=len(data.class_names)).float()

@@ -36,6 +36,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path, demo_root):
         inputs = {"in_features": 64, "features": {
             "numeric": {f"x{i}": {"indicator": False} for i in range(64)}, "categorical": {},
             "bins": [[0.0, 64.0, 128.0, 255.0]] * 64}}
+    if cfg.model.net.get("pretrained"):  # offline: loading the weights is tests/test_weights.py's
+        inputs["pretrained"] = False
     net = instantiate(cfg.model.net, num_classes=3, **inputs)
     images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
     logits = net(images.float().flatten(1) if "features" in inputs else images.float())

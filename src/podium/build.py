@@ -36,7 +36,7 @@ def build_run(cfg: DictConfig, **trainer_kwargs: Any) -> Run:
     import lightning as L
 
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(cfg, **pretrained_inputs(cfg))
     datamodule.prepare_data()
     datamodule.setup("fit")
     resolve_max_epochs(cfg, datamodule)
@@ -60,16 +60,17 @@ def resolve_max_epochs(cfg: DictConfig, datamodule) -> None:
               f"them to change)", flush=True)
 
 
-def build_datamodule(cfg: DictConfig):
+def build_datamodule(cfg: DictConfig, **inputs: Any):
     """The datamodule from `data`, with the `sampler` group and (images) the `augment`
-    group's per-sample transform plugged in."""
+    group's per-sample transform plugged in; `inputs` replace data options (a pretrained
+    network's mean, std, image size: `pretrained_inputs`)."""
     from hydra.utils import get_class, instantiate
 
     check_sampler_task(cfg)
     extra = {"sampler": instantiate(cfg.sampler) if cfg.get("sampler") else None}
     if "sample_transform" in inspect.signature(get_class(cfg.data["_target_"])).parameters:
         extra["sample_transform"] = instantiate((cfg.get("augment") or {}).get("sample"))
-    return instantiate(cfg.data, **extra)
+    return instantiate(cfg.data, **extra, **inputs)
 
 
 def build_loss(cfg: DictConfig, class_counts: list[int], train_rows: int = 0):
@@ -125,9 +126,15 @@ def build_module(cfg: DictConfig, spec, pretrained: bool = True):
     from podium.model.module import CompetitionModule
     from podium.model.outputs import wrap_loss
 
+    weights = pretrained_weights(cfg, pretrained)  # a state_dict: not a config node either
     net = instantiate(cfg.model.net, num_classes=len(spec.class_names), **spec.net_inputs,
-                      **pretrained_weights(cfg, pretrained), _partial_=True
-                      )(**table_layout(cfg, spec))  # the layout as it is, not a config node
+                      _partial_=True)(**table_layout(cfg, spec), **weights)
+    if "pretrained_cfg_overlay" in weights:
+        from podium.model.weights import zero_new_head
+
+        net.pretrained_cfg["state_dict"] = None  # loaded: timm's config keeps no copy
+        if len(spec.class_names) != net.pretrained_cfg.get("num_classes"):
+            zero_new_head(net)
     augment = (instantiate(cfg.augment.get("batch"))
                if spec.image_inputs and cfg.get("augment") else None)
     if cfg.model.get("compile"):
@@ -177,24 +184,58 @@ def table_layout(cfg: DictConfig, spec) -> dict[str, Any]:
 
 
 def pretrained_weights(cfg: DictConfig, pretrained: bool = True) -> dict[str, Any]:
-    """timm's arguments for offline pretrained weights: `model.weights_file` (a state_dict
-    as .pth/.bin/.safetensors, e.g. a Kaggle dataset) goes to
-    `pretrained_cfg_overlay=dict(file=...)`; timm drops a classifier of another size and
-    adapts the first convolution to `in_chans`."""
-    weights = cfg.model.get("weights_file")
+    """timm's arguments for offline pretrained weights (podium.model.weights): the state_dict
+    of `model.weights` (an installed weights package, by name) or `model.weights_file` (a
+    file: .pth/.bin/.safetensors, e.g. a Kaggle dataset), in timm's key layout or matched
+    to it by position, goes to `pretrained_cfg_overlay=dict(state_dict=...)`; timm drops a
+    classifier of another size and adapts the first convolution to `in_chans`."""
+    from podium.model.weights import pretrained_state, weights_path
+
     uses_pretrained = "pretrained" in cfg.model.net
     if not pretrained and uses_pretrained:
         return {"pretrained": False}
-    if not weights:
+    weights, weights_file = cfg.model.get("weights"), cfg.model.get("weights_file")
+    if not weights and not weights_file:
         return {}
+    named = f"model.weights={weights}" if weights else f"model.weights_file={weights_file}"
     if not cfg.model.net.get("pretrained"):
-        raise PodiumError(f"model.weights_file={weights} is loaded by timm's pretrained "
-                          "path: set model.net.pretrained=true (and model=timm)")
-    path = Path(weights).expanduser().resolve()
-    if not path.is_file():
-        raise PodiumError(f"model.weights_file={weights} not found: point it at the "
-                          "pretrained weights file (a state_dict .pth/.bin/.safetensors)")
-    return {"pretrained_cfg_overlay": {"file": str(path)}}
+        raise PodiumError(f"{named} is loaded by timm's pretrained path: set "
+                          "model.net.pretrained=true (and model=timm)")
+    path = weights_path(weights, weights_file)
+    net = {k: v for k, v in cfg.model.net.items() if k not in ("_target_", "model_name")}
+    state = pretrained_state(cfg.model.net.model_name, path, named, **net)
+    return {"pretrained_cfg_overlay": {"state_dict": state}}
+
+
+def pretrained_inputs(cfg: DictConfig) -> dict[str, Any]:
+    """A pretrained network's inputs as it was trained (timm's `resolve_data_config` for its
+    pretrained_cfg): `data.mean`/`data.std`/`data.image_size` left null take them, all said
+    in one line; a network trained from scratch keeps the training split's statistics."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from podium.model.weights import data_config
+
+    net = cfg.model.get("net") or {}
+    takes = inspect.signature(get_class(cfg.data["_target_"])).parameters
+    if not net.get("pretrained") or "model_name" not in net or "mean" not in takes:
+        return {}
+    config = data_config(net.model_name)
+    wanted = {"mean": list(config["mean"]), "std": list(config["std"]),
+              "image_size": list(config["input_size"][1:])}
+    taken, said = {}, []
+    for key, value in wanted.items():
+        if cfg.data.get(key) is None:
+            taken[key] = value
+            said.append(f"{key}={value}")
+        else:
+            value = cfg.data[key]
+            said.append(f"{key}={list(value) if OmegaConf.is_list(value) else value} "
+                        f"(data.{key})")
+    print(f"pretrained {net.model_name}: inputs from timm's resolve_data_config: "
+          f"{', '.join(said)}, interpolation={config['interpolation']} (podium resizes with "
+          "antialiased bilinear)", flush=True)
+    return taken
 
 
 def build_mix(cfg: DictConfig, spec):

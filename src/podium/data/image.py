@@ -24,8 +24,28 @@ from podium.data.decode import (
     first_image_channels,
 )
 from podium.data.layouts import class_folders, paths_from_test_csv
+from podium.errors import PodiumError
 from podium.io import check_filled
 from podium.spec import DataSpec
+
+
+def per_channel(values: Sequence[float] | None, channels: int, name: str
+                ) -> tuple[float, ...] | None:
+    """`data.mean`/`data.std` for images of `channels` channels: one value for every channel,
+    or RGB statistics (a pretrained network's) averaged for grey images: timm sums the
+    first convolution's RGB weights for one channel, which sees a grey image as (x, x, x)."""
+    if values is None:
+        return None
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if len(values) == 1:
+        return values * channels
+    if channels == 1:
+        return (sum(values) / len(values),)
+    raise PodiumError(f"data.{name}={list(values)} has {len(values)} values, the images "
+                      f"{channels} channels: give one per channel (or data.channels="
+                      f"{len(values)})")
 
 
 class ImageDataModule(CompetitionDataModule):
@@ -109,10 +129,12 @@ class ImageDataModule(CompetitionDataModule):
                                     index=self.train_idx)
         self.val_set = TensorRows(images, labels[self.val_idx], index=self.val_idx)
         self.oof_set = TensorRows(images, labels[self.oof_idx], index=self.oof_idx)
+        channels = int(images.shape[1])
         mean, std = channel_stats(images, self.train_idx)
         return DataSpec(
-            **self.spec_fields(), net_inputs={"in_chans": int(images.shape[1])},
-            mean=tuple(self.fixed_mean or mean), std=tuple(self.fixed_std or std),
+            **self.spec_fields(), net_inputs={"in_chans": channels},
+            mean=per_channel(self.fixed_mean, channels, "mean") or tuple(mean),
+            std=per_channel(self.fixed_std, channels, "std") or tuple(std),
             image_size=tuple(images.shape[2:]),
         )
 
