@@ -145,7 +145,7 @@ def fit_postprocess(step, oof, names, target_col, metric="f1_macro", task="multi
     OOF frame: (what the test set gets, the step's report, its one-line warning or None)."""
     from podium.submission.crossfit import make_parts
     from podium.submission.ensemble import prior_weights
-    from podium.submission.stack import truth
+    from podium.submission.oof import truth
     from podium.submission.steps import Adjust, Scoring, Slot, choose
     from podium.submission.summary import not_used_line
 

@@ -53,9 +53,9 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     from podium.submission.crossfit import make_parts
     from podium.submission.formats import choose_format, write_submission
     from podium.submission.leaderboard import answer_key, leaderboard
-    from podium.submission.oof import bootstrap_se, oof_scores
+    from podium.submission.oof import bootstrap_se, oof_scores, truth
     from podium.submission.postprocess import LogitAdjust
-    from podium.submission.stack import choose_test_prior, stack, to_test_prior, truth
+    from podium.submission.stack import choose_test_prior, stack, to_test_prior
     from podium.submission.steps import apply_chain, choose
     from podium.submission.summary import not_used_line
 

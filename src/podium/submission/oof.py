@@ -29,6 +29,27 @@ def combine_oof(frames: Sequence[pd.DataFrame | None], id_col: str) -> pd.DataFr
     return oof.groupby(id_col, sort=False).agg(how).reset_index()
 
 
+def truth(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
+          task: str) -> np.ndarray:
+    """The OOF rows' true labels as the metrics take them: class indices, values or
+    multi-hot rows (the OOF's one decoding; podium.run.label_col: a class may be named
+    like the target column)."""
+    from podium import run
+
+    target_col = run.label_col(target_col, class_names)
+    if task == "regression":
+        return oof[target_col].astype(float).to_numpy(dtype=np.float64)
+    if task == "multilabel":
+        from pathlib import Path
+
+        from podium.data.labels import multi_hot, split_label_set
+
+        sets = [split_label_set(cell) for cell in oof[target_col]]
+        return multi_hot(sets, list(class_names), Path(run.OOF), target_col)[0] > 0.5
+    index = {str(name): i for i, name in enumerate(class_names)}
+    return oof[target_col].astype(str).map(index).to_numpy()
+
+
 def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
                task: str = "multiclass", k: int = 3, test_prior: np.ndarray | None = None
                ) -> dict[str, float]:
@@ -37,8 +58,6 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
     import torch
 
     from podium.model.metrics import task_metrics
-    from podium.submission.stack import truth
-
     probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
     target = torch.from_numpy(truth(oof, class_names, target_col, task))
     if task == "regression":

@@ -133,25 +133,6 @@ def to_test_prior(predictions: Predictions, member: Member, prior: np.ndarray,
     return Predictions(moved(predictions.test), moved(predictions.oof))
 
 
-def truth(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
-          task: str) -> np.ndarray:
-    """The OOF rows' true labels as the metrics take them: class indices, values or
-    multi-hot rows (the OOF's one decoding; podium.run.label_col: a class may be named
-    like the target column)."""
-    from podium import run
-
-    target_col = run.label_col(target_col, class_names)
-    if task == "regression":
-        return oof[target_col].astype(float).to_numpy(dtype=np.float64)
-    if task == "multilabel":
-        from podium.data.labels import multi_hot, split_label_set
-
-        sets = [split_label_set(cell) for cell in oof[target_col]]
-        return multi_hot(sets, list(class_names), Path(run.OOF), target_col)[0] > 0.5
-    index = {str(name): i for i, name in enumerate(class_names)}
-    return oof[target_col].astype(str).map(index).to_numpy()
-
-
 def choose_test_prior(setting: str, raw: Stack, data) -> tuple[np.ndarray | None, dict | None,
                                                                  list[str]]:
     """The prior validation and post-processing target (podium.prior): `uniform` or a CSV
@@ -161,6 +142,7 @@ def choose_test_prior(setting: str, raw: Stack, data) -> tuple[np.ndarray | None
     (more for a small test set: podium.prior.far_from) is a one-line warning naming
     data.test_prior. Returns (prior or None, report, warnings)."""
     from podium import prior
+    from podium.submission.oof import truth
 
     task = data.get("task", "multiclass")
     prior.check_setting(setting, task)
