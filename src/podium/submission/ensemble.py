@@ -169,9 +169,9 @@ def report(summary: Summary, reports: dict[str, dict], table: Stack, force: bool
     summary.tta = reports.get("tta")
     if len(table.test) > 1 and summary.tta is None:
         summary.tta = {"used": bool(force)}
-        summary.warnings.append("tta not checked: no validation predictions with the views"
-                                + ("; applied anyway (force=true)" if force
-                                   else "; left out (force=true applies it anyway)"))
+        summary.warnings.append("tta applied unproven (force=true)" if force else
+                                "tta not checked: no validation predictions with the views; "
+                                "left out (force=true applies it anyway)")
     summary.blend = reports.get("blend")
     if summary.blend is not None:
         by_folder = lambda w: dict(zip(map(str, table.folders), map(float, w),  # noqa: E731
