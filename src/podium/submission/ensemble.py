@@ -53,7 +53,7 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     from podium.submission.crossfit import make_parts
     from podium.submission.formats import choose_format, write_submission
     from podium.submission.leaderboard import answer_key, leaderboard
-    from podium.submission.oof import bootstrap_se, oof_scores, truth
+    from podium.submission.oof import oof_scores, truth
     from podium.submission.postprocess import LogitAdjust
     from podium.submission.stack import choose_test_prior, stack, to_test_prior
     from podium.submission.steps import apply_chain, choose
@@ -105,7 +105,7 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
         summary.oof = oof_scores(oof, names, data.target_col, task, k, prior)
         summary.oof_rows, summary.submitted = len(oof), chosen.score
         if task in CLASSIFICATION:
-            summary.oof_se = spread(bootstrap_se, scoring, y, oof[names].to_numpy(np.float64))
+            summary.oof_se = spread(scoring, y, oof[names].to_numpy(np.float64))
     if not {str(m.run) for m in members} & {str(output_dir)}:  # an ensemble's own folder
         run_files(output_dir, probs, oof)
         if prior is not None:  # its files carry the test prior, when it is a member in turn
@@ -204,9 +204,11 @@ def prior_weights(test_prior: np.ndarray, y: np.ndarray, n_classes: int) -> np.n
     return class_weights(test_prior, np.bincount(y, minlength=n_classes))
 
 
-def spread(bootstrap_se, scoring: Scoring, y: np.ndarray, probs: np.ndarray) -> float | None:
+def spread(scoring: Scoring, y: np.ndarray, probs: np.ndarray) -> float | None:
     """The bootstrap standard error of the OOF score (fewer resamples where each costs
     much: many rows times many classes)."""
+    from podium.submission.oof import bootstrap_se
+
     rounds = int(np.clip(2e8 / (len(y) * probs.shape[1]), 20, 200))
     try:
         return bootstrap_se(scoring, y, scoring.decide(probs), rounds)
