@@ -11,8 +11,8 @@ folders' OOF predictions of the same training rows for the competition's metric
   one (an extra row, weighted heavily, asks for it): the weighted average that fits the
   target best; the ensemble writes a weighted average, so the weights are one.
 The chain (podium.submission.steps.Blend) learns them on k-1 parts of the OOF rows and
-applies them to the k-th; they replace the given weights only when that gains one
-standard error.
+applies them to the k-th; they replace the given weights only when that gains more than
+1.645 standard errors (steps.KEEP_SE).
 """
 
 from __future__ import annotations

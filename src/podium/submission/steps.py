@@ -15,10 +15,10 @@ Every step has `fit(x, y, scoring)` (returns the fitted step) and `apply(x)`; th
 applies the same fitted steps to the OOF rows and to the test rows. It is judged as one
 learner (`cross_fit`): on each part of the OOF rows every step is fitted, in order, on the
 other parts, and the part is predicted by what they learned. A learned step replaces the
-plain one only when the chain's cross-fitted score gains more than one bootstrap standard
-error of the paired difference (`choose`): on pure noise a step is then kept about one
-time in twenty at most, where "strictly better" kept a threshold about four times in
-twenty. The cross-fitted score of the chain chosen is the file's `oof_score_submitted`.
+plain one only when the chain's cross-fitted score gains more than KEEP_SE (1.645)
+bootstrap standard errors of the paired difference (`choose`), a one-sided 5% test: on
+pure noise a step is then kept about one time in twenty at most, where one standard error
+kept a threshold two times in twenty and "strictly better" about four times. The cross-fitted score of the chain chosen is the file's `oof_score_submitted`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from podium.submission.oof import better, paired_se
 from podium.submission.thresholds import F1_AVERAGES, multilabel_f1
 
 ROWS = -2  # the rows' axis of every array the chain passes on
+KEEP_SE = 1.645  # a learned step's cross-fitted gain must exceed this many paired SEs
 
 
 @dataclass
@@ -302,7 +303,7 @@ class Chosen:
 def choose(slots: Sequence[Slot], x: np.ndarray | None, y: np.ndarray | None,
            scoring: Scoring, parts: Parts | None) -> Chosen:
     """Slot by slot, in order: the learned step replaces the plain one when the chain's
-    cross-fitted score gains more than one paired bootstrap standard error. Each report:
+    cross-fitted score gains more than KEEP_SE paired bootstrap standard errors. Each report:
     `before` and `after_cross_fitted` (the chain without / with the step, cross-fitted),
     `after_in_sample` (fitted and scored on every row: optimistic), `se`, `used`, what was
     learned on every row. Without OOF rows or parts, nothing is learned."""
@@ -331,7 +332,7 @@ def choose(slots: Sequence[Slot], x: np.ndarray | None, y: np.ndarray | None,
             in_sample = judge(y, judge.decide(apply_chain(everywhere, x)))
         before, after = judge(y, pair[0]), judge(y, pair[1])
         se = paired_se(judge, y, *pair)
-        used = judge.gain(after, before) > se and better(after, before, judge.metric, True)
+        used = judge.gain(after, before) > KEEP_SE * se and better(after, before, judge.metric, True)
         reports[slot.learned.name] = {
             "name": slot.learned.name, "metric": judge.metric, "before": before,
             "after_in_sample": in_sample, "after_cross_fitted": after, "se": se,

@@ -3,7 +3,8 @@
 Each learned step of the chain (podium.submission.steps) reports `before` and
 `after_cross_fitted` (the chain without / with it, fitted on k-1 parts of the OOF rows and
 scored on the k-th), `after_in_sample` (optimistic by construction), `se` (the bootstrap
-standard error of the paired difference) and `used` (the gain beats one standard error).
+standard error of the paired difference) and `used` (the gain beats 1.645 standard errors:
+steps.KEEP_SE).
 """
 
 from __future__ import annotations
@@ -126,9 +127,10 @@ def not_used_line(report: dict) -> str | None:
         return None if report.get("used") else \
             f"{report['name']} not used: {report['cross_fitted_on']}"
     from podium.model.metrics import infer_mode
+    from podium.submission.steps import KEEP_SE
 
-    sign = "-" if infer_mode(report["metric"]) == "min" else "+"
-    gain = abs(report["after_cross_fitted"] - report["before"])
+    gain = report["after_cross_fitted"] - report["before"]
+    gain = -gain if infer_mode(report["metric"]) == "min" else gain
     return (f"{report['name']} not used: cross-fitted OOF {report['metric']} "
-            f"{report['before']:.4f} -> {report['after_cross_fitted']:.4f} ({sign}{gain:.4f}) "
-            f"is within one standard error ({report['se']:.4f}) or worse")
+            f"{report['before']:.4f} -> {report['after_cross_fitted']:.4f}, a gain of "
+            f"{gain:+.4f}, not above {KEEP_SE} standard errors ({report['se']:.4f} each)")
