@@ -107,6 +107,25 @@ def test_demo_binary_end_to_end_with_per_class_report(tmp_path, demos):
     assert (run / "report/confusion_matrix.png").stat().st_size > 1000
 
 
+def test_a_binary_run_on_labels_is_scored_on_the_leaderboard_by_its_own_metric(tmp_path, demos):
+    """metric.competition=acc (or binary f1): the demo leaderboard scores the file by that
+    metric too, so the OOF/validation score has a number on the same scale to predict."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    root = demos["binary"]
+    answers = pd.read_csv(root / "answers.csv", dtype={"id": str})
+    for metric, score in (("acc", accuracy_score),
+                          ("f1", lambda t, p: f1_score(t, p, pos_label="malignant"))):
+        out = tmp_path / metric
+        metrics = run_demo(out, root, "binary", f"metric.competition={metric}")
+        submission = pd.read_csv(out / "run/submission.csv", dtype={"id": str})
+        assert set(submission.target) <= {"benign", "malignant"}
+        assert metrics[f"leaderboard/{metric}"] == pytest.approx(
+            score(answers.target, submission.target))
+        assert metrics["leaderboard/f1_macro"] == pytest.approx(
+            f1_score(answers.target, submission.target, average="macro"))
+
+
 def test_regression_with_a_text_target_is_one_line(tmp_path):
     root = tmp_path / "comp"
     root.mkdir()

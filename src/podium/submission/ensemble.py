@@ -116,7 +116,7 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     path = write_submission(output_dir, sample, table.test_ids, test, names, data.id_col,
                             task, shape)
     summary.submission = str(path)
-    summary.leaderboard = leaderboard(path, key, data.id_col, task)
+    summary.leaderboard = leaderboard(path, key, data.id_col, task, scoring.metric)
     return summary
 
 

@@ -15,7 +15,13 @@ from podium.errors import PodiumError
 from podium.io import read_csv
 
 LEADERBOARD_NAMES = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "mae": "MAE",
-                     "auroc": "AUROC", "logloss": "log-loss"}
+                     "auroc": "AUROC", "logloss": "log-loss", "acc": "accuracy",
+                     "balanced_acc": "balanced accuracy", "f1_weighted": "weighted F1",
+                     "f1": "F1 of the positive class", "f1_first": "F1 of the first class"}
+# label metrics a run may compete on, scored on the file as well (scikit-learn, by name)
+LABEL_SCORES = {"acc": ("accuracy_score", {}), "balanced_acc": ("balanced_accuracy_score", {}),
+                "f1_weighted": ("f1_score", {"average": "weighted"}),
+                "f1": ("f1_score", {"pos_label": 1}), "f1_first": ("f1_score", {"pos_label": 0})}
 
 
 def answer_key(path: Path | None, id_col: str) -> pd.DataFrame | None:
@@ -33,11 +39,13 @@ def answer_key(path: Path | None, id_col: str) -> pd.DataFrame | None:
 
 
 def leaderboard(submission_path: Path, answers: pd.DataFrame | None, id_col: str,
-                task: str = "multiclass") -> dict[str, float]:
+                task: str = "multiclass", metric: str | None = None) -> dict[str, float]:
     """The demo's "leaderboard": the submission scored against the held-back `answers`
     (answer_key) by what its shape asks for: MAE (regression), AUROC (a binary probability
     column), log-loss (one probability column per class), MAP@k (k labels per row), else
-    macro-F1. {} when there is no answer key (every real competition)."""
+    macro-F1, and by the run's own label `metric` (accuracy, binary F1, ...: LABEL_SCORES)
+    too, so its OOF score has a leaderboard to be compared with. {} when there is no answer
+    key (every real competition)."""
     from sklearn import metrics
 
     from podium.data.labels import sort_labels
@@ -68,7 +76,15 @@ def leaderboard(submission_path: Path, answers: pd.DataFrame | None, id_col: str
         gains = [1 / (r.index(t) + 1) if t in r else 0.0 for r, t in zip(ranked, truth,
                                                                         strict=True)]
         return {f"leaderboard/map@{k}": float(np.mean(gains))}
-    return {"leaderboard/f1_macro": float(metrics.f1_score(truth, predicted, average="macro"))}
+    scores = {"leaderboard/f1_macro": float(metrics.f1_score(truth, predicted,
+                                                             average="macro"))}
+    if metric in LABEL_SCORES:
+        name, kwargs = LABEL_SCORES[metric]
+        if "pos_label" in kwargs:  # the positive class by its index among the sorted two
+            kwargs = {"pos_label": sort_labels(truth.tolist())[kwargs["pos_label"]]}
+        scores[f"leaderboard/{metric}"] = float(getattr(metrics, name)(truth, predicted,
+                                                                      **kwargs))
+    return scores
 
 
 def multilabel_f1(merged: pd.DataFrame, submission: pd.DataFrame, label_col: str,
