@@ -26,12 +26,25 @@ FOLDS = 3
 def cv_dir(tmp_path_factory, demo_root):
     """`make cv EXP=baseline FOLDS=3` on a tiny budget (the command make runs)."""
     logs = tmp_path_factory.mktemp("logs")
-    run_cli("podium.train", "-m", "task_name=cv", "experiment=baseline", "sweep_name=baseline",
-            f"data.n_folds={FOLDS}", f"data.fold=range(0,{FOLDS})", "debug=limit",
-            "model.net.depth=8", "model.net.width=4",
-            f"data.root={demo_root}", f"data.demo_root={demo_root}", f"paths.log_dir={logs}")
+    proc = run_cli("podium.train", "-m", "task_name=cv", "experiment=baseline",
+                   "sweep_name=baseline", f"data.n_folds={FOLDS}", f"data.fold=range(0,{FOLDS})",
+                   "debug=limit", "model.net.depth=8", "model.net.width=4",
+                   f"data.root={demo_root}", f"data.demo_root={demo_root}",
+                   f"paths.log_dir={logs}")
     [cv] = list((logs / "cv" / "baseline").iterdir())
+    (logs / "stdout.txt").write_text(proc.stdout)
     return cv
+
+
+def test_the_config_keys_are_listed_once_per_cross_validation(cv_dir):
+    said = (cv_dir.parents[2] / "stdout.txt").read_text().splitlines()
+    heads = [line for line in said if line.startswith("config: ")]
+    assert len(heads) == FOLDS and "listed by fold 0" not in heads[0]
+    assert all("(listed by fold 0)" in head for head in heads[1:])
+    assert sum(line.startswith("  model.net.width=4") for line in said) == 1
+    # the whole cross-validation's time left: printed by every fold but the last
+    epochs = [line for line in said if line.startswith("epoch=")]
+    assert "cv_eta=" in epochs[0] and "cv_eta=" not in epochs[-1]
 
 
 def read_probs(path):

@@ -18,9 +18,11 @@ from podium.errors import PodiumError
 CONFIG_ORDER = ("data", "model", "loss", "optimizer", "scheduler", "sampler", "augment",
                 "trainer")
 
-def print_config(cfg: DictConfig, save_to: Path | None = None, full: bool = False) -> None:
+def print_config(cfg: DictConfig, save_to: Path | None = None, full: bool = False,
+                 listed: bool = True) -> None:
     """Print the keys that differ from conf/train.yaml's defaults, one line each (`full`:
-    the whole tree); with `save_to`, the whole tree is written there as plain text."""
+    the whole tree; not `listed`: their count only, as a cross-validation's later folds
+    do); with `save_to`, the whole tree is written there as plain text."""
     from rich.console import Console
 
     tree = config_tree(cfg)
@@ -32,8 +34,8 @@ def print_config(cfg: DictConfig, save_to: Path | None = None, full: bool = Fals
         choices = " ".join(changed_choices(cfg, default))
         where = f"; the whole tree: {save_to}" if save_to is not None else ""
         print(f"config: {choices + '; ' if choices else ''}{len(changed)} key(s) differ from "
-              f"conf/train.yaml{where}")
-        for line in changed:
+              f"conf/train.yaml{'' if listed else ' (listed by fold 0)'}{where}")
+        for line in changed if listed else ():
             print(f"  {line}")
     if save_to is not None:
         save_to.parent.mkdir(parents=True, exist_ok=True)

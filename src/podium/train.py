@@ -68,8 +68,10 @@ def train(cfg: DictConfig) -> Outcome:
     if rank_zero_only.rank == 0:
         record_loss(cfg)
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # true | full | false
-        print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt",
-                     full=cfg.print_config == "full")
+        print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt",  # a cv: fold 0
+                     full=cfg.print_config == "full",  # lists the keys, once
+                     listed=not cfg.data.get("fold"))
+    count_folds_after(cfg)
     datamodule, module, trainer = build_run(cfg)
     announce_format(cfg, datamodule)  # a sample that fits no format stops before training
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -104,6 +106,26 @@ def train(cfg: DictConfig) -> Outcome:
         "train_rows": len(datamodule.train_idx), "score_prior": score_prior,
     })
     return Outcome(metrics, summary, **rows)
+
+
+def count_folds_after(cfg: DictConfig) -> None:
+    """A cross-validation's fold tells its epoch lines how many folds follow it (per
+    parallel job, `make cv JOBS=n`), for the whole cross-validation's `cv_eta`."""
+    from omegaconf import open_dict
+
+    lines = (cfg.get("callbacks") or {}).get("epoch_lines")
+    fold, n_folds = cfg.data.get("fold"), cfg.data.get("n_folds")
+    if lines is None or fold is None or not n_folds:
+        return
+    jobs = 1
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        jobs = int(HydraConfig.get().launcher.get("n_jobs") or 1)
+    except (ValueError, TypeError):  # no Hydra run (a notebook), or no such launcher key
+        pass
+    with open_dict(lines):
+        lines.folds_after = max(int(n_folds) - int(fold) - 1, 0) / max(jobs, 1)
 
 
 def record_loss(cfg: DictConfig) -> None:

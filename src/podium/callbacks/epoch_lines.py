@@ -5,7 +5,8 @@ nothing until it ends. `EpochLines` prints, once each epoch is complete,
 
 epoch=3  train/loss=0.8123  val/f1_macro=0.4567 (best)  lr=2.25e-03  elapsed=0:00:41  eta=0:02:13
 
-(rank zero, flushed at once) and switches the progress bar off there, since its redraws
+(rank zero, flushed at once; a cross-validation's fold adds `cv_eta=`, the time left to its
+last fold at this fold's pace) and switches the progress bar off there, since its redraws
 are noise in a file. On a terminal the bar stays as it is (`enabled: auto`). Either way
 the fit starts with one line: budget, device, the rule that picks best.ckpt.
 """
@@ -63,9 +64,10 @@ class EpochLines(L.Callback):
     """
 
     def __init__(self, enabled: bool | str = "auto", monitor: str | None = None,
-                 mode: str = "max") -> None:
+                 mode: str = "max", folds_after: float = 0) -> None:
         self.enabled = setting(enabled)  # a bad value fails when the trainer is built
         self.monitor, self.mode = monitor, mode
+        self.folds_after = folds_after  # a cv: the folds still to run after this one, per job
         self.active = False  # printing epoch lines in this fit
         self.announce = False  # printing the first line (on a terminal too, unless false)
         self.pending: int | None = None  # the finished epoch whose line is not printed yet
@@ -136,8 +138,10 @@ class EpochLines(L.Callback):
             parts.append(f"{self.monitor}={number(value)}{self.mark_best(value)}")
         parts.append(f"lr={self.lr:.2e}" if self.lr is not None else "lr=-")
         elapsed = time.monotonic() - self.start
-        parts += [f"elapsed={clock(elapsed)}",
-                  f"eta={clock(0 if final else self.remaining(trainer, epoch, elapsed))}"]
+        left = 0 if final else self.remaining(trainer, epoch, elapsed)
+        parts += [f"elapsed={clock(elapsed)}", f"eta={clock(left)}"]
+        if self.folds_after:
+            parts.append(f"cv_eta={clock(left + self.folds_after * (elapsed + left))}")
         return "  ".join(parts)
 
     def mark_best(self, value) -> str:

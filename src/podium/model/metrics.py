@@ -9,7 +9,8 @@ indices for `multiclass`/`binary`, predictions (N,) and float targets for `regre
   the class scores (one relevant label per row, as Kaggle scores MAP@3): `map@k` (1/rank when
   rank <= k, else 0), `mrr` (1/rank), `ndcg@k` (1/log2(rank + 1) when rank <= k).
 - both: `logloss` (Kaggle's clipped log-loss; minimised).
-- binary: the same (two logits, softmax; k is capped at 2) plus AUROC.
+- binary: the same without top-k accuracy and the rankings (with two classes they only
+  restate accuracy), plus AUROC and the F1 of the positive class.
 - regression: MAE, MSE, RMSE, R2.
 - multilabel (sigmoid probabilities (N, C), multi-hot targets; a label is predicted when its
   probability is above 0.5): F1 micro, macro and samples (each row's F1, averaged), mean
@@ -243,19 +244,20 @@ def classification_metrics(num_classes: int, k: int = 3, task: str = "multiclass
             "f1_weighted": MulticlassF1Score(num_classes, average="weighted"),
             "precision_macro": MulticlassPrecision(num_classes, average="macro"),
             "recall_macro": MulticlassRecall(num_classes, average="macro"),
-            f"acc_top{k}": MulticlassAccuracy(num_classes, top_k=top, average="micro"),
         }
         groups = [per_class[1:]]
     else:  # one weighted confusion matrix for the six label metrics
         metrics = {name: WeightedLabelScore(name, class_weights) for name in ["acc", *per_class]}
-        metrics[f"acc_top{k}"] = TopKHit(top, class_weights=class_weights)
         groups = [["acc", *per_class]]
-    metrics.update({  # every other metric keeps its own state
-        f"map@{k}": TrueClassRank("map", k, class_weights=class_weights),
-        "mrr": TrueClassRank("mrr", class_weights=class_weights),
-        f"ndcg@{k}": TrueClassRank("ndcg", k, class_weights=class_weights),
-        "logloss": LogLoss(class_weights=class_weights),
-    })
+    metrics["logloss"] = LogLoss(class_weights=class_weights)  # every other: its own state
+    if task != "binary":  # the true class's rank: with two classes, accuracy says it all
+        metrics.update({
+            f"acc_top{k}": TopKHit(top, class_weights=class_weights) if class_weights is not None
+            else MulticlassAccuracy(num_classes, top_k=top, average="micro"),
+            f"map@{k}": TrueClassRank("map", k, class_weights=class_weights),
+            "mrr": TrueClassRank("mrr", class_weights=class_weights),
+            f"ndcg@{k}": TrueClassRank("ndcg", k, class_weights=class_weights),
+        })
     if task == "binary":  # F1 of the positive class: the second class, or the first
         for name in BINARY_F1:
             metrics[name] = WeightedLabelScore(name, class_weights, num_classes=num_classes)
