@@ -131,6 +131,28 @@ def test_piecewise_linear_bins_and_embeddings_equal_rtdl_num_embeddings():
     assert torch.allclose(inputs(x)[:, :18], reference(numbers).flatten(1), atol=1e-6)
 
 
+def test_one_bin_columns_are_said_once_instead_of_a_warning_each(capsys):
+    """rtdl_num_embeddings warns once per column with one bin (two edges), in every fold:
+    podium says it in one line naming them, and the library's warnings are not shown."""
+    import warnings
+
+    from podium.model.tabular import TableInputs
+
+    train = mixed_frame(seed=4)
+    kinds = column_kinds(train, ["a", "b", "c"], Path("train.csv"))
+    features = fit_encoders(train, kinds, "quantile", n_bins=12, rare_min_count=1)
+    features["bins"][0] = features["bins"][0][:2]
+    features["bins"][2] = features["bins"][2][-2:]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TableInputs(features, "piecewise_linear", d_embedding=6)
+    assert not [w for w in caught if "bin edges" in str(w.message)]
+    names = list(features["numeric"])
+    assert capsys.readouterr().out.splitlines() == [
+        f"piecewise-linear embeddings: 2 numeric column(s) have one bin, i.e. are min-max "
+        f"scaled: {names[0]}, {names[2]}"]
+
+
 def test_podiums_tabm_computes_what_the_tabm_package_does():
     """Numbers through piecewise-linear embeddings and one-hot categories: tabm.TabM loads
     podium's weights (the same names, less the `inputs.` prefix) and predicts the same."""

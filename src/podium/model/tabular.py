@@ -38,11 +38,19 @@ class TableInputs(nn.Module):
         self.onehot_levels = [levels[i] for i in self.onehot]
         self.num_module = None
         if num_embedding == "piecewise_linear" and self.n_num:
+            import warnings
+
             from rtdl_num_embeddings import PiecewiseLinearEmbeddings
 
             bins = [torch.tensor(b, dtype=torch.float32) for b in features["bins"]]
-            self.num_module = PiecewiseLinearEmbeddings(bins, d_embedding, activation=False,
-                                                        version="B")
+            with warnings.catch_warnings():  # one per such column, every fold: said once below
+                warnings.filterwarnings("ignore", message=r".*has just two bin edges")
+                self.num_module = PiecewiseLinearEmbeddings(bins, d_embedding,
+                                                            activation=False, version="B")
+            one_bin = [c for c, b in zip(features["numeric"], bins, strict=True) if len(b) == 2]
+            if one_bin:
+                print(f"piecewise-linear embeddings: {len(one_bin)} numeric column(s) have "
+                      f"one bin, i.e. are min-max scaled: {', '.join(one_bin)}", flush=True)
         elif num_embedding not in ("none", "piecewise_linear"):
             raise ValueError(f"model.net.num_embedding={num_embedding}: use none or "
                              f"piecewise_linear")
