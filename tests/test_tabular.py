@@ -240,7 +240,7 @@ def test_a_table_folder_trains_and_says_what_it_read(table_run):
     assert "data.task=binary (train.csv's Survived: 2 classes: No, Yes" in out
     assert "model: tabm (a table needs a tabular network" in out
     assert "  text column Name -> 6 SVD components of word 1-2 gram tf-idf (7 terms) and its " \
-           "length: Name_svd1, " in out
+           "length: Name_svd1 ... Name_svd6, Name_length" in out
     assert "  numeric (10, quantile, up to 48 bins): Pclass, Name_svd1, " in out
     assert "; missing: Age 2" in out
     assert "  id-like, dropped (1): Ticket" in out

@@ -255,8 +255,10 @@ def engineering_lines(engineering: dict, dropped: Sequence[str], rare_min_count:
         lines.append(f"  date column {column} -> {', '.join(DATE_PARTS[p] for p in parts)}: "
                      f"{named(made_columns(column, engineering))}")
     for column, stats in engineering["text"].items():
-        lines.append(f"  text column {column} -> {describe(stats)} and its length: "
-                     f"{named(made_columns(column, engineering))}")
+        k = len(stats["components"])
+        svd = f"{column}_svd1" + (f" ... {column}_svd{k}" if k > 1 else "")
+        lines.append(f"  text column {column} -> {describe(stats)} and its length: {svd}, "
+                     f"{column}_length")
     if engineering.get("unfitted_text"):
         lines.append(f"  text column(s) {named(engineering['unfitted_text'])}: no word in two "
                      f"rows, nothing to learn (dropped as text-like)")
