@@ -6,6 +6,7 @@ a run trained on them predicts a new folder the same with the training data gone
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -134,6 +135,15 @@ def test_text_and_date_columns_become_numbers_and_one_level_columns_go(tmp_path,
     test = pd.read_csv(tmp_path / "t" / "test.csv", dtype=str, keep_default_na=False)
     again = engineer(test[spec["inputs"]], spec["engineering"])[spec["columns"]]
     assert again.equals(data.test_frame)
+    # a model without a DataSpec (a tree folder) saves the same as JSON and rebuilds the
+    # test frame of a folder from it, the training table unread
+    from podium.data.tabular import TabularDataModule
+
+    saved = json.loads(json.dumps(data.made_frame_features()))
+    assert saved == {k: spec[k] for k in ("columns", "inputs", "features_fn", "engineering")}
+    fresh = TabularDataModule(str(tmp_path / "t"), target_col="target")
+    fresh.read_sample()
+    assert fresh.made_test_frame(saved).equals(data.test_frame)
     # a flag kept at rare_min_count=1; text dropped as before with text_components=0
     data = read_table(tmp_path / "t", rare_min_count=1, text_components=0, dates=False)
     assert "Flag" in data.features and data.spec.features["engineering"]["text"] == {}

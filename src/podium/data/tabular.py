@@ -71,6 +71,7 @@ class TabularDataModule(CompetitionDataModule):
         self.features: list[str] = []  # the frames' columns: what the models read
         self.inputs: list[str] = []    # the table's columns they are made from
         self.engineering: dict = {}
+        self.kinds: dict[str, list[str]] = {}  # column_kinds of train_frame's columns
         self.train_frame = self.test_frame = pd.DataFrame()
 
     def read_inputs(self) -> pd.DataFrame:
@@ -113,6 +114,8 @@ class TabularDataModule(CompetitionDataModule):
             raise PodiumError(f"{self.root / self.train_csv}: every feature column is constant "
                               f"or has one level ({', '.join(dropped)}): nothing to learn from")
         self.train_frame, self.test_frame = train[self.features], test[self.features]
+        self.kinds = {kind: [c for c in columns if c not in dropped]
+                      for kind, columns in kinds.items()}
         lines = engineering_lines(self.engineering, dropped, self.rare_min_count,
                                   self.features_fn, changed or ((), ()))
         if lines and rank_zero_only.rank == 0:
@@ -121,8 +124,7 @@ class TabularDataModule(CompetitionDataModule):
     def build_sets(self) -> DataSpec:
         """Encoders fitted on the rows the model trains on only: the validation and OOF
         scores are what the test set will see."""
-        kinds = column_kinds(self.train_frame, self.features, self.root / self.train_csv,
-                             self.categorical_cols)
+        kinds = self.kinds
         train_split = self.train_frame.iloc[self.train_idx]
         features = fit_encoders(train_split, kinds, self.numeric_transform, self.num_bins,
                                 self.rare_min_count)
@@ -133,21 +135,32 @@ class TabularDataModule(CompetitionDataModule):
         self.train_set = TensorRows(x[self.train_idx], labels[self.train_idx])
         self.val_set = TensorRows(x[self.val_idx], labels[self.val_idx])
         self.oof_set = TensorRows(x[self.oof_idx], labels[self.oof_idx])
-        features.update(inputs=self.inputs, features_fn=self.features_fn,
-                        engineering=self.engineering)
+        features.update(self.made_frame_features())
         return DataSpec(**self.spec_fields(), net_inputs={"in_features": int(x.shape[1])},
                         features=features)
 
     def find_test(self) -> None:
-        """A model trained elsewhere (make predict): its input columns, its own columns'
-        function and what it made of them, from the spec (older specs: the columns only)."""
-        features = self.spec.features
+        """A model trained elsewhere (make predict): the test frame rebuilt from its spec."""
+        self.test_frame = self.made_test_frame(self.spec.features)
+
+    def made_frame_features(self) -> dict:
+        """How the frames were made, as plain JSON-able types: `columns` (the frames'),
+        `inputs` (the table's columns they come from), `features_fn`, `engineering` (the
+        date parts and the text transforms). The DataSpec's `features` holds them; a model
+        without a DataSpec (a tree folder) saves them to predict a new folder."""
+        return {"columns": list(self.features), "inputs": list(self.inputs),
+                "features_fn": self.features_fn, "engineering": self.engineering}
+
+    def made_test_frame(self, features: dict) -> pd.DataFrame:
+        """This folder's test table (after `read_sample`) made into the frame a model
+        trained with `features` (`made_frame_features`, or a DataSpec's; older specs: the
+        columns only) reads: its own columns' function, date parts and text transforms."""
         self.features = list(features["columns"])
         self.inputs = list(features.get("inputs", self.features))
         self.features_fn = features.get("features_fn")
         test = self.read_test_frame("the model was trained on them: give the test table every "
                                     "feature column it was trained on")
-        self.test_frame = engineer(test, features.get("engineering", {}))[self.features]
+        return engineer(test, features.get("engineering", {}))[self.features]
 
     def read_test_frame(self, fix: str | None = None) -> pd.DataFrame:
         """test.csv's input rows in the sample submission's order (after `features_fn`): one
