@@ -18,8 +18,9 @@ from podium.data.demo import build_tabular_demo
 
 
 def titanic_like(root: Path, n: int = 240, seed: int = 0, target=("No", "Yes")) -> Path:
-    """A small table the way Kaggle gives one: a running id, free-text names, ticket codes
-    unique to each row, missing ages, a rare port, a Yes/No target; test.csv + sample."""
+    """A small table the way Kaggle gives one: a running id, free-text names (a title in
+    each), ticket codes unique to each row, missing ages, a rare port, a Yes/No target;
+    test.csv + sample."""
     rng = np.random.default_rng(seed)
     m = n + n // 4
     sex = rng.choice(["male", "female"], m)
@@ -29,7 +30,9 @@ def titanic_like(root: Path, n: int = 240, seed: int = 0, target=("No", "Yes")) 
     logit = 1.5 * (sex == "female") - 0.8 * (pclass - 2) + rng.normal(0, 0.7, m)
     frame = pd.DataFrame({
         "PassengerId": np.arange(1, m + 1), "Pclass": pclass,
-        "Name": [f"Person{i}, Mr. Given {i}" for i in range(m)], "Sex": sex, "Age": age,
+        "Name": [f"Person{i}, {title}. Given {i}" for i, title in enumerate(
+            np.where(sex == "male", "Mr", np.where(np.arange(m) % 2, "Mrs", "Miss")))],
+        "Sex": sex, "Age": age,
         "Ticket": [f"T{i:06d}" for i in rng.permutation(m)],
         "Fare": np.round(rng.lognormal(3 - 0.5 * pclass, 0.6), 2),
         "Embarked": rng.choice(["S", "C", "Q", "Z"], m, p=[0.7, 0.2, 0.095, 0.005]),
@@ -258,8 +261,10 @@ def test_a_table_folder_trains_and_says_what_it_read(table_run):
     assert "read as a table (data=tabular)" in out
     assert "data.task=binary (train.csv's Survived: 2 classes: No, Yes" in out
     assert "model: tabm (a table needs a tabular network" in out
-    assert "  numeric (3, quantile, up to 48 bins): Pclass, Age, Fare; missing: Age " in out
-    assert "  text-like, dropped (1): Name (free text" in out
+    assert "  text column Name -> 6 SVD components of word 1-2 gram tf-idf (7 terms) and its " \
+           "length: Name_svd1 ... Name_svd6, Name_length" in out
+    assert "  numeric (10, quantile, up to 48 bins): Pclass, Name_svd1, " in out
+    assert "; missing: Age 2" in out
     assert "  id-like, dropped (1): Ticket" in out
     submission = pd.read_csv(run / "submission.csv")
     assert list(submission.columns) == ["PassengerId", "Survived"]

@@ -7,9 +7,11 @@ Kinds (`column_kinds`, decided on every training row, never on the target):
   (index 0, where unseen test levels go too);
 - text-like: text whose distinct values fill more than half the rows (names, ticket or
   cabin numbers): one-hot encoding them lets a network memorise the training rows, so they
-  are dropped, and the run says so;
+  are dropped, and the run says so (podium.data.engineering has already made them into
+  tf-idf SVD components, unless data.text_components=0 or no word is in two rows);
 - id-like: a value unique to every row (a running number, a code without spaces): dropped;
-- constant: one value everywhere: dropped.
+- constant: one value everywhere: dropped (podium.data.engineering drops these, and
+  categorical columns left with one level once rare levels are pooled, from the frames).
 A feature column that is empty in every row is an error (drop it with `data.drop_cols`).
 
 The encoders (`fit_encoders`) are fitted on the training split only and stored as plain
