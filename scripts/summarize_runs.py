@@ -11,7 +11,9 @@ weighted by (`data.test_prior`: a score under a uniform prior is another yardsti
 ranked within their group by one score in that metric's own direction: the OOF score where
 there is one (a cross-validation folder, `make gbdt`'s folder; a refit of one takes its
 OOF score), the validation score otherwise; column `scored_on` says which (oof | val |
-refit: oof | refit: val). Columns: data_root, competition, test_prior, rank, run_name,
+refit: oof | refit: val). An ensemble (`make submit`, `make cv`'s blend with trees) is a row
+too, scored by its chain's cross-fitted OOF score (`oof: chain cross-fitted`), beside its
+first member's competition; its `overrides` are its members and weights. Columns: data_root, competition, test_prior, rank, run_name,
 experiment, overrides, score, scored_on, best (the monitored validation value
 `metric.monitor` of the best checkpoint; a cross-validation folder: the folds' mean),
 best_epoch, epochs, wall time (from the config's to metrics.json's modification time),
@@ -99,11 +101,11 @@ def debug_of(config: dict, choices: dict) -> str:
 
 
 def run_row(run: Path) -> dict | None:
-    """One run folder -> one row (None: not a training run, e.g. a submit folder)."""
+    """One run folder -> one row (None: neither a training run nor an ensemble)."""
     metrics = read_json(run / METRICS)
     failed = run / "failed.txt"
     if "monitor" not in metrics and not failed.is_file():
-        return None
+        return ensemble_row(run, metrics) if "runs" in metrics else None
     config = read_yaml(run / CONFIG) or {}
     hydra = (read_yaml(run / HYDRA_DIR / "hydra.yaml") or {}).get("hydra", {})
     overrides = read_yaml(run / HYDRA_DIR / "overrides.yaml") or []
@@ -136,6 +138,25 @@ def run_row(run: Path) -> dict | None:
                   "pruned" if (run / "pruned.txt").is_file() else "ok",
         "path": str(run),
     }
+
+
+def ensemble_row(folder: Path, metrics: dict) -> dict | None:
+    """A `make submit` / `make predict` folder: its chain's cross-fitted OOF score
+    (`oof_score_submitted`), ranked beside the runs of its first member's competition."""
+    first = next(Path(metrics["runs"][0]).glob(f"**/{CONFIG}"), None) if metrics["runs"] else None
+    member = run_row(first.parent.parent) if first is not None else None
+    if member is None or metrics.get("oof_score_submitted") is None:
+        return None  # no OOF rows (a predict folder): nothing comparable
+    names = [Path(r).parent.name if Path(r).name[:1].isdigit() else Path(r).name
+             for r in metrics["runs"]]
+    weights = " ".join(f"{n}:{w:.2f}" for n, w in zip(names, metrics["weights"], strict=True))
+    return {**member, "run_name": folder.parent.name, "experiment": "ensemble",
+            "overrides": weights, "score": metrics["oof_score_submitted"],
+            "scored_on": "oof: chain cross-fitted", "best": math.nan, "best_epoch": math.nan,
+            "epochs": math.nan, "seed": None, "debug": "",
+            "wall_s": round((folder / METRICS).stat().st_mtime
+                            - (folder / CONFIG).stat().st_mtime, 1),
+            "status": "ok", "path": str(folder)}
 
 
 def refit_estimate(run: Path, sources: list[str], competition: str) -> tuple[float, str]:

@@ -54,6 +54,22 @@ def test_three_fake_runs_best_first_with_seed_groups(tmp_path, capsys):
     assert "4 runs under" in out and "0.9000" in out
 
 
+def test_an_ensemble_is_ranked_by_its_chains_cross_fitted_score(tmp_path):
+    fake_run(tmp_path / "a", "focal", [], 1, 0.80)
+    fake_run(tmp_path / "c", "baseline", [], 1, 0.85)
+    blend = tmp_path / "submit" / "ensemble" / "2026-12-07_18-00-00"
+    (blend / ".hydra").mkdir(parents=True)
+    (blend / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"task_name": "submit"}))
+    (blend / "metrics.json").write_text(json.dumps(
+        {"runs": [str(tmp_path / "a"), str(tmp_path / "c")], "weights": [0.25, 0.75],
+         "metric": "f1_macro", "oof_score": 0.9, "oof_score_submitted": 0.875}))
+    table = summarize_runs.best_first(summarize_runs.collect(tmp_path))
+    assert table.experiment.tolist() == ["ensemble", "baseline", "focal"]
+    row = table.iloc[0]
+    assert row.score == 0.875 and row.scored_on == "oof: chain cross-fitted"
+    assert row.overrides == "a:0.25 c:0.75" and row.path == str(blend)
+
+
 def test_minimised_monitor_sorts_lowest_first(tmp_path):
     for name, value in (("x", 0.5), ("y", 0.2)):
         fake_run(tmp_path / name, "baseline", [], 1, 0, mode=None)  # inferred: min
