@@ -172,6 +172,9 @@ def gbdt(cfg: DictConfig) -> tuple[Result, Summary]:
     from podium.submission.ensemble import Options, write_ensemble
     from podium.submission.members import Member, own_predictions
 
+    from podium.threads import use_threads
+
+    print(use_threads(cfg.get("threads", "auto")), flush=True)
     result = cross_validate_table(cfg)
     data, output_dir = result.data, Path(cfg.paths.output_dir)
     write_atomic(output_dir / run.OOF, result.oof.to_csv(index=False))

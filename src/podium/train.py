@@ -60,8 +60,13 @@ def train(cfg: DictConfig) -> Outcome:
     from podium.callbacks.checkpoints import checkpoint_epoch
     from podium.io import write_json
 
+    from podium.threads import use_threads
+
     check_types(cfg)
     quiet_known_noise(cfg)
+    said = use_threads(cfg.get("threads", "auto"))
+    if rank_zero_only.rank == 0:
+        print(said, flush=True)
     # loss: null -> the task's usual loss (said in one line); metric.monitor/mode: null ->
     # the task's key, inferred mode
     resolve_defaults(cfg, announce=rank_zero_only.rank == 0)

@@ -1,0 +1,58 @@
+"""How many threads one process computes with (torch, OpenMP, BLAS): `threads=auto|N`.
+
+A second thread only helps when a core is free for it. On a shared machine (another
+training run, a second fold of `make cv JOBS=2`) every parallel region of a process that
+holds two threads waits for the busier core, and small models ran 5-8x slower. `auto`
+gives each process the cores left free: the cores this process may use, less what the
+machine's one-minute load says is busy, shared among the parallel jobs (Hydra's joblib
+launcher), and at least one.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity; a container's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def parallel_jobs() -> int:
+    """The jobs Hydra's launcher runs side by side (1 without Hydra or a parallel one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        jobs = HydraConfig.get().launcher.get("n_jobs")
+    except ValueError:  # no Hydra run (a notebook, a test)
+        return 1
+    return int(jobs) if jobs and int(jobs) > 0 else 1
+
+
+def auto_threads(n_cores: int, load: float, jobs: int) -> int:
+    """The cores not busy with other work (`load`: the one-minute load average), shared
+    among `jobs` parallel jobs; at least one."""
+    free = n_cores - round(load)
+    return max(1, min(n_cores // max(jobs, 1), free))
+
+
+def use_threads(setting: int | str | None = "auto") -> str:
+    """Set the threads of this process (torch's intra-op pool, OpenMP and BLAS already
+    loaded, and OMP_NUM_THREADS for libraries loaded later); returns the line to print."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if setting in (None, "auto"):
+        n_cores, load, jobs = cores(), os.getloadavg()[0], parallel_jobs()
+        n = auto_threads(n_cores, load, jobs)
+        why = f"auto: {n_cores} core(s), load {load:.1f}, {jobs} parallel job(s); set threads=N"
+    else:
+        n = int(setting)
+        why = f"threads={n}"
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    threadpool_limits(n)
+    return f"threads: {n} ({why})"
