@@ -64,8 +64,8 @@ predict: ## RUN="dir ..." (or EXPORT=bundle) predict DATA=<another competition f
 export: ## RUN="dir ..." (default: the latest run) -> logs/export/<time>/: an offline bundle for code competitions
 	$(PY) -m podium.export "runs=$(RUNS)" $(ARGS)
 
-test: ## the fast test suite (what CI runs)
-	$(PY) -m pytest -q $(ARGS)
+test: ## the fast test suite (what CI runs), one worker per core (pytest-xdist; a file stays on one)
+	$(PY) -m pytest -q -n auto --dist loadfile $(ARGS)
 
 test-slow: ## the slow tests only (long training, benchmarks)
 	$(PY) -m pytest -q -m slow $(ARGS)
