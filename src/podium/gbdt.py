@@ -78,11 +78,12 @@ def read_table(cfg: DictConfig) -> TabularDataModule:
     return datamodule
 
 
-def fold_indices(data: TabularDataModule) -> list[Split]:
-    """Every fold's (train, inner, held-out) row indices: `nested_split` with the arguments
-    the datamodule's own `split()` gives it for `data.fold=f`, so fold f holds out `make
-    cv`'s fold f and stops early on the inner split its network would validate on."""
-    from podium.data.splits import nested_split
+def fold_indices(data: TabularDataModule, nested: bool = False) -> list[tuple]:
+    """Every fold's (train, held-out) row indices: `split_indices` with the arguments the
+    datamodule's own `split()` gives it for `data.fold=f`, so fold f is `make cv`'s fold f.
+    `nested`: (train, inner, held-out) (podium.data.splits.Split: `nested_split`), the
+    inner split the fold's network would validate on carved from its training rows."""
+    from podium.data.splits import nested_split, split_indices
 
     groups = None
     if data.group_col:
@@ -90,8 +91,9 @@ def fold_indices(data: TabularDataModule) -> list[Split]:
 
         groups = read_csv(data.root / data.train_csv, [data.group_col],
                           "the training labels")[data.group_col].tolist()
-    return [nested_split(data.labels, data.class_names, data.val_fraction, data.seed,
-                         data.n_folds, fold, groups, stratify=data.task != "regression")
+    split = nested_split if nested else split_indices
+    return [split(data.labels, data.class_names, data.val_fraction, data.seed, data.n_folds,
+                  fold, groups, stratify=data.task != "regression")
             for fold in range(data.n_folds)]
 
 
@@ -114,7 +116,7 @@ def cross_validate_table(cfg: DictConfig, progress: bool = True) -> Result:
     data = read_table(cfg)
     columns = column_kinds(data.train_frame, data.features, data.categorical_cols,
                            data.root / data.train_csv)
-    folds = fold_indices(data)
+    folds: list[Split] = fold_indices(data, nested=True)
     factor = class_factor(cfg, data)
     carried, test_prior = priors(data, factor)
     metric = cfg.metric.competition

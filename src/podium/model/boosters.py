@@ -69,7 +69,7 @@ class Booster:
 
     def save(self, path: Path) -> None:
         raise PodiumError(f"gbdt={self.name}: its models save only by pickle, which podium "
-                          f"does not load; use gbdt=lightgbm, catboost or xgboost")
+                          f"does not load: make gbdt MODEL=lightgbm (or catboost, xgboost)")
 
     def load(self, path: Path, categorical: np.ndarray) -> Booster:
         raise NotImplementedError

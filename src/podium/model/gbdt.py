@@ -191,8 +191,8 @@ def saved_features(folder: Path) -> dict:
     if not path.is_file():
         raise PodiumError(f"{folder} holds no saved trees ({MODELS}/{FEATURES}): a "
                           f"gbdt=hgb folder keeps none (scikit-learn saves only by pickle, "
-                          f"which podium does not load); make gbdt with gbdt=lightgbm, "
-                          f"catboost or xgboost")
+                          f"which podium does not load): make gbdt MODEL=lightgbm (or "
+                          f"catboost, xgboost) saves its models")
     return json.loads(path.read_text())
 
 
