@@ -4,7 +4,7 @@ On every table below, built as a competition folder (train.csv, test.csv,
 sample_submission.csv, answers.csv) in a work folder that is never committed, three commands
 run through make, as a user would type them:
   make cv EXP=tabular FOLDS=5        the tabular recipe's 5-fold OOF score
-  make gbdt FOLDS=5                  LightGBM (make gbdt's default, conf/gbdt/lightgbm.yaml) on the same folds
+  make gbdt FOLDS=5                  LightGBM (conf/gbdt/lightgbm.yaml) on the same folds
   make submit RUN="<cv> <gbdt>" ARGS="weights=auto"   the blend learned on their OOF
 Each is timed (wall clock, whatever else the machine runs). The score is the OOF score of the
 competition metric (the task's default: binary AUROC, multiclass macro-F1, regression MAE);

@@ -32,8 +32,8 @@ from podium.errors import PodiumError, one_line_errors
 if TYPE_CHECKING:
     import pandas as pd
 
-    from podium.data.tabular import TabularDataModule
     from podium.data.splits import Split
+    from podium.data.tabular import TabularDataModule
     from podium.model.gbdt import Columns, CrossValidation
     from podium.submission.summary import Summary
 
