@@ -244,8 +244,9 @@ def test_class_weights_of_the_loss_weigh_the_rows(demos, tmp_path):
     import lightgbm as lgb
 
     root = demos["binary"]
-    run_cli("podium.gbdt", "gbdt=lightgbm", "data=demo_binary", f"data.root={root}",
-            f"data.demo_root={root}", *FAST, "loss=weighted_ce", f"paths.log_dir={tmp_path}")
+    proc = run_cli("podium.gbdt", "gbdt=lightgbm", "data=demo_binary", f"data.root={root}",
+                   f"data.demo_root={root}", *FAST, "loss=weighted_ce",
+                   f"paths.log_dir={tmp_path}")
     [folder] = (tmp_path / "gbdt" / "lightgbm").iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["score_prior"] == pytest.approx({"benign": 0.5, "malignant": 0.5})
@@ -253,6 +254,8 @@ def test_class_weights_of_the_loss_weigh_the_rows(demos, tmp_path):
     y = (train.target == "malignant").astype(int)
     counts = np.bincount(y)
     weight = (1 / counts) * 2 / (1 / counts).sum()
+    assert (f"each row weighs its class's factor from loss WeightedCrossEntropy: benign "
+            f"{weight[0]:.3g}, malignant {weight[1]:.3g}") in proc.stdout
     fit_ids, inner_ids, held_ids = fold_rows(root, "binary", 0, tmp_path)
     x = features(train, train).to_numpy(float)
     index = {i: k for k, i in enumerate(train.index)}

@@ -118,6 +118,10 @@ def cross_validate_table(cfg: DictConfig, progress: bool = True) -> Result:
                            data.root / data.train_csv)
     folds: list[Split] = fold_indices(data, nested=True)
     factor = class_factor(cfg, data)
+    if factor is not None and progress:
+        shares = ", ".join(f"{c} {w:.3g}" for c, w in zip(data.class_names, factor, strict=True))
+        print(f"gbdt: each row weighs its class's factor from loss "
+              f"{cfg.loss._target_.rsplit('.', 1)[-1]}: {shares}", flush=True)
     carried, test_prior = priors(data, factor)
     metric = cfg.metric.competition
 
