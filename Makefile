@@ -6,6 +6,7 @@ RUN     ?=
 DATA    ?=
 EXPORT  ?=
 FOLDS   ?= 5
+MODEL   ?= lightgbm
 JOBS    ?=
 TRIALS  ?= 20
 # make sweep: conf/hparams_search/EXP.yaml when there is one, else the generic lr_wd.yaml
@@ -40,8 +41,8 @@ cv: ## FOLDS-fold cross-validation of EXP (JOBS=n folds in parallel) -> logs/cv/
 		"data.fold=range(0,$(FOLDS))" $(if $(JOBS),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
 .PHONY: gbdt
-gbdt: ## HistGradientBoosting on a table, FOLDS-fold on make cv's folds: the bar to beat -> logs/gbdt/...
-	$(PY) -m podium.gbdt data.n_folds=$(FOLDS) $(ARGS)
+gbdt: ## MODEL=lightgbm|catboost|xgboost|hgb on a table, FOLDS-fold on make cv's folds: the bar to beat -> logs/gbdt/MODEL/...
+	$(PY) -m podium.gbdt gbdt=$(MODEL) data.n_folds=$(FOLDS) $(ARGS)
 
 .PHONY: refit
 refit: ## retrain RUN (a run or cv folder) on all labelled data for its best epoch count -> logs/refit/...

@@ -4,7 +4,7 @@ On every table below, built as a competition folder (train.csv, test.csv,
 sample_submission.csv, answers.csv) in a work folder that is never committed, three commands
 run through make, as a user would type them:
   make cv EXP=tabular FOLDS=5        the tabular recipe's 5-fold OOF score
-  make gbdt FOLDS=5                  HistGradientBoosting (conf/gbdt.yaml) on the same folds
+  make gbdt FOLDS=5                  LightGBM (conf/gbdt/lightgbm.yaml) on the same folds
   make submit RUN="<cv> <gbdt>" ARGS="weights=auto"   the blend learned on their OOF
 Each is timed (wall clock, whatever else the machine runs). The score is the OOF score of the
 competition metric (the task's default: binary AUROC, multiclass macro-F1, regression MAE);
@@ -160,7 +160,7 @@ def bench_table(name: str, work: Path, folds: int, extra: list[str],
     gbdt_wall, _ = make("gbdt", {"FOLDS": str(folds),
                                  "ARGS": " ".join([*data, f"paths.log_dir={logs}", *seed])},
                         logs / "gbdt.log")
-    gbdt_dir = newest(logs / "gbdt" / "gbdt")
+    gbdt_dir = newest(logs / "gbdt" / "lightgbm")
     blend_wall, out = make("submit", {"RUN": f"{cv_dir} {gbdt_dir}",
                                       "ARGS": f"weights=auto paths.log_dir={logs}"},
                            logs / "submit.log")
@@ -202,7 +202,7 @@ def markdown(results: list[dict], meta: dict) -> str:
         f"Each table is a competition folder built from a dataset that ships in a package "
         f"(80 % train, 20 % test with answers); {meta['folds']}-fold OOF score of the "
         f"competition metric (the task's default) on the same folds for both: "
-        f"`make cv EXP=tabular`, `make gbdt` (HistGradientBoosting, conf/gbdt.yaml) and "
+        f"`make cv EXP=tabular`, `make gbdt` (LightGBM, conf/gbdt/lightgbm.yaml) and "
         f"`make submit RUN=\"<cv> <gbdt>\" ARGS=\"weights=auto\"`. The held-out test score "
         f"(answers.csv) is shown for reference and chose nothing. The bar: tabular OOF >= "
         f"GBDT OOF, blend >= both.",

@@ -183,8 +183,8 @@ def test_regression_weights_auto_is_nnls(tables, tmp_path):
 def test_a_hand_written_member_joins_a_podium_run(tables, tmp_path):
     root = tables["binary"]
     run_cli("podium.gbdt", "data=demo_binary", f"data.root={root}", f"data.demo_root={root}",
-            "data.n_folds=2", "gbdt.max_iter=10", f"paths.log_dir={tmp_path / 'g'}")
-    [trees] = (tmp_path / "g" / "gbdt" / "gbdt").iterdir()
+            "data.n_folds=2", "gbdt.rounds=10", f"paths.log_dir={tmp_path / 'g'}")
+    [trees] = (tmp_path / "g" / "gbdt" / "lightgbm").iterdir()
     hand = write_member(tmp_path / "notebook", root, good(0.3))
     proc, metrics, written = submit(tmp_path, f"runs=[{trees},{hand}]")
     assert f"member {hand}: weight 0.500" in proc.stdout

@@ -107,7 +107,7 @@ def test_a_table_gets_kinds_leaks_auroc_and_the_bar_of_make_gbdt(planted, tmp_pa
     # the bar is the OOF score make gbdt writes on the same folds
     run_cli("podium.gbdt", "data=tabular", f"data.root={planted}", "data.n_folds=5",
             f"paths.log_dir={tmp_path / 'gbdt'}")
-    [folder] = (tmp_path / "gbdt" / "gbdt" / "gbdt").iterdir()
+    [folder] = (tmp_path / "gbdt" / "gbdt" / "lightgbm").iterdir()
     bar = json.loads((folder / "metrics.json").read_text())["oof/auroc"]
     assert summary["bar_to_beat"]["oof"] == bar and summary["bar_to_beat"]["folds"] == 5
     assert f"5-fold OOF auroc (metric.competition): {bar:.4f}: the bar to beat" in out

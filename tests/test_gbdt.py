@@ -1,4 +1,6 @@
-"""`make gbdt`: HistGradientBoosting on make cv's folds, written as a cross-validation folder."""
+"""`make gbdt`: the trees on make cv's folds, written as a cross-validation folder; here
+scikit-learn's HistGradientBoosting (gbdt=hgb), the one checked against scikit-learn itself
+(the other boosters: test_boosters.py)."""
 
 from __future__ import annotations
 
@@ -28,13 +30,13 @@ def demos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gbdt_runs(demos, tmp_path_factory):
-    """`make gbdt` on both tabular demos (3 folds): {kind: (run folder, stdout)}."""
+    """`make gbdt MODEL=hgb` on both tabular demos (3 folds): {kind: (run folder, stdout)}."""
     logs = tmp_path_factory.mktemp("logs")
     runs = {}
     for kind, root in demos.items():
-        proc = run_cli("podium.gbdt", f"data=demo_{kind}", f"data.root={root}",
+        proc = run_cli("podium.gbdt", "gbdt=hgb", f"data=demo_{kind}", f"data.root={root}",
                        f"data.demo_root={root}", "data.n_folds=3", f"paths.log_dir={logs / kind}")
-        [folder] = (logs / kind / "gbdt" / "gbdt").iterdir()
+        [folder] = (logs / kind / "gbdt" / "hgb").iterdir()
         runs[kind] = folder, proc.stdout
     return runs
 
@@ -78,16 +80,30 @@ def test_folds_are_make_cvs_folds(gbdt_runs, demos, tmp_path):
         assert sorted(oof.id[oof.fold == fold]) == sorted(data.oof_ids)
 
 
-def test_a_fold_is_scikit_learns_own_fit(gbdt_runs, demos):
+def inner_split(root, kind, fold, n_folds, tmp_path):
+    """make cv's fold `fold`: (ids its network trains on, ids it validates on), the
+    datamodule's own nested split."""
+    cfg = make_cfg(tmp_path, [f"data=demo_{kind}", f"data.root={root}",
+                              f"data.n_folds={n_folds}", f"data.fold={fold}"])
+    data = instantiate(cfg.data)
+    data.split()
+    ids = np.asarray(data.train_ids)
+    return ids[data.train_idx], ids[data.val_idx]
+
+
+def test_a_fold_is_scikit_learns_own_fit(gbdt_runs, demos, tmp_path):
     """Fold 0's OOF probabilities: HistGradientBoostingClassifier fitted directly on the
-    fold's training rows with conf/gbdt.yaml's arguments."""
+    rows make cv's fold 0 trains its network on, stopped early on the rows it validates on
+    (conf/gbdt/hgb.yaml's arguments)."""
     folder, _ = gbdt_runs["binary"]
     oof = read_oof(folder)
     train = pd.read_csv(demos["binary"] / "train.csv", dtype={"id": str}).set_index("id")
     held = oof[oof.fold == 0]
-    fit = train.drop(index=held.id)
+    fit_ids, inner_ids = inner_split(demos["binary"], "binary", 0, 3, tmp_path)
+    fit, inner = train.loc[fit_ids], train.loc[inner_ids]
     model = HistGradientBoostingClassifier(max_iter=1000, early_stopping=True, random_state=42)
-    model.fit(fit.drop(columns="target").to_numpy(float), fit.target)
+    model.fit(fit.drop(columns="target").to_numpy(float), fit.target,
+              X_val=inner.drop(columns="target").to_numpy(float), y_val=inner.target)
     expected = model.predict_proba(train.loc[held.id].drop(columns="target").to_numpy(float))
     assert list(model.classes_) == ["benign", "malignant"]
     np.testing.assert_allclose(held[["benign", "malignant"]], expected, atol=1e-6)
@@ -111,7 +127,7 @@ def test_postprocess_thresholds_on_the_trees(demos, tmp_path):
     root = demos["binary"]
     proc = run_cli("podium.gbdt", "data=demo_binary", f"data.root={root}",
                    f"data.demo_root={root}", "data.n_folds=2", "metric.competition=f1_macro",
-                   "submission.format=label", "gbdt.max_iter=20", f"paths.log_dir={tmp_path}")
+                   "submission.format=label", "gbdt.rounds=20", f"paths.log_dir={tmp_path}")
     assert "threshold " in proc.stdout and "cross-fitted (the OOF's 2 folds;" in proc.stdout
     [metrics] = (tmp_path / "gbdt").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["threshold"]["metric"] == "f1_macro"
@@ -123,11 +139,11 @@ def test_bar_to_beat_is_the_folders_score(gbdt_runs, demos, tmp_path):
     root = demos["regression"]
     folder, _ = gbdt_runs["regression"]
     mae = json.loads((folder / "metrics.json").read_text())["oof/mae"]
-    cfg = make_cfg(tmp_path, ["data=demo_regression", f"data.root={root}", "data.n_folds=3"],
-                   config_name="gbdt", resolve=False)
+    cfg = make_cfg(tmp_path, ["gbdt=hgb", "data=demo_regression", f"data.root={root}",
+                              "data.n_folds=3"], config_name="gbdt", resolve=False)
     assert bar_to_beat(cfg) == mae
-    # a training config (make eda's, a run's): conf/gbdt.yaml's trees, the folds given
-    train_cfg = make_cfg(tmp_path, ["data=demo_regression", f"data.root={root}"])
+    # a training config (make eda's, a run's) given a booster, the folds given
+    train_cfg = make_cfg(tmp_path, ["+gbdt=hgb", "data=demo_regression", f"data.root={root}"])
     assert bar_to_beat(train_cfg, n_folds=3) == mae
     assert train_cfg.data.n_folds is None  # the caller's config is left as it was
     assert not (tmp_path / "logs").exists()  # nothing written
@@ -145,7 +161,8 @@ def test_an_image_competition_or_one_fold_is_one_line(demo_root, tmp_path):
 def test_wide_categories_and_missing_values(tmp_path):
     """A category with more levels than the trees' bins enters as codes; empty cells and
     unseen test categories are missing values, not errors."""
-    from podium.model.gbdt import MAX_BINS, Columns, cross_validate
+    from podium.model.boosters import MAX_BINS
+    from podium.model.gbdt import Columns, cross_validate
 
     rng = np.random.default_rng(0)
     n = 600
@@ -155,34 +172,38 @@ def test_wide_categories_and_missing_values(tmp_path):
     train.loc[::7, "x"] = ""
     labels = (rng.random(n) < 0.5).astype(int)
     test = train.head(10).assign(kind="never seen")
-    folds = [(np.arange(300, n), np.arange(300)), (np.arange(300), np.arange(300, n))]
+    folds = [(np.arange(360, n), np.arange(300, 360), np.arange(300)),
+             (np.arange(60, 300), np.arange(60), np.arange(300, n))]
     cv = cross_validate(train, test, labels, folds, Columns(["x"], ["city", "kind"]),
-                        "binary", 2, {"max_iter": 5}, 0)
+                        "binary", 2, {"name": "hgb", "rounds": 5, "early_stopping": 10}, 0)
     assert cv.ordinal == ["city"] and np.isfinite(cv.oof).all() and np.isfinite(cv.test).all()
     np.testing.assert_allclose(cv.oof.sum(axis=1), 1, atol=1e-6)
 
 
 def test_log1p_target_is_fitted_on_log1p_and_predicted_back(demos, tmp_path):
     """data.target_transform=log1p, as the network: fold 0's OOF predictions are
-    HistGradientBoostingRegressor fitted on log1p(y) of the fold's training rows, mapped
-    back with expm1; the accepted training keys (print_config=false) do not stop it."""
+    HistGradientBoostingRegressor fitted on log1p(y) of the fold's training rows (stopped
+    early on make cv's inner split of them), mapped back with expm1; the accepted training
+    keys (print_config=false) do not stop it."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     root = demos["regression"]
-    run_cli("podium.gbdt", "data=demo_regression", f"data.root={root}",
+    run_cli("podium.gbdt", "gbdt=hgb", "data=demo_regression", f"data.root={root}",
             f"data.demo_root={root}", "data.n_folds=2", "data.target_transform=log1p",
             "print_config=false", "trainer.max_epochs=3", f"paths.log_dir={tmp_path}")
-    [folder] = (tmp_path / "gbdt" / "gbdt").iterdir()
+    [folder] = (tmp_path / "gbdt" / "hgb").iterdir()
     oof = read_oof(folder)
     train = pd.read_csv(root / "train.csv", dtype={"id": str}).set_index("id")
     held = oof[oof.fold == 0]
-    fit = train.drop(index=held.id)
+    fit_ids, inner_ids = inner_split(root, "regression", 0, 2, tmp_path)
+    fit, inner = train.loc[fit_ids], train.loc[inner_ids]
     features = lambda frame: frame.drop(columns="target").assign(  # noqa: E731
         sex=lambda f: (f.sex == sorted(train.sex.unique())[1]).astype(float))
     categorical = [c == "sex" for c in features(fit).columns]
     model = HistGradientBoostingRegressor(max_iter=1000, early_stopping=True, random_state=42,
                                           categorical_features=categorical)
-    model.fit(features(fit).to_numpy(float), np.log1p(fit.target))
+    model.fit(features(fit).to_numpy(float), np.log1p(fit.target),
+              X_val=features(inner).to_numpy(float), y_val=np.log1p(inner.target))
     expected = np.expm1(model.predict(features(train.loc[held.id]).to_numpy(float)))
     np.testing.assert_allclose(held.prediction, expected, rtol=1e-5)
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -199,9 +220,9 @@ def test_test_prior_moves_and_weighs_the_trees_oof_like_a_networks(demos, tmp_pa
     root = demos["binary"]
     proc = run_cli("podium.gbdt", "data=demo_binary", f"data.root={root}",
                    f"data.demo_root={root}", "data.n_folds=2", "data.test_prior=uniform",
-                   "metric.competition=accuracy", "gbdt.max_iter=20",
+                   "metric.competition=accuracy", "gbdt.rounds=20",
                    f"paths.log_dir={tmp_path}")
-    [folder] = (tmp_path / "gbdt" / "gbdt").iterdir()
+    [folder] = (tmp_path / "gbdt" / "lightgbm").iterdir()
     oof = read_oof(folder)
     classes = ["benign", "malignant"]
     labels = pd.read_csv(root / "train.csv").target

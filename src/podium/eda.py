@@ -12,8 +12,8 @@ Every single-label task:
 A table also gets (podium.data.profile): each column's kind as a run reads it (numeric,
 categorical, text-like, id-like, constant), missing share and cardinality; each column
 (and the id column) scored alone out-of-fold, a near-perfect one flagged as a possible leak;
-and HistGradientBoosting's k-fold OOF score on make cv's folds (podium.gbdt.bar_to_beat,
-the score `make gbdt` writes): the bar to beat.
+and the default booster's (LightGBM's) k-fold OOF score on make cv's folds
+(podium.gbdt.bar_to_beat, the score `make gbdt` writes): the bar to beat.
 Writes a plot and `eda.json` into `logs/eda/<data>/<time>/`.
 """
 
@@ -167,7 +167,7 @@ def table_section(console, cfg: DictConfig, data) -> dict:
     from rich.table import Table
 
     from podium.data.profile import LEAK_SCORE, ColumnProfile, as_dicts, column_profiles, flag_leaks
-    from podium.gbdt import bar_to_beat, fold_indices
+    from podium.gbdt import bar_to_beat, default_booster, fold_indices, model_name
 
     profiles = column_profiles(data.train_frame, data.features, data.root / data.train_csv,
                                data.categorical_cols)
@@ -207,13 +207,14 @@ def table_section(console, cfg: DictConfig, data) -> dict:
                       f"{p.single_score:.3f} (>= {LEAK_SCORE}): {fix}")
     metric = cfg.metric.competition
     bar = bar_to_beat(cfg, n_folds)
-    console.print(f"HistGradientBoosting {n_folds}-fold OOF {metric} (metric.competition): "
+    trees = model_name((cfg.get("gbdt") or default_booster()).name, data.task)
+    console.print(f"{trees} {n_folds}-fold OOF {metric} (metric.competition): "
                   f"{bar:.4f}: the bar to beat (make gbdt FOLDS={n_folds} writes it as a "
                   f"folder; make cv EXP=tabular FOLDS={n_folds} should beat it, and make "
                   f"submit RUN=\"<cv> <gbdt>\" ARGS=\"weights=auto\" blend them)")
     return {"columns": as_dicts(profiles), "leaks": [p.name for p in leaks],
             "leak_threshold": LEAK_SCORE, "single_column_scale": scale, "folds": n_folds,
-            "bar_to_beat": {"model": "HistGradientBoosting", "metric": metric,
+            "bar_to_beat": {"model": trees, "metric": metric,
                             "folds": n_folds, "oof": bar}}
 
 

@@ -6,6 +6,8 @@ The bundle (`logs/export/<time>/`):
     .hydra/config.yaml   its composed config
     checkpoints/best.ckpt  weights + DataSpec (classes, input statistics, tabular encoders)
                          only: no optimizer state, readable with weights_only=True
+    models/              a `make gbdt` folder's instead: each fold's model in its library's
+                         own file and features.json (podium.model.gbdt.save_models)
     oof.csv              its out-of-fold predictions (for postprocess=...), when it has them
   podium-<version>-py3-none-any.whl, requirements.txt (the installed versions, pinned)
 In the notebook: `pip install --no-index --find-links <bundle> podium` (add `--no-deps`
@@ -77,7 +79,8 @@ def slim_checkpoint(source: Path, target: Path) -> dict:
 def export(cfg: DictConfig) -> Path:
     """Write the bundle into the run folder; returns its path."""
     from podium.io import write_atomic, write_json
-    from podium.submission.members import gather_members, latest_run, member_oof
+    from podium.model.gbdt import MODELS, saved_features
+    from podium.submission.members import gather_members, is_trees, latest_run, member_oof
 
     given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
     members = gather_members(given, cfg.paths, cfg.weights)
@@ -85,7 +88,12 @@ def export(cfg: DictConfig) -> Path:
     names = []
     for i, member in enumerate(members):
         folder = out / "members" / str(i)
-        spec = slim_checkpoint(member.run / run.BEST_CHECKPOINT, folder / run.BEST_CHECKPOINT)
+        if is_trees(member):  # the fold models' own files, no checkpoint
+            spec = saved_features(member.run)
+            shutil.copytree(member.run / MODELS, folder / MODELS)
+        else:
+            spec = slim_checkpoint(member.run / run.BEST_CHECKPOINT,
+                                   folder / run.BEST_CHECKPOINT)
         (folder / run.CONFIG).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(member.run / run.CONFIG, folder / run.CONFIG)
         oof = member_oof(member, spec["class_names"])  # a refit's: the OOF it borrows

@@ -1,26 +1,33 @@
-"""scikit-learn's HistGradientBoosting on a table: the model every tabular entry is measured
-against, trained on the same folds a network's cross-validation uses.
+"""Gradient-boosted trees on a table (LightGBM, CatBoost, XGBoost or scikit-learn's
+HistGradientBoosting: podium.model.boosters), cross-validated on the folds a network's
+cross-validation uses, and the fold models saved and read back for `make predict`.
 
 Features as the trees want them: numeric columns as numbers with their missing values left
 missing (the trees learn which side they go), the other columns as native categories
 (codes of the categories seen in the fold's training rows; an empty cell or a category the
-fold never saw is missing), and a column with more levels than the trees have bins as its
-codes read as numbers (HistGradientBoosting refuses such a categorical column).
-The folds are `podium.data.splits.split_indices` with the data config's `n_folds`, `seed`
-and groups: fold f validates exactly the ids `make cv`'s fold f validates.
+fold never saw is missing). The folds are `podium.data.splits.nested_split` with the data
+config's `n_folds`, `val_fraction`, `seed` and groups: fold f predicts exactly the ids `make
+cv`'s fold f holds out, and stops early on the same inner split of its training rows, so no
+OOF row chooses anything for the model that predicts it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumError
 
-MAX_BINS = 255  # HistGradientBoosting's bins per feature: a categorical column's level limit
+if TYPE_CHECKING:
+    from podium.model.boosters import Booster
+
+MODELS = "models"  # a booster folder's fold models and features.json
+FEATURES = "features.json"
 
 
 @dataclass
@@ -45,6 +52,10 @@ class CrossValidation:
     test: np.ndarray               # (T, C) float32, sample-submission order
     iterations: list[int] = field(default_factory=list)  # boosting rounds kept per fold
     ordinal: list[str] = field(default_factory=list)     # categorical columns read as codes
+    models: list[Booster] = field(default_factory=list)  # one per fold
+    categories: list[dict[str, list[str]]] = field(default_factory=list)  # per fold
+    importance: np.ndarray | None = None  # (features, folds): each fold's shares
+    seconds: list[float] = field(default_factory=list)   # wall time per fold
 
 
 def column_kinds(frame: pd.DataFrame, features: Sequence[str],
@@ -82,61 +93,123 @@ def feature_matrix(frame: pd.DataFrame, columns: Columns,
     return np.stack(blocks, axis=1)
 
 
-def make_estimator(task: str, params: dict, categorical: np.ndarray, seed: int):
-    """HistGradientBoostingClassifier (class probabilities) or Regressor (the prediction),
-    with `params` (conf/gbdt.yaml's `gbdt`) and the categorical columns marked."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-    if task == "multilabel":
-        raise PodiumError("make gbdt fits one target: a multilabel table is not supported "
-                          "(train a network with make cv)")
-    kind = HistGradientBoostingRegressor if task == "regression" else \
-        HistGradientBoostingClassifier
-    mask = categorical if categorical.any() else None
-    return kind(**params, categorical_features=mask, random_state=seed)
-
-
-def fold_predictions(model, x: np.ndarray, task: str, n_classes: int) -> np.ndarray:
-    """(N, C) float32: every class's probability (classes the fold lacks: 0), or the
-    regression prediction as one column."""
-    if task == "regression":
-        return model.predict(x).astype(np.float32)[:, None]
-    probs = np.zeros((len(x), n_classes), dtype=np.float32)
-    probs[:, model.classes_.astype(int)] = model.predict_proba(x)
-    return probs
-
-
 def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
-                   folds: Sequence[tuple[np.ndarray, np.ndarray]], columns: Columns, task: str,
-                   n_classes: int, params: dict, seed: int,
-                   target_transform: str = "none") -> CrossValidation:
-    """One model per fold, fitted on the fold's training rows (categories too) and
-    predicting its validation rows and the test table; the test predictions are averaged
-    over the folds (as `make cv` averages its folds' models). `target_transform=log1p`
-    (regression, data.target_transform): fitted on log1p(y), each fold's predictions
-    mapped back to y's units before anything is averaged, as the network's are."""
+                   folds: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   columns: Columns, task: str, n_classes: int, gbdt: dict, seed: int,
+                   target_transform: str = "none", class_weight: np.ndarray | None = None,
+                   on_fold: Callable[[int, CrossValidation], None] | None = None
+                   ) -> CrossValidation:
+    """One model per fold: fitted on the fold's training rows less its inner split
+    (`folds`: (train, inner, held-out) row indices, podium.data.splits.Split), stopped early
+    on the inner split, predicting its held-out rows and the test table (its categories:
+    those of the fold's training rows); the test predictions are averaged over the folds (as
+    `make cv` averages its folds' models). `gbdt`: the booster config (`name`, `rounds`,
+    `early_stopping`, `threads`, `params`). `class_weight`: each row weighs its class's
+    (the loss's class factor, as the network's loss weighs it). `target_transform=log1p`
+    (regression, data.target_transform): fitted on log1p(y), each fold's predictions mapped
+    back to y's units before anything is averaged, as the network's are. `on_fold(fold,
+    cv)` is called as each fold finishes (its progress line)."""
+    import time
+
+    from podium.model.boosters import booster
+
     log1p = task == "regression" and target_transform == "log1p"
     fitted_on = np.log1p(labels) if log1p else labels
-
-    def predict(model, x: np.ndarray) -> np.ndarray:
-        values = fold_predictions(model, x, task, n_classes)
-        return np.expm1(values) if log1p else values
-    oof = np.zeros((len(train), n_classes), dtype=np.float32)
-    fold_of = np.full(len(train), -1)
-    test_sum = np.zeros((len(test), n_classes), dtype=np.float64)
-    iterations, ordinal = [], set()
-    for fold, (train_idx, val_idx) in enumerate(folds):
-        categories = fit_categories(train.iloc[train_idx], columns)
-        wide = {c for c, levels in categories.items() if len(levels) > MAX_BINS}
-        ordinal |= wide
-        categorical = np.array([c in columns.categorical and c not in wide
-                                for c in columns.names])
+    weights = None if class_weight is None else np.asarray(class_weight)[labels]
+    pick = lambda rows: None if weights is None else weights[rows]  # noqa: E731
+    cv = CrossValidation(np.zeros((len(train), n_classes), dtype=np.float32),
+                         np.full(len(train), -1), np.zeros((len(test), n_classes)))
+    categorical = np.array([c in columns.categorical for c in columns.names])
+    ordinal = set()
+    for fold, (fit_rows, inner, held_out) in enumerate(folds):
+        model = booster(gbdt["name"], task, n_classes, params=dict(gbdt.get("params") or {}),
+                        seed=seed, threads=int(gbdt.get("threads") or 1),
+                        rounds=int(gbdt["rounds"]), patience=int(gbdt["early_stopping"]))
+        started = time.perf_counter()
+        categories = fit_categories(train.iloc[np.concatenate([fit_rows, inner])], columns)
         x = feature_matrix(train, columns, categories)
-        model = make_estimator(task, params, categorical, seed)
-        model.fit(x[train_idx], fitted_on[train_idx])
-        oof[val_idx] = predict(model, x[val_idx])
-        fold_of[val_idx] = fold
-        test_sum += predict(model, feature_matrix(test, columns, categories))
-        iterations.append(int(model.n_iter_))
-    return CrossValidation(oof, fold_of, (test_sum / len(folds)).astype(np.float32),
-                           iterations, sorted(ordinal))
+        model.fit(x[fit_rows], fitted_on[fit_rows], pick(fit_rows), x[inner],
+                  fitted_on[inner], pick(inner), categorical)
+        cv.oof[held_out] = back(model.predict(x[held_out]), log1p)
+        cv.fold[held_out] = fold
+        cv.test += back(model.predict(feature_matrix(test, columns, categories)), log1p)
+        ordinal |= {c for c, wide in zip(columns.names, getattr(model, "ordinal", []),
+                                         strict=False) if wide}
+        shares = model.importance()[:, None]
+        cv.importance = shares if cv.importance is None else np.hstack([cv.importance, shares])
+        cv.models.append(model)
+        cv.categories.append(categories)
+        cv.iterations.append(model.best_rounds)
+        cv.seconds.append(time.perf_counter() - started)
+        if on_fold is not None:
+            on_fold(fold, cv)
+    cv.test = (cv.test / len(folds)).astype(np.float32)
+    cv.ordinal = sorted(ordinal)
+    return cv
+
+
+def back(values: np.ndarray, log1p: bool) -> np.ndarray:
+    """A fold's predictions in the target's units (log1p-fitted: expm1)."""
+    return np.expm1(values) if log1p else values
+
+
+def importance_frame(cv: CrossValidation, columns: Columns) -> pd.DataFrame:
+    """feature, each fold's share of its model's importance, their mean; most important
+    first."""
+    frame = pd.DataFrame(cv.importance, columns=[f"fold{k}" for k in range(len(cv.models))])
+    frame.insert(0, "feature", columns.names)
+    frame["mean"] = frame.iloc[:, 1:].mean(axis=1)
+    return frame.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def save_models(folder: Path, cv: CrossValidation, columns: Columns, name: str, task: str,
+                class_names: Sequence, target_transform: str) -> Path:
+    """Each fold's model in its library's own format (`models/fold<k>.<suffix>`) and what
+    its features need (`models/features.json`: the columns, each fold's categories), so
+    `predict_saved` rebuilds the test predictions without the training table."""
+    from podium.io import write_json
+
+    out = Path(folder) / MODELS
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, model in enumerate(cv.models):
+        files.append(f"fold{k}{model.SUFFIX}")
+        model.save(out / files[-1])
+    return write_json(out / FEATURES, {
+        "booster": name, "task": task, "class_names": [str(c) for c in class_names],
+        "target_transform": target_transform, "numeric": columns.numeric,
+        "categorical": columns.categorical,
+        "folds": [{"model": f, "categories": c} for f, c in zip(files, cv.categories,
+                                                                strict=True)]})
+
+
+def saved_features(folder: Path) -> dict:
+    """A booster folder's models/features.json (PodiumError when it has none)."""
+    import json
+
+    path = Path(folder) / MODELS / FEATURES
+    if not path.is_file():
+        raise PodiumError(f"{folder} holds no saved trees ({MODELS}/{FEATURES}): a "
+                          f"gbdt=hgb folder keeps none (scikit-learn saves only by pickle, "
+                          f"which podium does not load): make gbdt MODEL=lightgbm (or "
+                          f"catboost, xgboost) saves its models")
+    return json.loads(path.read_text())
+
+
+def predict_saved(folder: Path, frame: pd.DataFrame, threads: int = 2) -> np.ndarray:
+    """(T, C) float32: the folder's fold models, read from their own files, predict `frame`
+    (its feature columns), mapped back from log1p per fold and averaged, as `cross_validate`
+    averages the test predictions."""
+    from podium.model.boosters import booster
+
+    saved = saved_features(folder)
+    columns = Columns(saved["numeric"], saved["categorical"])
+    categorical = np.array([c in columns.categorical for c in columns.names])
+    log1p = saved["task"] == "regression" and saved["target_transform"] == "log1p"
+    total = np.zeros((len(frame), len(saved["class_names"])))
+    for fold in saved["folds"]:
+        model = booster(saved["booster"], saved["task"], len(saved["class_names"]),
+                        threads=threads).load(Path(folder) / MODELS / fold["model"],
+                                              categorical)
+        total += back(model.predict(feature_matrix(frame, columns, fold["categories"])), log1p)
+    return (total / len(saved["folds"])).astype(np.float32)

@@ -252,6 +252,8 @@ def new_folder_predictions(member: Member, data: DictConfig, tta: Sequence = ()
 
     from podium.callbacks.predictions import plain_view, tta_view
 
+    if is_trees(member):
+        return tree_predictions(member, data)
     module, spec = load_member(member, tta)
     datamodule = instantiate(test_data(member.cfg, data))
     datamodule.setup_test(spec)
@@ -261,6 +263,32 @@ def new_folder_predictions(member: Member, data: DictConfig, tta: Sequence = ()
     oof = member_oof(member, spec.class_names)
     with_tta = Predictions(frame(tta_view), None) if tta else None
     return Predictions(frame(plain_view), oof), with_tta, datamodule.sample
+
+
+def is_trees(member: Member) -> bool:
+    """A `make gbdt` folder: fold models in their library's own files, no checkpoint."""
+    return member.cfg is not None and member.cfg.get("task_name") == "gbdt"
+
+
+def tree_predictions(member: Member, data: DictConfig
+                     ) -> tuple[Predictions, None, pd.DataFrame]:
+    """(plain, None, the folder's sample submission): a `make gbdt` folder's fold models,
+    read from their own files (podium.model.gbdt.predict_saved), predict another folder's
+    test table, its features built as in training (models/features.json); no tta view."""
+    from hydra.utils import instantiate
+
+    from podium.model.gbdt import predict_saved, saved_features
+
+    saved = saved_features(member.run)
+    datamodule = instantiate(test_data(member.cfg, data))
+    datamodule.check_root(datamodule.test_csv)
+    datamodule.read_sample()
+    datamodule.features = [*saved["numeric"], *saved["categorical"]]
+    frame = datamodule.read_test_frame("the trees were trained on them: give the test table "
+                                       "every feature column they were trained on")
+    test = run.probs_frame(datamodule.test_ids, predict_saved(member.run, frame),
+                           saved["class_names"], datamodule.id_col)
+    return Predictions(test, member_oof(member, saved["class_names"])), None, datamodule.sample
 
 
 def borrowed_oof(member: Member, class_names: Sequence, name: str = run.OOF
