@@ -13,13 +13,14 @@ there is one (a cross-validation folder, `make gbdt`'s folder; a refit of one ta
 OOF score), the validation score otherwise; column `scored_on` says which (oof | val |
 refit: oof | refit: val). An ensemble (`make submit`, `make cv`'s blend with trees) is a row
 too, scored by its chain's cross-fitted OOF score (`oof: chain cross-fitted`), beside its
-first member's competition; its `overrides` are its members and weights. Columns: data_root, competition, test_prior, rank, run_name,
-experiment, overrides, score, scored_on, best (the monitored validation value
-`metric.monitor` of the best checkpoint; a cross-validation folder: the folds' mean),
-best_epoch, epochs, wall time (from the config's to metrics.json's modification time),
-status (ok, failed, or pruned: a sweep trial its pruner stopped early, `pruned.txt`),
-debug (what makes the run a quick check: a `debug=` option, fast_dev_run, overfit_batches
-or limit_*_batches; such runs sort after the real ones), path. Runs that differ only in
+first member's competition; its `overrides` are its members and weights. Columns: data_root,
+competition, test_prior, rank, run_name, experiment, overrides, score, scored_on, best (the
+monitored validation value `metric.monitor` of the best checkpoint; a cross-validation
+folder: the folds' mean), best_epoch, epochs, wall time (from the config's to metrics.json's
+modification time), status (ok, failed, or pruned: a sweep trial its pruner stopped early,
+`pruned.txt`), debug (what makes the run a quick check: a `debug=` option, fast_dev_run,
+overfit_batches or
+limit_*_batches; such runs sort after the real ones), path. Runs that differ only in
 `seed` form a seed group: `seed_mean` / `seed_std` / `seeds` of the score.
 Failed runs sort last. The tables are printed with rich and written, one after the other,
 to `<DIR>/runs.csv`.

@@ -144,8 +144,7 @@ def cross_validate_table(cfg: DictConfig, progress: bool = True) -> Result:
 
 
 def booster_config(cfg: DictConfig) -> dict:
-    """The `gbdt` group's booster config as a dict (name, rounds, early_stopping, threads,
-    params)."""
+    """The `gbdt` group's booster config as a dict (name, rounds, early_stopping, params)."""
     from omegaconf import OmegaConf
 
     gbdt = cfg.get("gbdt")
@@ -252,10 +251,9 @@ def gbdt(cfg: DictConfig) -> tuple[Result, Summary]:
 
     from podium.io import write_atomic, write_json
     from podium.model.boosters import BOOSTERS
-    from podium.model.gbdt import importance_frame, save_models
+    from podium.model.gbdt import importance_frame, plot_importance, save_models
     from podium.submission.ensemble import Options, write_ensemble
     from podium.submission.members import Member, own_predictions
-
     from podium.threads import use_threads
 
     print(use_threads(cfg.get("threads", "auto")), flush=True)
@@ -266,12 +264,12 @@ def gbdt(cfg: DictConfig) -> tuple[Result, Summary]:
     write_atomic(output_dir / run.TEST_PROBS, result.test.to_csv(index=False))
     if BOOSTERS[name].SUFFIX:  # scikit-learn's trees save only by pickle: not saved
         save_models(output_dir, cv, result.columns, name, data.task, data.class_names,
-                    data.target_transform)
+                    data.target_transform, data.made_frame_features())
     importance = importance_frame(cv, result.columns)
     write_atomic(output_dir / IMPORTANCE, importance.to_csv(index=False), replace=True)
     plot_importance(importance, output_dir / "report" / "feature_importance.png",
-                    f"{model_name(name, data.task)}: feature importance ({importance_kind(name)}"
-                    f", mean over {len(cv.models)} folds)")
+                    f"{model_name(name, data.task)}: feature importance "
+                    f"({BOOSTERS[name].IMPORTANCE}, mean over {len(cv.models)} folds)")
     members = Member.from_folder(output_dir, cfg.paths, cfg=cfg,
                                  score_prior=result.score_prior)
     summary = write_ensemble(members, output_dir, data.sample,
@@ -295,38 +293,14 @@ def gbdt(cfg: DictConfig) -> tuple[Result, Summary]:
 IMPORTANCE = "feature_importance.csv"
 
 
-def importance_kind(name: str) -> str:
-    return {"lightgbm": "total gain", "xgboost": "total gain",
-            "catboost": "prediction values change",
-            "hgb": "permutation, inner split"}[name]
-
-
-def plot_importance(importance: pd.DataFrame, path: Path, title: str, top: int = 30) -> None:
-    """A bar per feature (the `top` most important): the mean share over the folds, the
-    folds' spread as an error bar (matplotlib, Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = importance.head(top).iloc[::-1]
-    folds = shown.filter(regex=r"^fold\d+$")
-    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.28 * len(shown)))
-    ax.barh(shown.feature.astype(str), shown["mean"], xerr=folds.std(axis=1, ddof=0),
-            color="#4c72b0")
-    ax.set_xlabel("share of the model's importance")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def model_name(name: str, task: str) -> str:
     """The booster as metrics.json and the report name it."""
+    from podium.model.boosters import BOOSTERS
+
+    label = BOOSTERS[name].LABEL
     if name == "hgb":
-        return "HistGradientBoosting" + ("Regressor" if task == "regression" else "Classifier")
-    return {"lightgbm": "LightGBM", "catboost": "CatBoost", "xgboost": "XGBoost"}[name]
+        return label + ("Regressor" if task == "regression" else "Classifier")
+    return label
 
 
 def report(cfg: DictConfig, result: Result, summary: Summary) -> list[str]:

@@ -32,6 +32,11 @@ def parallel_jobs() -> int:
     return int(jobs) if jobs and int(jobs) > 0 else 1
 
 
+def current() -> int:
+    """The threads this process was given (`use_threads`), else its cores."""
+    return int(os.environ.get("OMP_NUM_THREADS") or cores())
+
+
 def auto_threads(n_cores: int, load: float, jobs: int) -> int:
     """The cores not busy with other work (`load`: the one-minute load average), shared
     among `jobs` parallel jobs; at least one."""

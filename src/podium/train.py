@@ -59,7 +59,6 @@ def train(cfg: DictConfig) -> Outcome:
     from podium.build import best_checkpoint, build_run
     from podium.callbacks.checkpoints import checkpoint_epoch
     from podium.io import write_json
-
     from podium.threads import use_threads
 
     check_types(cfg)

@@ -34,6 +34,8 @@ class Booster:
     better inner-split loss before it stops (no inner split: all `rounds`)."""
 
     name = ""
+    LABEL = ""  # as metrics.json and the report name it
+    IMPORTANCE = "total gain"  # what its feature importance measures
     SUFFIX: str | None = None  # the model file's suffix; None: not saved
     LIBRARY = ""  # imported when the adapter is made, so a fold's time is its fit's
 
@@ -97,7 +99,7 @@ class LightGBM(Booster):
     """`lightgbm.train` with the library's defaults: objective binary, multiclass or
     regression (L2); early stopping on that loss over the inner split."""
 
-    name, SUFFIX, LIBRARY = "lightgbm", ".txt", "lightgbm"
+    name, LABEL, SUFFIX, LIBRARY = "lightgbm", "LightGBM", ".txt", "lightgbm"
 
     def objective(self) -> dict:
         if self.regression:
@@ -146,7 +148,8 @@ class CatBoost(Booster):
     rate chosen from the rows and `rounds`); the best round's model kept
     (`use_best_model`)."""
 
-    name, SUFFIX, LIBRARY = "catboost", ".cbm", "catboost"
+    name, LABEL, SUFFIX, LIBRARY = "catboost", "CatBoost", ".cbm", "catboost"
+    IMPORTANCE = "prediction values change"
 
     def estimator(self, **kwargs):
         from catboost import CatBoostClassifier, CatBoostRegressor
@@ -200,7 +203,7 @@ class XGBoost(Booster):
     multi:softprob or reg:squarederror; early stopping on that loss over the inner split,
     the model cut at its best round."""
 
-    name, SUFFIX, LIBRARY = "xgboost", ".ubj", "xgboost"
+    name, LABEL, SUFFIX, LIBRARY = "xgboost", "XGBoost", ".ubj", "xgboost"
 
     def objective(self) -> dict:
         if self.regression:
@@ -256,7 +259,8 @@ class HistGradientBoosting(Booster):
     categorical column of more than 255 levels enters as its codes (`ordinal`). Importance:
     permutation importance on the inner split (the trees keep none of their own)."""
 
-    name, LIBRARY = "hgb", "sklearn.ensemble"
+    name, LABEL, LIBRARY = "hgb", "HistGradientBoosting", "sklearn.ensemble"
+    IMPORTANCE = "permutation, inner split"
 
     def fit(self, x, y, w, x_val, y_val, w_val, categorical):
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor

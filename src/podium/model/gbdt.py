@@ -104,14 +104,16 @@ def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
     on the inner split, predicting its held-out rows and the test table (its categories:
     those of the fold's training rows); the test predictions are averaged over the folds (as
     `make cv` averages its folds' models). `gbdt`: the booster config (`name`, `rounds`,
-    `early_stopping`, `threads`, `params`). `class_weight`: each row weighs its class's
-    (the loss's class factor, as the network's loss weighs it). `target_transform=log1p`
+    `early_stopping`, `params`), fitted with the process's threads (podium.threads).
+    `class_weight`: each row weighs its class's (the loss's class factor, as the network's
+    loss weighs it). `target_transform=log1p`
     (regression, data.target_transform): fitted on log1p(y), each fold's predictions mapped
     back to y's units before anything is averaged, as the network's are. `on_fold(fold,
     cv)` is called as each fold finishes (its progress line)."""
     import time
 
     from podium.model.boosters import booster
+    from podium.threads import current
 
     log1p = task == "regression" and target_transform == "log1p"
     fitted_on = np.log1p(labels) if log1p else labels
@@ -123,7 +125,7 @@ def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
     ordinal = set()
     for fold, (fit_rows, inner, held_out) in enumerate(folds):
         model = booster(gbdt["name"], task, n_classes, params=dict(gbdt.get("params") or {}),
-                        seed=seed, threads=int(gbdt.get("threads") or 1),
+                        seed=seed, threads=current(),
                         rounds=int(gbdt["rounds"]), patience=int(gbdt["early_stopping"]))
         started = time.perf_counter()
         categories = fit_categories(train.iloc[np.concatenate([fit_rows, inner])], columns)
@@ -162,10 +164,32 @@ def importance_frame(cv: CrossValidation, columns: Columns) -> pd.DataFrame:
     return frame.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def plot_importance(importance: pd.DataFrame, path: Path, title: str, top: int = 30) -> None:
+    """A bar per feature (the `top` most important): the mean share over the folds, the
+    folds' spread as an error bar (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = importance.head(top).iloc[::-1]
+    folds = shown.filter(regex=r"^fold\d+$")
+    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.28 * len(shown)))
+    ax.barh(shown.feature.astype(str), shown["mean"], xerr=folds.std(axis=1, ddof=0),
+            color="#4c72b0")
+    ax.set_xlabel("share of the model's importance")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def save_models(folder: Path, cv: CrossValidation, columns: Columns, name: str, task: str,
-                class_names: Sequence, target_transform: str) -> Path:
+                class_names: Sequence, target_transform: str, made: dict) -> Path:
     """Each fold's model in its library's own format (`models/fold<k>.<suffix>`) and what
-    its features need (`models/features.json`: the columns, each fold's categories), so
+    its features need (`models/features.json`: how the table's columns were made, `made`:
+    TabularDataModule.made_frame_features; the columns, each fold's categories), so
     `predict_saved` rebuilds the test predictions without the training table."""
     from podium.io import write_json
 
@@ -177,7 +201,7 @@ def save_models(folder: Path, cv: CrossValidation, columns: Columns, name: str, 
         model.save(out / files[-1])
     return write_json(out / FEATURES, {
         "booster": name, "task": task, "class_names": [str(c) for c in class_names],
-        "target_transform": target_transform, "numeric": columns.numeric,
+        "target_transform": target_transform, "made": made, "numeric": columns.numeric,
         "categorical": columns.categorical,
         "folds": [{"model": f, "categories": c} for f, c in zip(files, cv.categories,
                                                                 strict=True)]})
@@ -196,11 +220,12 @@ def saved_features(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def predict_saved(folder: Path, frame: pd.DataFrame, threads: int = 2) -> np.ndarray:
+def predict_saved(folder: Path, frame: pd.DataFrame) -> np.ndarray:
     """(T, C) float32: the folder's fold models, read from their own files, predict `frame`
     (its feature columns), mapped back from log1p per fold and averaged, as `cross_validate`
     averages the test predictions."""
     from podium.model.boosters import booster
+    from podium.threads import current
 
     saved = saved_features(folder)
     columns = Columns(saved["numeric"], saved["categorical"])
@@ -209,7 +234,7 @@ def predict_saved(folder: Path, frame: pd.DataFrame, threads: int = 2) -> np.nda
     total = np.zeros((len(frame), len(saved["class_names"])))
     for fold in saved["folds"]:
         model = booster(saved["booster"], saved["task"], len(saved["class_names"]),
-                        threads=threads).load(Path(folder) / MODELS / fold["model"],
+                        threads=current()).load(Path(folder) / MODELS / fold["model"],
                                               categorical)
         total += back(model.predict(feature_matrix(frame, columns, fold["categories"])), log1p)
     return (total / len(saved["folds"])).astype(np.float32)

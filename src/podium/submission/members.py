@@ -274,7 +274,8 @@ def tree_predictions(member: Member, data: DictConfig
                      ) -> tuple[Predictions, None, pd.DataFrame]:
     """(plain, None, the folder's sample submission): a `make gbdt` folder's fold models,
     read from their own files (podium.model.gbdt.predict_saved), predict another folder's
-    test table, its features built as in training (models/features.json); no tta view."""
+    test table, its columns made as in training (models/features.json: the hook, date parts,
+    text components); no tta view."""
     from hydra.utils import instantiate
 
     from podium.model.gbdt import predict_saved, saved_features
@@ -283,9 +284,7 @@ def tree_predictions(member: Member, data: DictConfig
     datamodule = instantiate(test_data(member.cfg, data))
     datamodule.check_root(datamodule.test_csv)
     datamodule.read_sample()
-    datamodule.features = [*saved["numeric"], *saved["categorical"]]
-    frame = datamodule.read_test_frame("the trees were trained on them: give the test table "
-                                       "every feature column they were trained on")
+    frame = datamodule.made_test_frame(saved["made"])  # its columns made as in training
     test = run.probs_frame(datamodule.test_ids, predict_saved(member.run, frame),
                            saved["class_names"], datamodule.id_col)
     return Predictions(test, member_oof(member, saved["class_names"])), None, datamodule.sample

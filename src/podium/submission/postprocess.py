@@ -8,8 +8,9 @@ log-probabilities learned on out-of-fold predictions for the competition's metri
 - `Thresholds` (`postprocess=thresholds`, multi-label; podium.submission.thresholds): one
   decision threshold per label (or one for all) maximising the OOF F1.
 Each starts from "no change"; the chain uses it only when the cross-fitted score gains more
-than 1.645 standard errors (steps.KEEP_SE). Only label metrics (accuracy, F1, ...) gain from offsets; a metric on
-probabilities (AUROC, MAP@k) skips them with a warning, except the logit adjustment.
+than 1.645 standard errors (steps.KEEP_SE). Only label metrics (accuracy, F1, ...) gain from
+offsets; a metric on probabilities (AUROC, MAP@k) skips them with a warning, except the
+logit adjustment.
 """
 
 from __future__ import annotations

@@ -15,10 +15,11 @@ Every step has `fit(x, y, scoring)` (returns the fitted step) and `apply(x)`; th
 applies the same fitted steps to the OOF rows and to the test rows. It is judged as one
 learner (`cross_fit`): on each part of the OOF rows every step is fitted, in order, on the
 other parts, and the part is predicted by what they learned. A learned step replaces the
-plain one only when the chain's cross-fitted score gains more than KEEP_SE (1.645)
-bootstrap standard errors of the paired difference (`choose`), a one-sided 5% test: on
-pure noise a step is then kept about one time in twenty at most, where one standard error
-kept a threshold two times in twenty and "strictly better" about four times. The cross-fitted score of the chain chosen is the file's `oof_score_submitted`.
+plain one only when the chain's cross-fitted score gains more than KEEP_SE (1.645) bootstrap
+standard errors of the paired difference (`choose`), a one-sided 5% test: on pure noise a
+step is then kept about one time in twenty at most, where one standard error kept a
+threshold two times in twenty and "strictly better" about four times. The cross-fitted score
+of the chain chosen is the file's `oof_score_submitted`.
 """
 
 from __future__ import annotations
@@ -332,7 +333,8 @@ def choose(slots: Sequence[Slot], x: np.ndarray | None, y: np.ndarray | None,
             in_sample = judge(y, judge.decide(apply_chain(everywhere, x)))
         before, after = judge(y, pair[0]), judge(y, pair[1])
         se = paired_se(judge, y, *pair)
-        used = judge.gain(after, before) > KEEP_SE * se and better(after, before, judge.metric, True)
+        used = (judge.gain(after, before) > KEEP_SE * se
+                and better(after, before, judge.metric, True))
         reports[slot.learned.name] = {
             "name": slot.learned.name, "metric": judge.metric, "before": before,
             "after_in_sample": in_sample, "after_cross_fitted": after, "se": se,
