@@ -9,6 +9,7 @@ FOLDS   ?= 5
 MODEL   ?= lightgbm
 JOBS    ?=
 TRIALS  ?= 20
+BUDGET  ?= 15m
 # make sweep: conf/hparams_search/EXP.yaml when there is one, else the generic lr_wd.yaml
 SEARCH  ?= $(if $(wildcard conf/hparams_search/$(EXP).yaml),$(EXP),lr_wd)
 DIR     ?= logs
@@ -80,6 +81,10 @@ bench-imbalance: ## every imbalance recipe on ../shared/data/cifar10-lt -> bench
 .PHONY: bench-finetune
 bench-finetune: ## scratch vs experiment=finetune (ImageNet weights) on the demo and ../shared/data/cifar10-lt -> benchmarks/finetune.md
 	$(PY) scripts/bench_finetune.py $(ARGS)
+
+.PHONY: stack
+stack: ## the network recipe + LightGBM + CatBoost (+ XGBoost) on the same folds, blended, within BUDGET -> logs/stack/...
+	$(PY) -m podium.stack data.n_folds=$(FOLDS) budget=$(BUDGET) $(ARGS)
 
 .PHONY: bench-tabular
 bench-tabular: ## experiment=tabular vs make gbdt and their blend on 6 bundled tables -> benchmarks/tabular.md

@@ -58,8 +58,10 @@ def oof_scores(oof: pd.DataFrame, class_names: Sequence[str], target_col: str,
     import torch
 
     from podium.model.metrics import task_metrics
+
     probs = torch.tensor(oof[list(class_names)].to_numpy(dtype=np.float32))
-    target = torch.from_numpy(truth(oof, class_names, target_col, task))
+    target = torch.tensor(truth(oof, class_names, target_col, task))  # a copy: pandas' arrays
+    # may be read-only
     if task == "regression":
         target, probs = target.float(), probs[:, 0]
     elif task == "multilabel":

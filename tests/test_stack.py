@@ -1,0 +1,96 @@
+"""make stack: members on the same folds within a budget, blended on the one road."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import run_cli
+from podium import stack as stack_module
+from podium.errors import PodiumError
+
+
+@pytest.mark.parametrize(("given", "expected"), [("900", 900), ("90s", 90), ("15m", 900),
+                                                 ("1.5h", 5400), (120, 120)])
+def test_budget_reads_seconds_minutes_and_hours(given, expected):
+    assert stack_module.seconds(given) == expected
+
+
+@pytest.mark.parametrize("given", ["15 minutes", "-3m", "0", "m"])
+def test_a_bad_budget_is_one_line(given):
+    with pytest.raises(PodiumError, match="budget="):
+        stack_module.seconds(given)
+
+
+def test_a_booster_starts_only_while_the_time_left_exceeds_the_longest_so_far(
+        tmp_path, monkeypatch, capsys):
+    clock = {"now": 0.0}
+    took = {"lightgbm": 50.0, "catboost": 30.0, "xgboost": 5.0}
+
+    def fake_run(name, command, folder, timeout):
+        clock["now"] += took[name]
+        return stack_module.Finished(name, folder, took[name], "ok")
+    monkeypatch.setattr(stack_module, "run_member", fake_run)
+    monkeypatch.setattr(stack_module.time, "monotonic", lambda: clock["now"])
+    done = stack_module.run_boosters(tmp_path, 5, [], ["lightgbm", "catboost", "xgboost"],
+                                     deadline=90.0)
+    # after lightgbm 40 s are left, less than its 50 s: neither catboost nor xgboost starts
+    assert [f.name for f in done] == ["lightgbm"]
+    out = capsys.readouterr().out
+    assert "catboost not started: 40 s of the budget left, the longest booster took 50 s" in out
+
+
+@pytest.fixture(scope="module")
+def stacked(tmp_path_factory):
+    from podium.data.demo import build_tabular_demo
+
+    base = tmp_path_factory.mktemp("stack")
+    root = build_tabular_demo(base / "demo_binary", "binary")
+    logs = base / "logs"
+    proc = run_cli("podium.stack", "data=demo_binary", f"data.root={root}",
+                   f"data.demo_root={root}", "data.n_folds=2", "budget=5m",
+                   "members=[network,lightgbm,xgboost]", "trainer.max_epochs=2",
+                   f"paths.log_dir={logs}")
+    [folder] = list((logs / "stack" / "stack").iterdir())
+    return folder, root, proc.stdout
+
+
+def test_every_member_is_a_podium_folder_on_the_same_folds(stacked):
+    folder, root, _ = stacked
+    members = folder / "members"
+    folds = {}
+    for name in ("network", "lightgbm", "xgboost"):
+        oof = pd.read_csv(members / name / "oof.csv", dtype={"id": str})
+        folds[name] = oof.set_index("id").fold.sort_index()
+        assert sorted(oof.id) == sorted(pd.read_csv(root / "train.csv", dtype={"id": str}).id)
+    assert folds["network"].equals(folds["lightgbm"]) and folds["lightgbm"].equals(
+        folds["xgboost"])
+    # what was given is passed on to every member; the stack's own keys are not
+    for overrides in (members / "lightgbm/.hydra/overrides.yaml",
+                      members / "network/0/.hydra/overrides.yaml"):
+        given = yaml.safe_load(overrides.read_text())
+        assert f"data.root={root}" in given and "trainer.max_epochs=2" in given
+        assert not [o for o in given if o.startswith(("budget=", "members="))]
+
+
+def test_the_file_is_the_members_blend_and_the_table_lists_them(stacked):
+    folder, root, said = stacked
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {m["status"] for m in metrics["members"].values()} == {"ok"}
+    members = folder / "members"
+    probs = [pd.read_csv(members / n / "test_probs.csv", dtype={"id": str}).set_index("id")
+             for n in ("network", "lightgbm", "xgboost")]
+    submission = pd.read_csv(folder / "submission.csv", dtype={"id": str}).set_index("id")
+    blend = metrics.get("blend") or {}
+    if not blend.get("used"):  # equal weights: the plain mean of the members' probabilities
+        mean = sum(p.malignant for p in probs) / 3
+        assert np.allclose(submission.target, mean.loc[submission.index], atol=1e-6)
+    lines = said.splitlines()
+    head = lines.index(next(line for line in lines if line.startswith("member ")
+                            and "OOF auroc" in line))
+    assert [line.split()[0] for line in lines[head + 1:head + 5]] == [
+        "lightgbm", "xgboost", "network", "stack"]
