@@ -269,3 +269,26 @@ def test_a_run_with_text_dates_and_features_fn_predicts_a_new_folder_the_same(tm
     got = pd.read_csv(probs, dtype={"id": str}).set_index("id")
     own = pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id")
     assert np.allclose(got.loc[own.index].to_numpy(), own.to_numpy(), atol=1e-6)
+
+
+def test_folds_in_one_process_make_the_frames_once(tmp_path, monkeypatch):
+    """make cv's folds share one process: the frames (fold-independent) are made once, and
+    made again when anything they depend on changes (a setting, the table's cells)."""
+    import podium.data.tabular as tabular
+
+    calls = []
+    real = tabular.fit_engineering
+    monkeypatch.setattr(tabular, "fit_engineering", lambda *a, **k: calls.append(1) or
+                        real(*a, **k))
+    root = texts_table(tmp_path / "t")
+    first, second = (read_table(root, rare_min_count=5) for _ in range(2))
+    assert len(calls) == 1
+    assert first.features == second.features
+    pd.testing.assert_frame_equal(first.train_frame, second.train_frame)
+    read_table(root, rare_min_count=5, text_components=2)
+    assert len(calls) == 2
+    table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
+    table.loc[0, "Name"] = "a name never seen before"
+    table.to_csv(root / "train.csv", index=False)
+    changed = read_table(root, rare_min_count=5, text_components=2)
+    assert len(calls) == 3 and not changed.train_frame.equals(first.train_frame)

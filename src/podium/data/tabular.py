@@ -37,6 +37,17 @@ from podium.io import check_columns, check_same_ids, read_csv
 from podium.spec import DataSpec
 
 
+MADE: dict[tuple, tuple] = {}  # the frames last made in this process, by their inputs
+
+
+def frame_key(frame: pd.DataFrame) -> tuple:
+    """A frame's identity by content: its columns and a hash of every cell."""
+    import hashlib
+
+    cells = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return tuple(frame.columns), hashlib.sha1(cells.tobytes()).hexdigest()
+
+
 class TabularDataModule(CompetitionDataModule):
     """CSV features -> one float32 tensor: transformed numbers, then category indices.
 
@@ -102,24 +113,34 @@ class TabularDataModule(CompetitionDataModule):
                       changed: tuple | None = None) -> None:
         """The frames the models read: date and text columns made into numbers, constant
         and one-level columns dropped (podium.data.engineering), one line per family
-        (`changed`: the columns features_fn added and removed)."""
-        self.engineering = fit_engineering(train, test, self.categorical_cols,
-                                           **self.engineering_settings)
-        train, test = engineer(train, self.engineering), engineer(test, self.engineering)
-        kinds = column_kinds(train, list(train.columns), self.root / self.train_csv,
-                             self.categorical_cols)
-        dropped = one_level(train, kinds, self.rare_min_count)
-        self.features = [c for c in train.columns if c not in dropped]
-        if not self.features:
-            raise PodiumError(f"{self.root / self.train_csv}: every feature column is constant "
-                              f"or has one level ({', '.join(dropped)}): nothing to learn from")
-        self.train_frame, self.test_frame = train[self.features], test[self.features]
-        self.kinds = {kind: [c for c in columns if c not in dropped]
-                      for kind, columns in kinds.items()}
+        (`changed`: the columns features_fn added and removed). Nothing here depends on the
+        fold: `make cv`'s folds in one process make them once (`MADE`)."""
+        key = (frame_key(train), frame_key(test), str(self.root), self.rare_min_count,
+               repr(self.categorical_cols), repr(self.engineering_settings))
+        if key not in MADE:
+            MADE.clear()
+            MADE[key] = self.made_frames(train, test)
+        self.engineering, self.features, self.kinds, frames, dropped = MADE[key]
+        self.train_frame, self.test_frame = (frame.copy() for frame in frames)
         lines = engineering_lines(self.engineering, dropped, self.rare_min_count,
                                   self.features_fn, changed or ((), ()))
         if lines and rank_zero_only.rank == 0:
             print("\n".join(lines), flush=True)
+
+    def made_frames(self, train: pd.DataFrame, test: pd.DataFrame) -> tuple:
+        """(engineering, feature columns, their kinds, (train, test) frames, dropped)."""
+        engineering = fit_engineering(train, test, self.categorical_cols,
+                                      **self.engineering_settings)
+        train, test = engineer(train, engineering), engineer(test, engineering)
+        kinds = column_kinds(train, list(train.columns), self.root / self.train_csv,
+                             self.categorical_cols)
+        dropped = one_level(train, kinds, self.rare_min_count)
+        features = [c for c in train.columns if c not in dropped]
+        if not features:
+            raise PodiumError(f"{self.root / self.train_csv}: every feature column is constant "
+                              f"or has one level ({', '.join(dropped)}): nothing to learn from")
+        kinds = {kind: [c for c in columns if c not in dropped] for kind, columns in kinds.items()}
+        return engineering, features, kinds, (train[features], test[features]), dropped
 
     def build_sets(self) -> DataSpec:
         """Encoders fitted on the rows the model trains on only: the validation and OOF
