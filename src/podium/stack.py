@@ -3,8 +3,9 @@ one command, within a time budget.
 
 On the same folds (`data.n_folds`, `data.seed`), in two streams side by side when the
 machine has two cores or more (one after the other otherwise):
-- the network: `make cv EXP=tabular`, each fold's training capped at its share of the
-  budget (`trainer.max_time`: the best checkpoint so far predicts);
+- the network: `make cv EXP=tabular`, its folds ending by 90% of the budget (`deadline`:
+  each fold's fit is capped at its share of the time left, and the best checkpoint so far
+  predicts);
 - the boosters: LightGBM, then CatBoost, then XGBoost, each started only while the budget
   left exceeds the longest booster so far took (`make gbdt MODEL=...`).
 Every member is an ordinary podium folder under the stack's own (`members/<name>/`): one
@@ -36,6 +37,8 @@ from podium.errors import PodiumError, one_line_errors
 
 BOOSTERS = ("lightgbm", "catboost", "xgboost")
 OWN_KEYS = ("budget", "members", "task_name", "run_name", "hydra.")  # not passed on
+RESERVE = 0.9  # the network's folds end by this share of the budget: the rest blends
+GRACE = 60.0   # seconds past the budget before a network still running is stopped
 
 
 @dataclass
@@ -68,13 +71,12 @@ def passed_on() -> list[str]:
             if not o.lstrip("+~").startswith(OWN_KEYS)]
 
 
-def network_command(folder: Path, folds: int, fold_seconds: float, args: list[str]
-                    ) -> list[str]:
-    """`make cv EXP=tabular` into `folder`, each fold's fit capped at `fold_seconds`."""
-    clock = time.strftime("%H:%M:%S", time.gmtime(max(fold_seconds, 1)))
+def network_command(folder: Path, folds: int, deadline: float, args: list[str]) -> list[str]:
+    """`make cv EXP=tabular` into `folder`, its folds ending by `deadline` (unix seconds:
+    each fold's fit capped at its share of the time left, podium.train.plan_fold)."""
     return [sys.executable, "-m", "podium.train", "-m", "task_name=cv", "experiment=tabular",
             "sweep_name=tabular", f"data.n_folds={folds}", f"data.fold=range(0,{folds})",
-            *args, f"+trainer.max_time=00:{clock}", f"hydra.sweep.dir={folder}"]
+            *args, f"deadline={deadline:.0f}", f"hydra.sweep.dir={folder}"]
 
 
 def booster_command(name: str, folder: Path, folds: int, args: list[str]) -> list[str]:
@@ -138,16 +140,16 @@ def stack(cfg: DictConfig) -> tuple[list[Finished], object]:
     print(f"stack: {', '.join(wanted)} on {folds} folds within {budget:.0f} s; members in "
           f"{members}", flush=True)
     network = None
-    if "network" in wanted:  # a share of the budget per fold, room left for the predictions
-        fold_seconds = 0.8 * budget / folds
-        network = (members / "network", network_command(members / "network", folds,
-                                                        fold_seconds, args))
+    if "network" in wanted:  # its folds end by then: time is left to blend
+        ends = time.time() + RESERVE * budget
+        network = (members / "network", network_command(members / "network", folds, ends,
+                                                        args))
     boosters = [b for b in BOOSTERS if b in wanted]
     with ThreadPoolExecutor(max_workers=2 if cores() >= 2 else 1) as pool:
         jobs = [pool.submit(run_boosters, members, folds, args, boosters, deadline)]
         if network is not None:
-            jobs.append(pool.submit(lambda: [run_member("network", network[1], network[0],
-                                                        deadline - time.monotonic())]))
+            jobs.append(pool.submit(lambda: [run_member(  # killed only well past it
+                "network", network[1], network[0], deadline - time.monotonic() + GRACE)]))
         finished = [f for job in jobs for f in job.result()]
     kept = [f for f in finished if f.ok]
     if not kept:

@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> Outcome:
         print_config(cfg, Path(cfg.paths.output_dir) / "config_tree.txt",  # a cv: fold 0
                      full=cfg.print_config == "full",  # lists the keys, once
                      listed=not cfg.data.get("fold"))
-    count_folds_after(cfg)
+    plan_fold(cfg)
     datamodule, module, trainer = build_run(cfg)
     announce_format(cfg, datamodule)  # a sample that fits no format stops before training
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -112,24 +112,31 @@ def train(cfg: DictConfig) -> Outcome:
     return Outcome(metrics, summary, **rows)
 
 
-def count_folds_after(cfg: DictConfig) -> None:
-    """A cross-validation's fold tells its epoch lines how many folds follow it (per
-    parallel job, `make cv JOBS=n`), for the whole cross-validation's `cv_eta`."""
+def plan_fold(cfg: DictConfig) -> None:
+    """A cross-validation's fold: how many folds follow it per parallel job (`make cv
+    JOBS=n`), for its epoch lines' whole-cv `cv_eta`; under `deadline` (unix seconds, as
+    `make stack` gives its network), its fit's cap (`trainer.max_time`): its share of the
+    time left, less a quarter for validating and predicting."""
+    import time
+
     from omegaconf import open_dict
 
-    lines = (cfg.get("callbacks") or {}).get("epoch_lines")
-    fold, n_folds = cfg.data.get("fold"), cfg.data.get("n_folds")
-    if lines is None or fold is None or not n_folds:
-        return
-    jobs = 1
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    from podium.threads import parallel_jobs
 
-        jobs = int(HydraConfig.get().launcher.get("n_jobs") or 1)
-    except (ValueError, TypeError):  # no Hydra run (a notebook), or no such launcher key
-        pass
-    with open_dict(lines):
-        lines.folds_after = max(int(n_folds) - int(fold) - 1, 0) / max(jobs, 1)
+    fold, n_folds = cfg.data.get("fold"), cfg.data.get("n_folds")
+    if fold is None or not n_folds:
+        return
+    after = max(int(n_folds) - int(fold) - 1, 0) / parallel_jobs()
+    lines = (cfg.get("callbacks") or {}).get("epoch_lines")
+    if lines is not None:
+        with open_dict(lines):
+            lines.folds_after = after
+    if cfg.get("deadline"):
+        share = int(max(0.75 * (float(cfg.deadline) - time.time()) / (after + 1), 5))
+        with open_dict(cfg):
+            cfg.trainer.max_time = time.strftime("00:%H:%M:%S", time.gmtime(share))
+        print(f"deadline: this fold's fit stops after {share} s, its share of the time "
+              f"left", flush=True)
 
 
 def record_loss(cfg: DictConfig) -> None:
