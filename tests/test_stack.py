@@ -102,7 +102,8 @@ def test_a_fold_under_a_deadline_gets_its_share_of_the_time_left(tmp_path):
     from conftest import make_cfg
     from podium.train import plan_fold
 
-    cfg = make_cfg(tmp_path, ["data.n_folds=3", "data.fold=1", f"deadline={time.time() + 100}"])
+    cfg = make_cfg(tmp_path, ["data.n_folds=3", "data.fold=1"])
+    cfg.deadline = time.time() + 100
     plan_fold(cfg)
     # two folds left (this one and the next) share 100 s, less a quarter for predicting
     assert cfg.trainer.max_time in ("00:00:00:37", "00:00:00:36")
