@@ -77,14 +77,17 @@ def main() -> None:
     out.to_csv(args.predictions, index=False)
 
     board = predictor.leaderboard(silent=True)
-    # score_val is "higher is better" in AutoGluon: an error metric is negated
-    sign = 1.0 if predictor.eval_metric.greater_is_better else -1.0
+    # score_val is "higher is better" in AutoGluon (an error metric negated): in the
+    # metric's own units again
+    def original(value: float) -> float:
+        return float(predictor.eval_metric.convert_score_to_original(float(value)))
+
     best = board.loc[board["model"] == predictor.model_best].iloc[0]
     report = {
         "autogluon": __version__, "presets": args.presets, "time_limit": args.time_limit,
         "eval_metric": eval_metric, "problem_type": problem_type, "positive_class": positive,
-        "model_best": predictor.model_best, "score_val": sign * float(best["score_val"]),
-        "models": [{"model": row["model"], "score_val": sign * float(row["score_val"]),
+        "model_best": predictor.model_best, "score_val": original(best["score_val"]),
+        "models": [{"model": row["model"], "score_val": original(row["score_val"]),
                     "fit_time": round(float(row["fit_time"]), 2)}
                    for _, row in board.iterrows()],
         "fit_s": round(fit_s, 1), "predict_s": round(predict_s, 1),

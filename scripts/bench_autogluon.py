@@ -49,6 +49,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -178,7 +179,7 @@ def read_competition(root: Path) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]
     x = train.drop(columns="id")
     x_test = test.drop(columns="id")
     for column in x.columns:
-        if x[column].dtype == object:
+        if not pd.api.types.is_numeric_dtype(x[column]):  # text: object or str dtype
             dtype = pd.CategoricalDtype(sorted(x[column].dropna().unique()))
             x[column], x_test[column] = x[column].astype(dtype), x_test[column].astype(dtype)
     return x, y, test[["id"]].join(x_test)
@@ -223,7 +224,8 @@ def autogluon_fit(table: Table, root: Path, logs: Path, python: str, time_limit:
                   presets: str, threads: int) -> dict:
     """scripts/autogluon_fit.py in AutoGluon's own environment, timed as a whole."""
     out = logs / "autogluon"
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # a fresh predictor, never one left by a run before
+    out.mkdir(parents=True)
     command = [python, str(ROOT / "scripts/autogluon_fit.py"), "--root", str(root),
                "--metric", table.metric, "--predictions", str(out / "test_predictions.csv"),
                "--json", str(out / "autogluon.json"), "--models", str(out / "models"),
@@ -486,7 +488,9 @@ def main() -> None:
     command = "python scripts/bench_autogluon.py" + "".join(
         f" {flag} {value}" for flag, value, default in (
             ("--tables", args.tables, ",".join(TABLES)), ("--tools", args.tools, ",".join(TOOLS)),
-            ("--time-limit", f"{args.time_limit:g}", "300"), ("--folds", str(args.folds), "5"),
+            ("--time-limit", f"{args.time_limit:g}", "300"),
+            ("--budget", args.budget, f"{args.time_limit:g}"), ("--folds", str(args.folds), "5"),
+            ("--threads", str(args.threads), str(os.cpu_count() or 1)),
             ("--set", " ".join(args.set), ""))
         if value != default) + f" --podium {args.podium_road}"
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
