@@ -95,7 +95,8 @@ bench-tabular: ## experiment=tabular vs make gbdt and their blend on 6 bundled t
 # AutoGluon 1.6 accepts, so nothing pulls a multi-GB CUDA build.
 AG_VENV ?= .venv-autogluon
 AG_PY   := $(AG_VENV)/bin/python
-AG_DONE := $(AG_VENV)/requirements.txt   # written last (pip freeze): a failed install is redone
+# written last (pip freeze): an install that failed half-way is redone
+AG_DONE := $(AG_VENV)/requirements.txt
 AUTOGLUON ?= autogluon.tabular[lightgbm,catboost,xgboost,fastai]==1.6.3
 
 # fastai pulls PyPI's torchvision, built for the CUDA torch: beside the CPU build it fails to
