@@ -246,3 +246,23 @@ def test_weights_auto_learns_on_the_shared_oof_rows_and_a_lone_folder_needs_its_
     proc, _, _ = submit(tmp_path, f"runs=[{a}]", "weights=best", check=False)
     assert proc.returncode == 2 and "weights=best: give one number per folder" in proc.stderr
     assert again == written
+
+
+def test_caruana_selects_on_a_sample_of_a_large_oof(monkeypatch):
+    """Each of Caruana's ~200 scorings reads every row it is given: above SELECTION_ROWS
+    it is given a seeded sample (the chain still judges the weights on every row)."""
+    import podium.submission.blend as blend
+    from podium.submission.steps import SELECTION_ROWS, Blend, Scoring
+
+    seen = []
+    monkeypatch.setattr(blend, "caruana", lambda x, score, metric: seen.append(x.shape)
+                        or np.array([1.0, 0.0]))
+    rng = np.random.default_rng(0)
+    n = SELECTION_ROWS + 5000
+    x = rng.dirichlet([1, 1], (2, n))
+    fitted = Blend(np.array([0.5, 0.5]), learn=True).fit(x, rng.integers(0, 2, n),
+                                                        Scoring("auroc", "binary", 2))
+    assert seen == [(2, SELECTION_ROWS, 2)] and fitted.weights.tolist() == [1.0, 0.0]
+    Blend(np.array([0.5, 0.5]), learn=True).fit(x[:, :1000], rng.integers(0, 2, 1000),
+                                                Scoring("auroc", "binary", 2))
+    assert seen[-1] == (2, 1000, 2)

@@ -36,7 +36,8 @@ from podium.config import CONFIG_DIR
 from podium.errors import PodiumError, one_line_errors
 
 BOOSTERS = ("lightgbm", "catboost", "xgboost")
-OWN_KEYS = ("budget", "members", "task_name", "run_name", "hydra.")  # not passed on
+# not passed on: the stack's own keys, and what each member's command sets itself
+OWN_KEYS = ("budget", "members", "task_name", "run_name", "hydra.", "data.n_folds=")
 RESERVE = 0.9  # the network's folds end by this share of the budget: the rest blends
 GRACE = 60.0   # seconds past the budget before a network still running is stopped
 

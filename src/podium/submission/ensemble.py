@@ -207,11 +207,10 @@ def prior_weights(test_prior: np.ndarray, y: np.ndarray, n_classes: int) -> np.n
 def spread(scoring: Scoring, y: np.ndarray, probs: np.ndarray) -> float | None:
     """The bootstrap standard error of the OOF score (fewer resamples where each costs
     much: many rows times many classes)."""
-    from podium.submission.oof import bootstrap_se
+    from podium.submission.oof import bootstrap_se, resamples
 
-    rounds = int(np.clip(2e8 / (len(y) * probs.shape[1]), 20, 200))
     try:
-        return bootstrap_se(scoring, y, scoring.decide(probs), rounds)
+        return bootstrap_se(scoring, y, scoring.decide(probs), resamples(len(y), probs.shape[1]))
     except ValueError:  # a resample without both classes (AUROC of a tiny split)
         return None
 

@@ -36,6 +36,7 @@ from podium.submission.thresholds import F1_AVERAGES, multilabel_f1
 
 ROWS = -2  # the rows' axis of every array the chain passes on
 KEEP_SE = 1.645  # a learned step's cross-fitted gain must exceed this many paired SEs
+SELECTION_ROWS = 20_000  # Caruana's selection scores at most this many rows (a sample)
 
 
 @dataclass
@@ -119,8 +120,9 @@ class Views:
 @dataclass
 class Blend:
     """folders (M, N, C) -> (N, C): their given weights, or (learned, weights=auto)
-    Caruana et al.'s ensemble selection with replacement (classification) / non-negative
-    least squares summing to one (regression) on the rows it is fitted on."""
+    Caruana et al.'s ensemble selection with replacement (classification: on at most
+    SELECTION_ROWS of the rows it is fitted on, a seeded sample, since each of its ~200
+    scorings reads every row) / non-negative least squares summing to one (regression)."""
 
     weights: np.ndarray
     learn: bool = False
@@ -133,6 +135,10 @@ class Blend:
             return self
         if scoring.task == "regression":
             return replace(self, weights=nnls_weights(x[..., 0], y))
+        if len(y) > SELECTION_ROWS:  # a seeded sample: the chain judges them on every row
+            sample = np.sort(np.random.default_rng(0).choice(len(y), SELECTION_ROWS,
+                                                             replace=False))
+            x, y = rows(x, sample), y[sample]
         return replace(self, weights=caruana(x, lambda b: scoring(y, scoring.decide(b)),
                                              scoring.metric))
 
