@@ -221,7 +221,7 @@ def markdown(results: list[dict], meta: dict) -> str:
             f"{fmt(g['test'])} | {fmt(b['test'])} | {t['wall_s']:.0f} / {g['wall_s']:.0f} / "
             f"{b['wall_s']:.0f} |")
     lines += ["", "Blend weights (`weights=auto`: learned on the OOF, kept only when the "
-                  "chain cross-fitted gains one standard error):", ""]
+                  "chain cross-fitted gains more than 1.645 standard errors):", ""]
     lines += [f"- {r['table']}: {r['blend']['weights']} ({r['blend']['chosen']})"
               for r in results]
     return "\n".join(lines) + "\n"
