@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 # imported: the tests' models are tiny, and a second thread spins idle whenever another
 # process holds a core (measured: a third of the suite's CPU time on a busy 2-core machine).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("PODIUM_THREADS", "1")  # threads=auto would give an image run every core
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

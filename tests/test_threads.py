@@ -8,16 +8,34 @@ import torch
 from podium.threads import auto_threads, use_threads
 
 
-@pytest.mark.parametrize(("n_cores", "load", "jobs", "expected"), [
-    (2, 0.0, 1, 2),    # an idle machine: every core
-    (2, 1.2, 1, 1),    # another process holds a core: one thread, not two waiting on it
-    (2, 0.0, 2, 1),    # make cv JOBS=2: a core per fold
-    (16, 3.0, 2, 8),   # a core each side, plenty free
-    (16, 12.4, 2, 4),  # busy: what is free
-    (2, 5.0, 1, 1),    # overloaded: still one
+@pytest.mark.parametrize(("n_cores", "jobs", "table_network", "expected"), [
+    (2, 1, False, 2),    # every core
+    (2, 2, False, 1),    # make cv JOBS=2: a core per fold
+    (16, 3, False, 5),   # shared among the jobs
+    (16, 1, True, 1),    # a network on a table: one, however many cores
+    (1, 4, False, 1),    # at least one
 ])
-def test_auto_gives_the_free_cores_shared_among_jobs(n_cores, load, jobs, expected):
-    assert auto_threads(n_cores, load, jobs) == expected
+def test_auto_is_the_cores_shared_among_jobs_and_one_for_a_table_network(
+        n_cores, jobs, table_network, expected):
+    assert auto_threads(n_cores, jobs, table_network) == expected
+
+
+def test_auto_does_not_depend_on_the_machines_load(monkeypatch):
+    """The thread count changes a network's sums: the same command, whatever else runs,
+    gets the same threads (and so the same model for a seed)."""
+    import os
+
+    from podium import threads
+
+    before = torch.get_num_threads()
+    try:
+        said = set()
+        for load in (0.0, 7.5):
+            monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+            said.add(use_threads("auto"))
+        assert len(said) == 1 and torch.get_num_threads() == threads.cores()
+    finally:
+        use_threads(before)
 
 
 def test_a_number_sets_torch_openmp_and_the_loaded_pools():

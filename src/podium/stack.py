@@ -81,9 +81,10 @@ def network_command(folder: Path, folds: int, deadline: float, args: list[str]) 
 
 
 def booster_command(name: str, folder: Path, folds: int, args: list[str]) -> list[str]:
-    """`make gbdt MODEL=name` into `folder`."""
+    """`make gbdt MODEL=name` into `folder`, on one thread (the network runs beside it;
+    a `threads=` given wins)."""
     return [sys.executable, "-m", "podium.gbdt", f"gbdt={name}", f"data.n_folds={folds}",
-            *args, f"hydra.run.dir={folder}"]
+            "threads=1", *args, f"hydra.run.dir={folder}"]
 
 
 def run_member(name: str, command: list[str], folder: Path, timeout: float) -> Finished:

@@ -2,10 +2,12 @@
 
 A second thread only helps when a core is free for it. On a shared machine (another
 training run, a second fold of `make cv JOBS=2`) every parallel region of a process that
-holds two threads waits for the busier core, and small models ran 5-8x slower. `auto`
-gives each process the cores left free: the cores this process may use, less what the
-machine's one-minute load says is busy, shared among the parallel jobs (Hydra's joblib
-launcher), and at least one.
+holds two threads waits for the busier core, and small models ran 5-8x slower. `auto` is
+the same on every run of a command, never read off the machine's load: the thread count
+changes a network's floating-point sums, and a seed must give the same model whatever else
+runs. It gives a network on a table one thread (its models are small: a second thread
+gains little and loses much beside other work), and anything else the cores this process
+may use, shared among the parallel jobs (Hydra's joblib launcher); at least one.
 """
 
 from __future__ import annotations
@@ -37,23 +39,22 @@ def current() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or cores())
 
 
-def auto_threads(n_cores: int, load: float, jobs: int) -> int:
-    """The cores not busy with other work (`load`: the one-minute load average), shared
-    among `jobs` parallel jobs; at least one."""
-    free = n_cores - round(load)
-    return max(1, min(n_cores // max(jobs, 1), free))
+def auto_threads(n_cores: int, jobs: int, table_network: bool = False) -> int:
+    """One for a network on a table, else the cores shared among `jobs`; at least one."""
+    return 1 if table_network else max(1, n_cores // max(jobs, 1))
 
 
-def use_threads(setting: int | str | None = "auto") -> str:
+def use_threads(setting: int | str | None = "auto", table_network: bool = False) -> str:
     """Set the threads of this process (torch's intra-op pool, OpenMP and BLAS already
     loaded, and OMP_NUM_THREADS for libraries loaded later); returns the line to print."""
     import torch
     from threadpoolctl import threadpool_limits
 
     if setting in (None, "auto"):
-        n_cores, load, jobs = cores(), os.getloadavg()[0], parallel_jobs()
-        n = auto_threads(n_cores, load, jobs)
-        why = f"auto: {n_cores} core(s), load {load:.1f}, {jobs} parallel job(s); set threads=N"
+        n_cores, jobs = cores(), parallel_jobs()
+        n = auto_threads(n_cores, jobs, table_network)
+        why = ("auto: a network on a table; set threads=N" if table_network else
+               f"auto: {n_cores} core(s), {jobs} parallel job(s); set threads=N")
     else:
         n = int(setting)
         why = f"threads={n}"

@@ -63,12 +63,14 @@ def train(cfg: DictConfig) -> Outcome:
 
     check_types(cfg)
     quiet_known_noise(cfg)
-    said = use_threads(cfg.get("threads", "auto"))
-    if rank_zero_only.rank == 0:
-        print(said, flush=True)
     # loss: null -> the task's usual loss (said in one line); metric.monitor/mode: null ->
     # the task's key, inferred mode
     resolve_defaults(cfg, announce=rank_zero_only.rank == 0)
+    said = use_threads(cfg.get("threads", "auto"),
+                       table_network=str(cfg.data.get("_target_", "")).endswith("Tabular"
+                                                                                "DataModule"))
+    if rank_zero_only.rank == 0:
+        print(said, flush=True)
     if rank_zero_only.rank == 0:
         record_loss(cfg)
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # true | full | false
