@@ -36,7 +36,6 @@ from podium.errors import PodiumError
 from podium.io import check_columns, check_same_ids, read_csv
 from podium.spec import DataSpec
 
-
 MADE: dict[tuple, tuple] = {}  # the frames last made in this process, by their inputs
 
 
