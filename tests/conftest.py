@@ -159,3 +159,25 @@ def fit_postprocess(step, oof, names, target_col, metric="f1_macro", task="multi
                     parts or make_parts(oof, y))
     report = chosen.reports[step.name]
     return chosen.fitted[0].apply, report, not_used_line(report)
+
+
+def predict_new_folder(tmp: Path, run: Path, root: Path):
+    """`make predict` of `run` on a fresh folder (root's test.csv rows reversed, its
+    train.csv moved away meanwhile): the predicted test_probs.csv."""
+    import shutil
+
+    import pandas as pd
+
+    folder = tmp / "new"
+    folder.mkdir()
+    test = pd.read_csv(root / "test.csv", dtype=str, keep_default_na=False)
+    test.iloc[::-1].to_csv(folder / "test.csv", index=False)
+    shutil.copy(root / "sample_submission.csv", folder)
+    (root / "train.csv").rename(tmp / "train_gone.csv")
+    try:
+        run_cli("podium.predict", f"runs=[{run}]", f"data.root={folder}",
+                f"paths.log_dir={tmp / 'logs'}")
+    finally:
+        (tmp / "train_gone.csv").rename(root / "train.csv")
+    [probs] = (tmp / "logs").glob("predict/*/test_probs.csv")
+    return pd.read_csv(probs, dtype={0: str})

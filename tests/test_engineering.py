@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import predict_new_folder, run_cli
 from podium.data.columns import column_kinds
 from podium.data.engineering import engineer, fit_engineering, is_date
 from podium.data.text import fit_text_models, text_components, text_stats
@@ -257,16 +256,7 @@ def test_a_run_with_text_dates_and_features_fn_predicts_a_new_folder_the_same(tm
                    f"hydra.run.dir={run}", "print_config=false")
     assert "text column Name -> 4 SVD components of word 1-2 gram tf-idf" in proc.stdout
     assert "date column Joined -> year, month, day" in proc.stdout
-    folder = tmp_path / "new"
-    folder.mkdir()
-    test = pd.read_csv(root / "test.csv", dtype=str, keep_default_na=False)
-    test.iloc[::-1].to_csv(folder / "test.csv", index=False)
-    shutil.copy(root / "sample_submission.csv", folder)
-    (root / "train.csv").rename(tmp_path / "train_gone.csv")
-    run_cli("podium.predict", f"runs=[{run}]", f"data.root={folder}",
-            f"paths.log_dir={tmp_path / 'logs'}")
-    [probs] = (tmp_path / "logs").glob("predict/*/test_probs.csv")
-    got = pd.read_csv(probs, dtype={"id": str}).set_index("id")
+    got = predict_new_folder(tmp_path, run, root).set_index("id")
     own = pd.read_csv(run / "test_probs.csv", dtype={"id": str}).set_index("id")
     assert np.allclose(got.loc[own.index].to_numpy(), own.to_numpy(), atol=1e-6)
 

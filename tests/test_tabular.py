@@ -4,7 +4,6 @@ without data=tabular, targets in the competition's units, and predictions that t
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import make_cfg, run_cli
+from conftest import make_cfg, predict_new_folder, run_cli
 from podium.data.columns import column_kinds, encode, fit_encoders, numeric_block
 from podium.data.demo import build_tabular_demo
 
@@ -269,23 +268,6 @@ def test_a_table_folder_trains_and_says_what_it_read(table_run):
     submission = pd.read_csv(run / "submission.csv")
     assert list(submission.columns) == ["PassengerId", "Survived"]
     assert submission.Survived.between(0, 1).all()  # p(Yes), as the 0.5 sample cells say
-
-
-def predict_new_folder(tmp: Path, run: Path, root: Path) -> pd.DataFrame:
-    """The run predicts a fresh folder (test.csv rows reversed, no train.csv): its test_probs."""
-    folder = tmp / "new"
-    folder.mkdir()
-    test = pd.read_csv(root / "test.csv", dtype=str, keep_default_na=False)
-    test.iloc[::-1].to_csv(folder / "test.csv", index=False)
-    shutil.copy(root / "sample_submission.csv", folder)
-    (root / "train.csv").rename(tmp / "train_gone.csv")
-    try:
-        run_cli("podium.predict", f"runs=[{run}]", f"data.root={folder}",
-                f"paths.log_dir={tmp / 'logs'}")
-    finally:
-        (tmp / "train_gone.csv").rename(root / "train.csv")
-    [probs] = (tmp / "logs").glob("predict/*/test_probs.csv")
-    return pd.read_csv(probs, dtype={0: str})
 
 
 def test_predict_with_the_training_data_gone_reproduces_the_test_predictions(table_run,
