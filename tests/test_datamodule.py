@@ -150,7 +150,7 @@ def test_decoded_images_are_cached_and_a_changed_image_is_decoded_again(tmp_path
 
     calls = []
     original = images.decode_images
-    images.decode_images = lambda *a: calls.append(a) or original(*a)
+    images.decode_images = lambda *a, **k: calls.append(a) or original(*a, **k)
     try:
         again = ImageDataModule(root=str(root), val_fraction=0.5, cache_dir=str(cache))
         again.setup("predict")

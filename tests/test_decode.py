@@ -95,6 +95,20 @@ def test_other_images_are_pillows_full_decode_and_resize(tmp_path, drafts, width
     assert drafts == []
 
 
+@pytest.mark.parametrize(("width", "size"), [(32, (64, 64)), (32, (224, 160)), (300, (64, 96))])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_bicubic_is_pillows_bicubic_and_not_bilinear(tmp_path, width, size, mode):
+    """data.interpolation=bicubic (most pretrained networks' own): Pillow's BICUBIC within a
+    grey level on average, away from the bilinear resize."""
+    path = photo(tmp_path / "a.png", width, width, fmt="PNG")
+    got = load_image(path, mode, size, "bicubic").astype(np.int16)
+    with Image.open(path) as image:
+        expected = np.asarray(image.convert(mode).resize((size[1], size[0]), Image.BICUBIC))
+    diff = np.abs(got - (expected[:, :, None] if mode == "L" else expected))
+    assert diff.mean() < 0.1 and diff.max() <= 2
+    assert np.abs(got - load_image(path, mode, size).astype(np.int16)).mean() > 0.1
+
+
 @pytest.fixture
 def pools(monkeypatch):
     """The executors decode_images starts; every job large enough for a pool."""

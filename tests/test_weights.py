@@ -167,14 +167,15 @@ def test_a_pretrained_run_takes_timms_normalisation_and_says_it(saved, tmp_path,
     assert "inputs from timm's resolve_data_config" in line and "interpolation=" in line
     assert spec.mean == pytest.approx((np.mean(IMAGENET_DEFAULT_MEAN),))
     assert spec.std == pytest.approx((np.mean(IMAGENET_DEFAULT_STD),))
-    size = timm.models.get_pretrained_cfg("test_efficientnet").input_size[1:]
-    assert spec.image_size == tuple(size)
+    pretrained_cfg = timm.models.get_pretrained_cfg("test_efficientnet")
+    assert spec.image_size == tuple(pretrained_cfg.input_size[1:])
+    assert spec.interpolation == pretrained_cfg.interpolation == "bicubic"
 
     scratch = build_run(make_cfg(tmp_path, [*common, "data.image_size=16"])).datamodule
     images = scratch.train_set.inputs[torch.from_numpy(scratch.train_set.index)].double() / 255
     assert "resolve_data_config" not in capsys.readouterr().out
     assert scratch.spec.mean == pytest.approx((images.mean().item(),), abs=1e-4)
-    assert scratch.spec.image_size == (16, 16)
+    assert scratch.spec.image_size == (16, 16) and scratch.spec.interpolation == "bilinear"
 
 
 def test_an_image_size_given_wins_over_the_pretrained_one(tmp_path, demo_root, capsys):

@@ -209,8 +209,9 @@ def pretrained_weights(cfg: DictConfig, pretrained: bool = True) -> dict[str, An
 
 def pretrained_inputs(cfg: DictConfig) -> dict[str, Any]:
     """A pretrained network's inputs as it was trained (timm's `resolve_data_config` for its
-    pretrained_cfg): `data.mean`/`data.std`/`data.image_size` left null take them, all said
-    in one line; a network trained from scratch keeps the training split's statistics."""
+    pretrained_cfg): `data.mean`/`data.std`/`data.image_size`/`data.interpolation` left
+    null take them, all said in one line; a network trained from scratch keeps the training
+    split's statistics."""
     from hydra.utils import get_class
     from omegaconf import OmegaConf
 
@@ -223,6 +224,8 @@ def pretrained_inputs(cfg: DictConfig) -> dict[str, Any]:
     config = data_config(net.model_name)
     wanted = {"mean": list(config["mean"]), "std": list(config["std"]),
               "image_size": list(config["input_size"][1:])}
+    if "interpolation" in takes:
+        wanted["interpolation"] = config["interpolation"]
     taken, said = {}, []
     for key, value in wanted.items():
         if cfg.data.get(key) is None:
@@ -233,8 +236,7 @@ def pretrained_inputs(cfg: DictConfig) -> dict[str, Any]:
             said.append(f"{key}={list(value) if OmegaConf.is_list(value) else value} "
                         f"(data.{key})")
     print(f"pretrained {net.model_name}: inputs from timm's resolve_data_config: "
-          f"{', '.join(said)}, interpolation={config['interpolation']} (podium resizes with "
-          "antialiased bilinear)", flush=True)
+          f"{', '.join(said)}", flush=True)
     return taken
 
 

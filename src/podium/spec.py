@@ -34,6 +34,7 @@ class DataSpec:
         `{"in_features": F}` for tabular features.
     mean, std: per-channel image normalisation in [0, 1] units; empty = none (tabular).
     image_size: (H, W) images are decoded at (None: as stored); test images must match.
+    interpolation: how images were resized to image_size (bilinear | bicubic | nearest).
     id_col, target_col: the competition's column names.
     test_prior: the test set's class prior (`data.test_prior`: uniform or a CSV); empty =
         the training prior (`train`) or one estimated after prediction (`estimate`).
@@ -47,6 +48,7 @@ class DataSpec:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     image_size: tuple[int, int] | None = None
+    interpolation: str = "bilinear"
     id_col: str = "id"
     target_col: str = "label"
     features: dict[str, Any] = field(default_factory=dict)  # tabular encoders (podium.data.tabular)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2.functional import resize as resize_image
 
 from podium.errors import PodiumError
@@ -110,7 +111,8 @@ def check_inside(root: Path, ids: Sequence[str], paths: Sequence[Path], source: 
             f"({len(outside)} path(s)): give paths relative to data.root, inside it"
         )
 
-def load_image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+def load_image(path: Path, mode: str, size: tuple[int, int] | None,
+               interpolation: str = "bilinear") -> np.ndarray:
     """One image as uint8 (H, W, C), resized to `size` (H, W) when given.
 
     A JPEG at least twice the target size in both sides is decoded by libjpeg at 1/2, 1/4
@@ -128,18 +130,28 @@ def load_image(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarra
     array = array[:, :, None] if array.ndim == 2 else array
     if size is None or array.shape[:2] == tuple(size):
         return array
-    return resize(array, size)
+    return resize(array, size, interpolation)
 
-def resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """torchvision's antialiased bilinear resize of uint8 (H, W, C): within one grey level
-    of Pillow's BILINEAR, ~5x quicker on photos (its SIMD uint8 kernel)."""
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def resize(array: np.ndarray, size: tuple[int, int], interpolation: str = "bilinear"
+           ) -> np.ndarray:
+    """torchvision's antialiased resize of uint8 (H, W, C) (`data.interpolation`): bilinear
+    is within one grey level of Pillow's BILINEAR, ~5x quicker on photos (its SIMD uint8
+    kernel); bicubic is what most pretrained networks were trained with (timm's
+    `pretrained_cfg`), rounded and clamped back to uint8."""
     image = torch.from_numpy(array).permute(2, 0, 1)
-    return resize_image(image, list(size), antialias=True).permute(1, 2, 0).numpy()
+    mode = InterpolationMode(interpolation)
+    resized = resize_image(image, list(size), interpolation=mode,
+                           antialias=mode != InterpolationMode.NEAREST)
+    return resized.permute(1, 2, 0).numpy()
 
-def try_load(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray | None:
+def try_load(path: Path, mode: str, size: tuple[int, int] | None,
+             interpolation: str = "bilinear") -> np.ndarray | None:
     """load_image, or None for a file that is not a readable image (reported together)."""
     try:
-        return load_image(path, mode, size)
+        return load_image(path, mode, size, interpolation)
     except (UnidentifiedImageError, OSError, ValueError):
         return None
 
@@ -151,7 +163,7 @@ def decode_workers(workers: int | None) -> int:
 
 def decode_images(
     paths: Sequence[Path], channels: int, size: tuple[int, int] | None,
-    workers: int | None = None, pool: str = "auto",
+    workers: int | None = None, pool: str = "auto", interpolation: str = "bilinear",
 ) -> torch.Tensor:
     """Decode every image once, `workers` at a time, into uint8 (N, C, H, W).
 
@@ -164,7 +176,8 @@ def decode_images(
     """
     if not paths:
         return torch.zeros(0, channels, *(size or (0, 0)), dtype=torch.uint8)
-    load = partial(try_load, mode="L" if channels == 1 else "RGB", size=size)
+    load = partial(try_load, mode="L" if channels == 1 else "RGB", size=size,
+                   interpolation=interpolation)
     arrays = [load(paths[0])]  # PIL's plugins load here: the next image is timed alone
     start = time.perf_counter()
     arrays += [load(p) for p in paths[1:2]]
@@ -231,7 +244,7 @@ def cache_key(paths: Sequence[Path], settings: str) -> str:
 
 def cached_decode(
     paths: Sequence[Path], channels: int, size: tuple[int, int] | None, cache_dir: Path,
-    ram_limit_gb: float, workers: int | None = None,
+    ram_limit_gb: float, workers: int | None = None, interpolation: str = "bilinear",
 ) -> torch.Tensor:
     """decode_images through a cache file `<cache_dir>/images-<key>.npy`.
 
@@ -241,8 +254,9 @@ def cached_decode(
     as batches need them.
     """
     if not paths:
-        return decode_images(paths, channels, size, workers)
-    file = cache_dir / f"images-{cache_key(paths, f'{channels} {size}')}.npy"
+        return decode_images(paths, channels, size, workers, interpolation=interpolation)
+    settings = f"{channels} {size}" + ("" if interpolation == "bilinear" else f" {interpolation}")
+    file = cache_dir / f"images-{cache_key(paths, settings)}.npy"
     if not file.exists():
         file.parent.mkdir(parents=True, exist_ok=True)
         aside = file.with_name(f"{file.stem}.{os.getpid()}.partial")
@@ -250,7 +264,7 @@ def cached_decode(
             out = None
             for start in range(0, len(paths), CACHE_CHUNK):
                 block = decode_images(paths[start : start + CACHE_CHUNK], channels, size,
-                                      workers).numpy()
+                                      workers, interpolation=interpolation).numpy()
                 if out is None:
                     out = np.lib.format.open_memmap(aside, mode="w+", dtype=np.uint8,
                                                     shape=(len(paths), *block.shape[1:]))

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from podium.data.base import CompetitionDataModule, TensorRows
 from podium.data.decode import (
+    INTERPOLATIONS,
     cached_decode,
     channel_stats,
     decode_images,
@@ -53,7 +54,8 @@ class ImageDataModule(CompetitionDataModule):
 
     Image options: `train_images`/`test_images` (path patterns with `{id}`), `path_col`
     (a train.csv column of paths), `test_csv` (a CSV with the test images' `path_col`),
-    `image_size` (H or [H, W], resize on load), `channels` (1 or 3; None: from the first
+    `image_size` (H or [H, W], resize on load with `interpolation`: bilinear | bicubic |
+    nearest; None: bilinear), `channels` (1 or 3; None: from the first
     image), `mean`/`std` (None: from the training split), `cache_dir`/`cache_ram_gb`/
     `decode_workers` (podium.data.decode), `sample_transform` (per image, in the loader).
     Without train.csv, class folders `train/<class>/` are read instead (podium.data.layouts).
@@ -69,6 +71,7 @@ class ImageDataModule(CompetitionDataModule):
         path_col: str | None = None,
         test_csv: str | None = None,
         image_size: int | Sequence[int] | None = None,
+        interpolation: str | None = None,
         channels: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -84,6 +87,10 @@ class ImageDataModule(CompetitionDataModule):
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         self.image_size = tuple(image_size) if image_size is not None else None
+        self.interpolation = interpolation or "bilinear"
+        if self.interpolation not in INTERPOLATIONS:
+            raise PodiumError(f"data.interpolation={interpolation!r}: one of "
+                              f"{' | '.join(INTERPOLATIONS)}")
         self.channels, self.fixed_mean, self.fixed_std = channels, mean, std
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.cache_ram_gb, self.decode_workers = cache_ram_gb, decode_workers
@@ -135,16 +142,18 @@ class ImageDataModule(CompetitionDataModule):
             **self.spec_fields(), net_inputs={"in_chans": channels},
             mean=per_channel(self.fixed_mean, channels, "mean") or tuple(mean),
             std=per_channel(self.fixed_std, channels, "std") or tuple(std),
-            image_size=tuple(images.shape[2:]),
+            image_size=tuple(images.shape[2:]), interpolation=self.interpolation,
         )
 
     def read_test(self) -> Dataset:
-        """Decoded with the training images' channels and size."""
+        """Decoded with the training images' channels, size and interpolation."""
         self.channels = self.spec.net_inputs["in_chans"]
+        self.interpolation = self.spec.interpolation
         return TensorRows(self.decode(self.test_paths, self.spec.image_size))
 
     def decode(self, paths: Sequence[Path], size: tuple[int, int] | None) -> torch.Tensor:
         if self.cache_dir is None:
-            return decode_images(paths, self.channels, size, self.decode_workers)
+            return decode_images(paths, self.channels, size, self.decode_workers,
+                                 interpolation=self.interpolation)
         return cached_decode(paths, self.channels, size, self.cache_dir, self.cache_ram_gb,
-                             self.decode_workers)
+                             self.decode_workers, interpolation=self.interpolation)
