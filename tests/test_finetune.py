@@ -167,3 +167,54 @@ def test_finetune_run_from_a_weights_file_writes_a_submission(weights_file, tmp_
     submission = pd.read_csv(run / "submission.csv", dtype=str)
     sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
     assert list(submission.id) == list(sample.id) and set(submission.label) <= set(classes)
+
+
+# -- linear probing before fine-tuning -----------------------------------------------------
+class ProbeWitness(Callback):
+    """The network as fine-tuning starts, and the rows its stem saw before then."""
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self.rows = 0
+        pl_module.net.stem.register_forward_hook(
+            lambda m, args, out: setattr(self, "rows", self.rows + len(args[0])))
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.net, self.rows_before_training = copy.deepcopy(pl_module.net), self.rows
+
+
+def test_linear_probe_fits_the_head_as_scikit_learns_logistic_regression(tmp_path, demo_root):
+    """The head as fine-tuning starts is the L2-regularised multinomial logistic regression
+    of the frozen features, after one forward pass per training row."""
+    from sklearn.linear_model import LogisticRegression
+
+    witness = ProbeWitness()
+    _, _, module, datamodule = fit(
+        tmp_path, demo_root, ["callbacks=linear_probe", "callbacks.linear_probe.penalties=[0.01]",
+                              "loss=ce", "trainer.max_epochs=1"], callbacks=[witness])
+    train = datamodule.train_set
+    assert witness.rows_before_training == len(train)
+    net = witness.net.eval()
+    images, labels = train.__getitems__(list(range(len(train))))
+    with torch.no_grad():  # the features by hand: normalised, stem, blocks, pooled
+        x = images.float() * module.scale.cpu() - module.shift.cpu()
+        features = net.head[:-1](net.layers(net.stem(x))).double().numpy()
+        probs = net.head[-1].double()(torch.from_numpy(features)).softmax(-1).numpy()
+    reference = LogisticRegression(C=1 / (len(train) * 0.01), tol=1e-10, max_iter=10_000)
+    reference.fit(features, labels.numpy())
+    assert list(reference.classes_) == list(range(probs.shape[1]))
+    np.testing.assert_allclose(probs, reference.predict_proba(features), atol=2e-3)
+    weight = net.head[-1].weight.detach().double().numpy()
+    np.testing.assert_allclose(weight, reference.coef_, atol=2e-3)
+
+
+def test_linear_probe_skips_a_resumed_run_and_needs_a_linear_head():
+    from types import SimpleNamespace
+
+    from podium.callbacks.finetune import LinearProbe, linear_head
+
+    net = CifarResNet(depth=8, num_classes=3)
+    before = copy.deepcopy(net.state_dict())
+    LinearProbe().on_fit_start(SimpleNamespace(ckpt_path="last.ckpt"), SimpleNamespace(net=net))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(PodiumError, match="needs a torch.nn.Linear classifier head"):
+        linear_head(CifarResNet(depth=8, num_classes=3, cosine_head=True))
