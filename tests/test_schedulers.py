@@ -85,6 +85,25 @@ def test_plateau_reduces_after_patience_epochs_without_improvement(tmp_path, dem
     assert list(lrs.iloc[:, 0] / 3e-3) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(("warmup", "total", "steps"), [(0.1, 1085, 108), (0.25, 20, 5),
+                                                       (0.01, 20, 1)])
+def test_a_warmup_below_one_is_a_fraction_of_the_run(warmup, total, steps):
+    import torch
+
+    from podium.model.optim import warmup_cosine
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine(optimizer, warmup_steps=warmup, total_steps=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.01) and lrs[steps] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(lrs[:steps], lrs[1:steps + 1], strict=True))
+    assert lrs[steps + 1] < 1.0  # the cosine from there
+
+
 def test_plateau_watches_metric_monitor_by_default(tmp_path):
     from podium.model.metrics import resolve_metric
 

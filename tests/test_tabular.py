@@ -4,6 +4,7 @@ without data=tabular, targets in the competition's units, and predictions that t
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,24 @@ def test_rows_set_the_batch_size_and_the_epochs():
     # images: 30 epochs at least (CIFAR-10-LT's 9,924 training images: 155 steps an epoch),
     # more when small, 100 at most (the demo's 369 images: 5 steps an epoch)
     assert [epochs(n, ImageDataModule, 64) for n in (369, 2_000, 9_924)] == [100, 65, 30]
+
+
+def test_max_steps_without_max_epochs_is_the_nearest_whole_epochs(tmp_path, capsys):
+    """A preset's length in optimizer steps (experiment=finetune: 1,100): CIFAR-10-LT's 155
+    batches an epoch make 7 epochs, the demo's 5 make 220; Lightning's max_steps is off."""
+    from types import SimpleNamespace
+
+    from podium.build import resolve_max_epochs
+    from podium.data.image import ImageDataModule
+
+    for rows, expected in ((9_924, 7), (369, 220)):
+        cfg = make_cfg(tmp_path, ["trainer.max_steps=1100"])
+        data = SimpleNamespace(train_idx=range(rows), batch_size=64,
+                               epoch_range=ImageDataModule.epoch_range)
+        data.suggested_max_epochs = partial(ImageDataModule.suggested_max_epochs, data)
+        resolve_max_epochs(cfg, data)
+        assert (cfg.trainer.max_epochs, cfg.trainer.max_steps) == (expected, -1)
+        assert f"trainer.max_epochs={expected}" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

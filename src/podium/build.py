@@ -46,18 +46,26 @@ def build_run(cfg: DictConfig, **trainer_kwargs: Any) -> Run:
 
 def resolve_max_epochs(cfg: DictConfig, datamodule) -> None:
     """`trainer.max_epochs=null` (the default): the data's choice, from its rows and batch
-    size (podium.data.base), said in one line; the scheduler's `T_max` follows it."""
+    size (podium.data.base), said in one line; the scheduler's `T_max` follows it. With
+    `trainer.max_steps` set, the whole epochs nearest to that many optimizer steps (a
+    preset's length in steps: the same training on a small and a large set)."""
     from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
     if cfg.trainer.get("max_epochs", 0) is not None:
         return
+    steps = cfg.trainer.get("max_steps") or -1
     with open_dict(cfg):
-        cfg.trainer.max_epochs = datamodule.suggested_max_epochs()
+        if steps > 0:
+            cfg.trainer.max_epochs = datamodule.suggested_max_epochs(steps, (1, None))
+            cfg.trainer.max_steps = -1
+        else:
+            cfg.trainer.max_epochs = datamodule.suggested_max_epochs()
     if rank_zero_only.rank == 0:
+        source = f"trainer.max_steps={steps} in whole epochs, " if steps > 0 else ""
         print(f"trainer.max_epochs={cfg.trainer.max_epochs}, data.batch_size="
-              f"{datamodule.batch_size} (from {len(datamodule.train_idx)} training rows; set "
-              f"them to change)", flush=True)
+              f"{datamodule.batch_size} (from {source}{len(datamodule.train_idx)} training "
+              f"rows; set them to change)", flush=True)
 
 
 def build_datamodule(cfg: DictConfig, **inputs: Any):

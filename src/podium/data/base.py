@@ -268,11 +268,14 @@ class CompetitionDataModule(L.LightningDataModule):
 
     epoch_range = (10, 100)  # trainer.max_epochs=null: the fewest and the most epochs
 
-    def suggested_max_epochs(self) -> int:
-        """`trainer.max_epochs=null`: about MAX_EPOCH_STEPS optimizer steps, within
-        `epoch_range` (a small set takes many short epochs, a large one few long ones)."""
+    def suggested_max_epochs(self, target_steps: int | None = None,
+                             epoch_range: tuple[int, int | None] | None = None) -> int:
+        """`trainer.max_epochs=null`: about `target_steps` optimizer steps (MAX_EPOCH_STEPS),
+        within `epoch_range` (default the data's: a small set takes many short epochs, a
+        large one few long ones)."""
         steps = max(1, len(self.train_idx) // self.batch_size)
-        return int(np.clip(round(MAX_EPOCH_STEPS / steps), *self.epoch_range))
+        epochs = round((target_steps or MAX_EPOCH_STEPS) / steps)
+        return int(np.clip(epochs, *(epoch_range or self.epoch_range)))
 
     # -- loaders ---------------------------------------------------------------------------
     def loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:

@@ -159,14 +159,18 @@ def _check_warmup(warmup_steps: int, total_steps: int) -> None:
         )
 
 
-def warmup_cosine(optimizer: Optimizer, warmup_steps: int = 0, total_steps: int | None = None,
+def warmup_cosine(optimizer: Optimizer, warmup_steps: float = 0, total_steps: int | None = None,
                   start_factor: float = 0.01, eta_min: float = 0.0) -> LRScheduler:
     """Linear warm-up from `start_factor * lr` to lr over `warmup_steps`, then cosine to
     `eta_min` at `total_steps` (torch's LinearLR then CosineAnnealingLR). Step per optimizer step.
+    `warmup_steps` below 1 is a fraction of the run's steps (0.1: its first tenth, at least
+    one step), so one preset warms up alike on a small and a large training set.
 
     `total_steps=None` (no run length known: outside a Trainer, or fast_dev_run) builds it
     for `warmup_steps + 1` steps, which only checks the configuration.
     """
+    if 0 < warmup_steps < 1:
+        warmup_steps = max(1, round(warmup_steps * (total_steps or 1)))
     if total_steps is None:
         total_steps = warmup_steps + 1
     _check_warmup(warmup_steps, total_steps)
