@@ -85,4 +85,15 @@ def test_make_bench_finetune_runs_on_the_demo(demo_root, tmp_path):
     for row in rows:
         assert row["epochs"] == 1 and 0 <= row["val_f1_macro_uniform"] <= 1, row
         assert 0 <= row["leaderboard_f1_macro"] <= 1 and row["wall_s"] > 0
-    assert "| demo | pretrained | 1 |" in out.read_text()
+    road = "++trainer.limit_train_batches=2 scheduler.scheduler.warmup_steps=1 data.image_size=32"
+    assert f"| demo | pretrained | `{road}` | 1 |" in out.read_text()
+
+
+def test_bench_finetune_speed_times_each_memory_format():
+    """--speed: a training step per input size, contiguous / channels_last / bf16, and the
+    eval pass, as JSON lines."""
+    proc = script("bench_finetune.py", "--speed", "32", "--repeats", "1")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["size"] == 32 and set(row) >= {"train_contiguous", "train_channels_last",
+                                              "train_channels_last_bf16", "eval_channels_last"}
+    assert all(v > 0 for k, v in row.items() if k.startswith(("train", "eval")))
