@@ -64,9 +64,14 @@ def bench_row(dataset: str, row: str, root: Path, args: argparse.Namespace, log_
             "val_f1_macro": round(scores["f1_macro"], 4),
             "leaderboard_f1_macro": metrics.get("leaderboard/f1_macro"),
             "epochs": metrics.get("epochs"), "best_epoch": metrics.get("best_epoch"),
-            "wall_s": round(wall, 1), "run": str(run_dir),
+            "wall_s": round(wall, 1), "run": relative(str(run_dir)),
             "road": " ".join([*args.set, *getattr(args, f"set_{row}")]),
-            "command": "python -m podium.train " + " ".join(recipe).replace(str(ROOT) + "/", "")}
+            "command": "python -m podium.train " + relative(" ".join(recipe))}
+
+
+def relative(text: str) -> str:
+    """Paths of this checkout and its neighbours (../shared) as a clone elsewhere has them."""
+    return text.replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../")
 
 
 def road(result: dict) -> str:
@@ -79,8 +84,8 @@ def table(results: list[dict]) -> str:
              "Validation macro-F1 of the best checkpoint under the uniform test prior "
              "(`data.test_prior=uniform`; the long-tailed split's rows weighted to a balanced "
              "test set), as the split is, the demo's leaderboard macro-F1, epochs run and wall "
-             "time on 2 shared CPU cores (other work ran beside most rows: compare times "
-             "within a row's date only). `make bench-finetune`; each row's command below.", "",
+             "time on 2 CPU cores (each run alone unless its note says otherwise: compare times "
+             "only between rows run alone). `make bench-finetune`; each row's command below.", "",
              "| dataset | row | overrides | epochs | val macro-F1, uniform prior | val macro-F1 | "
              "leaderboard macro-F1 | wall (min) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
