@@ -6,14 +6,16 @@ The real ImageNet weights come from the `pretrained` extra: those tests skip wit
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 from PIL import Image
 
-from conftest import image_spec, make_cfg
+from conftest import image_spec, make_cfg, run_cli
 from podium.build import build_module
 from podium.errors import PodiumError
 
@@ -197,3 +199,25 @@ def test_mean_and_std_of_another_channel_count_are_a_one_line_error():
     assert per_channel([0.5], 3, "std") == (0.5, 0.5, 0.5)
     with pytest.raises(PodiumError, match=r"data.mean=\[0.1, 0.2\] has 2 values, the images 3"):
         per_channel([0.1, 0.2], 3, "mean")
+
+
+@needs_lite0
+@pytest.mark.parametrize("layout", ["csv", "class folders"])
+def test_the_finetune_preset_runs_on_the_csv_layout_and_on_class_folders(layout, demo_root,
+                                                                         tmp_path):
+    """make train EXP=finetune, shortened (two batches of one epoch): the pretrained inputs
+    said, the steps resolved to whole epochs, a submission in the sample's ids."""
+    from test_layouts import to_class_folders
+
+    root = demo_root if layout == "csv" else to_class_folders(demo_root, tmp_path / "folders")
+    proc = run_cli("podium.train", "experiment=finetune", f"data.root={root}",
+                   f"data.demo_root={demo_root}", "trainer.max_steps=2",
+                   "++trainer.limit_train_batches=2", f"paths.log_dir={tmp_path / 'logs'}",
+                   "print_config=false")
+    assert "mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5], image_size=96 (data.image_size), " \
+           "interpolation=bicubic" in proc.stdout
+    assert "trainer.max_epochs=1, data.batch_size=64 (from trainer.max_steps=2" in proc.stdout
+    run = Path(proc.stdout.split("run folder: ")[1].splitlines()[0])
+    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str)
+    assert sorted(submission.id) == sorted(sample.id)
