@@ -47,7 +47,8 @@ def test_threshold_learned_on_a_skewed_validation_set_beats_one_half():
     y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     report = best_threshold(p1, y, "acc")
     assert report["before"] == pytest.approx(0.5)  # at 0.5 every row is predicted 0
-    assert report["threshold"] == pytest.approx(0.30) and report["after"] == pytest.approx(1.0)
+    # the cut keeps 0.30 and up, halfway down to 0.22
+    assert report["threshold"] == pytest.approx(0.26) and report["after"] == pytest.approx(1.0)
     assert sk.accuracy_score(y, p1 >= report["threshold"]) == pytest.approx(report["after"])
     # nothing better than 0.5 -> 0.5 stays
     assert best_threshold(np.array([0.2, 0.8]), np.array([0, 1]), "acc")["threshold"] == 0.5
@@ -129,7 +130,8 @@ def test_binary_run_scored_on_accuracy_submits_labels_cut_at_the_learned_thresho
 
 def test_best_threshold_is_the_best_split_by_scikit_learn():
     """Counted from the sorted rows, the threshold equals a brute-force search that scores
-    every distinct split with scikit-learn (first best on ties, 0.5 unless beaten)."""
+    every distinct split with scikit-learn (first best on ties, 0.5 unless beaten), moved
+    halfway down to the next lower probability."""
     rng = np.random.default_rng(7)
     scorers = {"acc": sk.accuracy_score, "balanced_acc": sk.balanced_accuracy_score,
                "f1_macro": lambda y, p: sk.f1_score(y, p, average="macro", zero_division=0)}
@@ -143,8 +145,12 @@ def test_best_threshold_is_the_best_split_by_scikit_learn():
                 value = score(y, (p1 >= t).astype(int))
                 if value > best + 1e-12:
                     best, cut = value, float(t)
+            if best > score(y, (p1 >= 0.5).astype(int)):
+                below = p1[p1 < cut]  # halfway down to the next lower probability
+                cut = (cut + (below.max() if below.size else 0.0)) / 2
             got = best_threshold(p1, y, metric)
             assert (got["threshold"], got["after"]) == pytest.approx((cut, best))
+            assert score(y, (p1 >= got["threshold"]).astype(int)) == pytest.approx(best)
 
 
 @settings(max_examples=20, deadline=None)

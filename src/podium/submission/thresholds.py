@@ -25,7 +25,10 @@ def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str,
                    class_weights: np.ndarray | None = None) -> dict:
     """The decision threshold on p(positive) that maximises the label metric `metric` on
     (validation or OOF) predictions (each row weighing its class's weight, when given);
-    0.5 unless another threshold is strictly better."""
+    0.5 unless another threshold is strictly better. A learned cut lies halfway between
+    the lowest probability it keeps and the next lower one: the same rows, with a margin
+    on both sides (a cut at a row's own value would flip that row once its probability is
+    read back from a CSV's 7 digits)."""
     before = label_score(metric, y, (p1 >= 0.5).astype(int), 2, class_weights)
     best, threshold = before, 0.5
     weights = None if class_weights is None else np.asarray(class_weights)[y]
@@ -33,6 +36,9 @@ def best_threshold(p1: np.ndarray, y: np.ndarray, metric: str,
         score = confusion_score(metric, cm)
         if score > best + 1e-12:
             best, threshold = score, float(t)
+    if best > before:  # learned: halfway down to the next lower probability
+        below = p1[p1 < threshold]
+        threshold = (threshold + float(below.max() if below.size else 0.0)) / 2
     return {"threshold": threshold, "metric": metric, "before": before, "after": best}
 
 
