@@ -314,3 +314,33 @@ def test_lr_find_prints_a_suggestion_and_saves_the_plot(tmp_path, demo_root, mon
     line = next(x for x in proc.stdout.splitlines() if x.startswith("suggested lr: "))
     assert 1e-6 <= float(line.split()[2]) <= 1.0
     assert not list(run.glob(".lr_find*.ckpt"))  # the finder's temporary checkpoint is gone
+
+
+class FakeTie(Callback):
+    """Logs `val/fake` and `val/fake_tie` per epoch: a monitor and its tie-break."""
+
+    def __init__(self, values: list[float], ties: list[float]) -> None:
+        self.values, self.ties = values, ties
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        pl_module.log("val/fake", self.values[trainer.current_epoch])
+        pl_module.log("val/fake_tie", self.ties[trainer.current_epoch])
+
+
+@pytest.mark.parametrize(("tie_break", "best_epoch"), [("val/fake_tie", 3), ("null", 1)])
+def test_a_tie_with_the_best_score_goes_to_the_lower_tie_break(tie_break, best_epoch, tmp_path,
+                                                               demo_root):
+    """Epochs 1-4 tie on the monitor (a saturated small split); the lowest tie-break among
+    them (epoch 3) is kept; a worse score never wins on its tie-break; without one,
+    Lightning's rule: the first epoch to reach the score."""
+    from podium.callbacks.checkpoints import checkpoint_epoch
+
+    values, ties = [0.5, 0.9, 0.9, 0.9, 0.9, 0.8], [0.1, 0.8, 0.6, 0.4, 0.5, 0.01]
+    _, trainer, _, _ = fit(tmp_path, demo_root, [
+        "metric.monitor=val/fake", "metric.mode=max", f"trainer.max_epochs={len(values)}",
+        f"callbacks.model_checkpoint.tie_break={tie_break}", "++trainer.limit_train_batches=1",
+    ], callbacks=[FakeTie(values, ties)])
+    best = trainer.checkpoint_callback
+    assert checkpoint_epoch(best.best_model_path) == best_epoch
+    assert float(best.best_model_score) == pytest.approx(0.9)
+    assert best.state_dict()["best_tie"] == (pytest.approx(0.4) if tie_break != "null" else None)
