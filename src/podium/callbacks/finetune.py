@@ -102,8 +102,7 @@ class LinearProbe(L.Callback):
         said = ", ".join(f"{p:g}: {v:.4f}" for p, v in losses.items())
         if trainer.is_global_zero:
             print(f"linear probe: the head fitted on {len(targets)} training rows' frozen "
-                  "features "
-                  f"({features.shape[1]} each, one forward pass per row, "
+                  f"features ({features.shape[1]} each, one forward pass per row, "
                   f"{time.perf_counter() - start:.0f} s); L2 penalty {penalty:g}"
                   + (f" (held-out loss {said})" if said else "")
                   + f"; training loss {final:.4f}", flush=True)
@@ -113,8 +112,9 @@ def linear_head(net: torch.nn.Module) -> torch.nn.Linear:
     from podium.model.optim import classifier_head
 
     heads = classifier_head(net)
-    last = heads[0][-1] if len(heads) == 1 and isinstance(heads[0], torch.nn.Sequential) else (
-        heads[0] if len(heads) == 1 else None)
+    last = heads[0] if len(heads) == 1 else None
+    if isinstance(last, torch.nn.Sequential):  # CifarResNet: pool, flatten, linear
+        last = last[-1]
     if type(last) is not torch.nn.Linear:  # a subclass (a cosine head) computes otherwise
         found = type(last).__name__ if last is not None else [type(h).__name__ for h in heads]
         raise PodiumError(f"callbacks.linear_probe needs a torch.nn.Linear classifier head (or "
