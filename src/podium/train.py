@@ -66,9 +66,8 @@ def train(cfg: DictConfig) -> Outcome:
     # loss: null -> the task's usual loss (said in one line); metric.monitor/mode: null ->
     # the task's key, inferred mode
     resolve_defaults(cfg, announce=rank_zero_only.rank == 0)
-    said = use_threads(cfg.get("threads", "auto"),
-                       table_network=str(cfg.data.get("_target_", "")).endswith("Tabular"
-                                                                                "DataModule"))
+    table = str(cfg.data.get("_target_", "")).endswith("TabularDataModule")
+    said = use_threads(cfg.get("threads", "auto"), table_network=table)
     if rank_zero_only.rank == 0:
         print(said, flush=True)
     if rank_zero_only.rank == 0:
