@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -43,6 +44,38 @@ def test_a_table_is_a_competition_folder_of_every_labelled_row(name, tmp_path):
         assert train.Horsepower.isna().any() and train.target.dtype == float
 
 
+def test_a_split_seed_draws_another_test_set_and_the_same_seed_the_same(tmp_path):
+    read = {}
+    for folder, split in (("a", 0), ("b", 1), ("c", 1)):
+        bench_tabular.TABLES["wine"](tmp_path / folder, split)
+        read[folder] = pd.read_csv(tmp_path / folder / "test.csv")
+    pd.testing.assert_frame_equal(read["b"], read["c"])
+    assert not read["a"].drop(columns="id").equals(read["b"].drop(columns="id"))
+
+
+def test_the_bootstrap_standard_error_is_the_binomial_one_for_accuracy():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    predicted = np.where(rng.random(400) < 0.8, y, 1 - y)  # about 80 % right
+    p = (predicted == y).mean()
+    assert bench_tabular.bootstrap_se("acc", y, predicted) == pytest.approx(
+        np.sqrt(p * (1 - p) / 400), rel=0.15)
+
+
+def test_the_honesty_table_is_the_mean_gap_and_its_standard_error():
+    def run(seed, oof, test, lower=False):
+        folder = {"oof": oof, "test": test, "oof_se": 0.03, "test_se": 0.04}
+        return {"table": "t", "seed": seed, "metric": "mae" if lower else "f1_macro",
+                "lower_is_better": lower, "tabular": folder, "gbdt": {**folder, "oof": test},
+                "blend": folder}
+    [row] = bench_tabular.honesty([run(1, 0.86, 0.80), run(2, 0.80, 0.80)])
+    assert row["tabular"]["gap"] == pytest.approx(0.03)  # optimistic by 0.06, then by 0
+    assert row["tabular"]["se"] == pytest.approx(np.sqrt(2 * (0.03**2 + 0.04**2)) / 2)
+    assert row["tabular"]["within_se"] and row["gbdt"]["gap"] == 0
+    [row] = bench_tabular.honesty([run(1, 3.0, 4.0, lower=True)])  # an error below the test's
+    assert row["tabular"]["gap"] == pytest.approx(1.0) and not row["tabular"]["within_se"]
+
+
 @pytest.mark.slow
 def test_the_bench_on_wine_writes_its_table(tmp_path):
     out = tmp_path / "tabular"
@@ -53,7 +86,8 @@ def test_the_bench_on_wine_writes_its_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     [row] = json.loads(out.with_suffix(".json").read_text())["results"]
     gbdt = json.loads((Path(row["gbdt"]["folder"]) / "metrics.json").read_text())
-    assert row["gbdt"]["oof"] == gbdt["oof/f1_macro"] and row["metric"] == "f1_macro"
+    assert row["gbdt"]["oof"] == pytest.approx(gbdt["oof/f1_macro"], abs=1e-6)
+    assert row["metric"] == "f1_macro" and row["gbdt"]["test_se"] > 0
     assert "| wine | 142 | f1_macro |" in out.with_suffix(".md").read_text()
 
 
