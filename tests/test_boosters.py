@@ -288,3 +288,58 @@ def test_an_hgb_folder_says_it_keeps_no_model_file(demos, tmp_path):
         assert proc.returncode == 2
         assert "a gbdt=hgb folder keeps none" in proc.stderr
         assert "make gbdt MODEL=lightgbm" in proc.stderr
+
+
+@pytest.mark.parametrize("booster", BOOSTERS)
+def test_a_fit_under_a_time_cap_stops_there_and_keeps_its_best_round(booster):
+    """make stack's deadline: a fit that would run for minutes stops at `seconds` and
+    predicts with the round of its lowest inner-split loss so far (scikit-learn's log-loss
+    of each round's predictions)."""
+    import time
+
+    from sklearn.metrics import log_loss
+
+    from podium.model.boosters import booster as make_booster
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 20))
+    y = (x[:, 0] + rng.normal(size=3000) > 0).astype(int)  # noisy: the inner loss turns up
+    model = make_booster(booster, "binary", 2, seed=0, threads=1, rounds=10**6,
+                         patience=10**6, seconds=1.0,
+                         params={"learning_rate": 0.3} if booster == "catboost" else {})
+    started = time.monotonic()
+    model.fit(x[:2000], y[:2000], None, x[2000:], y[2000:], None, np.zeros(20, bool))
+    assert time.monotonic() - started < 6 and model.out_of_time
+    # the model is cut at the best of the rounds it ran: the lowest inner loss up to there
+    losses = [log_loss(y[2000:], predict_at(booster, model.model, x[2000:], k))
+              for k in range(1, model.best_rounds + 1)]
+    assert model.best_rounds == int(np.argmin(losses)) + 1 > 1
+
+
+def predict_at(booster, model, x, rounds):
+    """P(class 1) of the library's model with its first `rounds` rounds."""
+    if booster == "lightgbm":
+        return model.predict(x, num_iteration=rounds)
+    if booster == "catboost":
+        return model.predict_proba(x, ntree_end=rounds)[:, 1]
+    import xgboost as xgb
+
+    return model.predict(xgb.DMatrix(x, feature_names=[f"f{i}" for i in range(x.shape[1])]),
+                         iteration_range=(0, rounds))
+
+
+def test_make_gbdt_under_a_deadline_keeps_every_fold(demos, tmp_path):
+    """make stack's road: folds that would boost for hours each stop at their share of the
+    time left, and the folder is whole (every OOF row, a submission)."""
+    import time
+
+    root = demos["binary"]
+    proc = run_cli("podium.gbdt", "gbdt=lightgbm", "data=demo_binary", f"data.root={root}",
+                   f"data.demo_root={root}", "data.n_folds=2", "gbdt.rounds=1000000",
+                   "gbdt.early_stopping=1000000", "gbdt.params.learning_rate=0.001",
+                   f"deadline={time.time() + 4:.0f}", f"paths.log_dir={tmp_path}")
+    assert proc.stdout.count("(its share of the deadline ended it)") == 2
+    [folder] = (tmp_path / "gbdt" / "lightgbm").iterdir()
+    oof = pd.read_csv(folder / "oof.csv", dtype={"id": str})
+    assert sorted(oof.id) == sorted(pd.read_csv(root / "train.csv", dtype={"id": str}).id)
+    assert (folder / "submission.csv").is_file()

@@ -30,16 +30,21 @@ def test_a_booster_starts_only_while_the_time_left_exceeds_the_longest_so_far(
         tmp_path, monkeypatch, capsys):
     clock = {"now": 0.0}
     took = {"lightgbm": 50.0, "catboost": 30.0, "xgboost": 5.0}
+    ran = {}
 
     def fake_run(name, command, folder, timeout):
+        ran[name] = command, timeout
         clock["now"] += took[name]
         return stack_module.Finished(name, folder, took[name], "ok")
     monkeypatch.setattr(stack_module, "run_member", fake_run)
     monkeypatch.setattr(stack_module.time, "monotonic", lambda: clock["now"])
     done = stack_module.run_boosters(tmp_path, 5, [], ["lightgbm", "catboost", "xgboost"],
-                                     deadline=90.0)
+                                     deadline=90.0, ends=1_000_081.0)
     # after lightgbm 40 s are left, less than its 50 s: neither catboost nor xgboost starts
     assert [f.name for f in done] == ["lightgbm"]
+    # its folds end when the network's do; it is killed only a minute past the budget
+    command, timeout = ran["lightgbm"]
+    assert "deadline=1000081" in command and timeout == 90.0 + 60
     out = capsys.readouterr().out
     assert "catboost not started: 40 s of the budget left, the longest booster took 50 s" in out
 

@@ -129,12 +129,13 @@ def cross_validate_table(cfg: DictConfig, progress: bool = True) -> Result:
         held_out = folds[fold].oof
         score = scores(data, oof_rows(data, cv, held_out, fold), carried, test_prior,
                        cfg.metric.k)[f"oof/{metric}"]
+        cut = " (its share of the deadline ended it)" if cv.models[-1].out_of_time else ""
         print(f"fold {fold + 1}/{len(folds)}: {cv.seconds[-1]:.1f} s, {cv.iterations[-1]} "
-              f"rounds, OOF {metric} {score:.4f} ({len(held_out)} rows)", flush=True)
+              f"rounds{cut}, OOF {metric} {score:.4f} ({len(held_out)} rows)", flush=True)
     cv = cross_validate(data.train_frame, data.test_frame, data.labels, folds, columns,
                         data.task, len(data.class_names), booster_config(cfg),
                         int(data.seed), data.target_transform, factor,
-                        report_fold if progress else None)
+                        report_fold if progress else None, cfg.get("deadline"))
     oof = oof_rows(data, cv, np.concatenate([f.oof for f in folds]))
     test = run.probs_frame(data.test_ids, cv.test, data.class_names, data.id_col)
     names = [str(c) for c in data.class_names]

@@ -7,7 +7,8 @@ machine has two cores or more (one after the other otherwise):
   each fold's fit is capped at its share of the time left, and the best checkpoint so far
   predicts);
 - the boosters: LightGBM, then CatBoost, then XGBoost, each started only while the budget
-  left exceeds the longest booster so far took (`make gbdt MODEL=...`).
+  left exceeds the longest booster so far took (`make gbdt MODEL=...`), its folds capped by
+  the same `deadline` (each keeps its best round so far).
 Every member is an ordinary podium folder under the stack's own (`members/<name>/`): one
 can resubmit, refit, predict or export it. A member stopped by the budget, or failed, is
 left out with one line. The finished members are blended on the one road (`make submit
@@ -38,8 +39,8 @@ from podium.errors import PodiumError, one_line_errors
 BOOSTERS = ("lightgbm", "catboost", "xgboost")
 # not passed on: the stack's own keys, and what each member's command sets itself
 OWN_KEYS = ("budget", "members", "task_name", "run_name", "hydra.", "data.n_folds=")
-RESERVE = 0.9  # the network's folds end by this share of the budget: the rest blends
-GRACE = 60.0   # seconds past the budget before a network still running is stopped
+RESERVE = 0.9  # the members' folds end by this share of the budget: the rest blends
+GRACE = 60.0   # seconds past the budget before a member still running is stopped
 
 
 @dataclass
@@ -80,11 +81,13 @@ def network_command(folder: Path, folds: int, deadline: float, args: list[str]) 
             *args, f"deadline={deadline:.0f}", f"hydra.sweep.dir={folder}"]
 
 
-def booster_command(name: str, folder: Path, folds: int, args: list[str]) -> list[str]:
+def booster_command(name: str, folder: Path, folds: int, deadline: float,
+                    args: list[str]) -> list[str]:
     """`make gbdt MODEL=name` into `folder`, on one thread (the network runs beside it;
-    a `threads=` given wins)."""
+    a `threads=` given wins), its folds ending by `deadline` (unix seconds: each fold's fit
+    capped at its share of the time left, podium.model.gbdt.cross_validate)."""
     return [sys.executable, "-m", "podium.gbdt", f"gbdt={name}", f"data.n_folds={folds}",
-            "threads=1", *args, f"hydra.run.dir={folder}"]
+            "threads=1", *args, f"deadline={deadline:.0f}", f"hydra.run.dir={folder}"]
 
 
 def run_member(name: str, command: list[str], folder: Path, timeout: float) -> Finished:
@@ -106,9 +109,11 @@ def run_member(name: str, command: list[str], folder: Path, timeout: float) -> F
 
 
 def run_boosters(members: Path, folds: int, args: list[str], names: list[str],
-                 deadline: float) -> list[Finished]:
-    """The boosters one after the other; each starts only while the time left exceeds the
-    longest one so far (a first one always starts)."""
+                 deadline: float, ends: float) -> list[Finished]:
+    """The boosters one after the other; each starts only while the time left before
+    `deadline` (monotonic seconds) exceeds the longest one so far (a first one always
+    starts), its folds ending by `ends` (unix seconds, the network's end), and is killed
+    only well past the budget."""
     done: list[Finished] = []
     for name in names:
         left = deadline - time.monotonic()
@@ -118,7 +123,8 @@ def run_boosters(members: Path, folds: int, args: list[str], names: list[str],
                   f"longest booster took {longest:.0f} s", flush=True)
             continue
         folder = members / name
-        done.append(run_member(name, booster_command(name, folder, folds, args), folder, left))
+        done.append(run_member(name, booster_command(name, folder, folds, ends, args), folder,
+                               left + GRACE))
     return done
 
 
@@ -141,14 +147,13 @@ def stack(cfg: DictConfig) -> tuple[list[Finished], object]:
     deadline = started + budget
     print(f"stack: {', '.join(wanted)} on {folds} folds within {budget:.0f} s; members in "
           f"{members}", flush=True)
-    network = None
-    if "network" in wanted:  # its folds end by then: time is left to blend
-        ends = time.time() + RESERVE * budget
+    network, ends = None, time.time() + RESERVE * budget  # members end by then: time to blend
+    if "network" in wanted:
         network = (members / "network", network_command(members / "network", folds, ends,
                                                         args))
     boosters = [b for b in BOOSTERS if b in wanted]
     with ThreadPoolExecutor(max_workers=2 if cores() >= 2 else 1) as pool:
-        jobs = [pool.submit(run_boosters, members, folds, args, boosters, deadline)]
+        jobs = [pool.submit(run_boosters, members, folds, args, boosters, deadline, ends)]
         if network is not None:
             jobs.append(pool.submit(lambda: [run_member(  # killed only well past it
                 "network", network[1], network[0], deadline - time.monotonic() + GRACE)]))

@@ -14,11 +14,17 @@ each library takes them natively (LightGBM `categorical_feature`, CatBoost `cat_
 as integer codes with -1 for missing, XGBoost feature type `c` with `enable_categorical`,
 HistGradientBoosting `categorical_features`, a column of more than 255 levels as codes).
 Feature names are positions (`f0`, `f1`, ...): a column name never trips a library's rules.
+
+`seconds` caps a fit's time (make stack's deadline, each fold its share): LightGBM, CatBoost
+and XGBoost stop at the cap through their own callbacks and keep their best round so far on
+the inner split, so a fold cut short still predicts; scikit-learn's trees take no cap.
 """
 
 from __future__ import annotations
 
 import importlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +37,8 @@ MAX_BINS = 255  # HistGradientBoosting's bins per feature: a categorical column'
 class Booster:
     """One fold's model of one library. `params`: the library's own arguments (the booster
     config's `params`); `rounds`: the most boosting rounds; `patience`: rounds without a
-    better inner-split loss before it stops (no inner split: all `rounds`)."""
+    better inner-split loss before it stops (no inner split: all `rounds`); `seconds`: the
+    most a fit may take (None: no cap)."""
 
     name = ""
     LABEL = ""  # as metrics.json and the report name it
@@ -40,15 +47,29 @@ class Booster:
     LIBRARY = ""  # imported when the adapter is made, so a fold's time is its fit's
 
     def __init__(self, task: str, n_classes: int, params: dict | None = None, seed: int = 0,
-                 threads: int = 2, rounds: int = 1000, patience: int = 100) -> None:
+                 threads: int = 2, rounds: int = 1000, patience: int = 100,
+                 seconds: float | None = None) -> None:
         if task == "multilabel":
             raise PodiumError("make gbdt fits one target: a multilabel table is not supported "
                               "(train a network with make cv)")
         self.task, self.n_classes, self.seed, self.threads = task, n_classes, seed, threads
         self.params, self.rounds, self.patience = dict(params or {}), rounds, patience
+        self.seconds = seconds
+        self.out_of_time = False  # the cap, not early stopping or `rounds`, ended the fit
         self.model = None
         self.best_rounds = 0  # the rounds the model keeps (early stopping's best)
         importlib.import_module(self.LIBRARY)
+
+    def clock(self) -> Callable[[], bool]:
+        """Started as a fit begins: true once `seconds` have passed (never without a cap),
+        marking `out_of_time`."""
+        until = None if self.seconds is None else time.monotonic() + self.seconds
+
+        def up() -> bool:
+            self.out_of_time = self.out_of_time or (until is not None
+                                                    and time.monotonic() > until)
+            return self.out_of_time
+        return up
 
     @property
     def regression(self) -> bool:
@@ -116,11 +137,24 @@ class LightGBM(Booster):
                   "verbosity": -1, **self.params}
         train = lgb.Dataset(x, y, weight=w, feature_name=names(x.shape[1]),
                             categorical_feature=cats, free_raw_data=False)
-        valid, callbacks = [], []
+        valid, callbacks, history = [], [], {}
         if len(y_val):
             valid = [lgb.Dataset(x_val, y_val, weight=w_val, reference=train)]
             callbacks = [lgb.early_stopping(self.patience, first_metric_only=True,
-                                            verbose=False)]
+                                            verbose=False), lgb.record_evaluation(history)]
+        if self.seconds is not None:
+            up = self.clock()
+
+            def stop_in_time(env) -> None:  # the best round so far on the first metric
+                if up():
+                    best = env.iteration
+                    if env.evaluation_result_list:
+                        data, metric, _, higher = env.evaluation_result_list[0]
+                        losses = np.asarray(history[data][metric])
+                        best = int(np.argmax(losses) if higher else np.argmin(losses))
+                    raise lgb.callback.EarlyStopException(best, env.evaluation_result_list)
+            stop_in_time.order = 40  # after the history's record (20) and early stopping (30)
+            callbacks.append(stop_in_time)
         self.model = lgb.train(params, train, self.rounds, valid_sets=valid,
                                callbacks=callbacks)
         self.best_rounds = self.model.best_iteration or self.model.current_iteration()
@@ -175,7 +209,8 @@ class CatBoost(Booster):
                                     allow_writing_files=False, **stopping, **self.params)
         evaluation = self.pool(x_val, categorical, y_val, w_val) if len(y_val) else None
         self.model.fit(self.pool(x, categorical, y, w), eval_set=evaluation,
-                       use_best_model=evaluation is not None)
+                       use_best_model=evaluation is not None,
+                       callbacks=None if self.seconds is None else [GoOn(self.clock())])
         self.best_rounds = int(self.model.tree_count_)
         return self
 
@@ -196,6 +231,16 @@ class CatBoost(Booster):
         self.model = self.estimator().load_model(str(path))
         self.best_rounds = int(self.model.tree_count_)
         return self
+
+
+class GoOn:
+    """CatBoost's callback: go on while `up()` is false."""
+
+    def __init__(self, up: Callable[[], bool]) -> None:
+        self.up = up
+
+    def after_iteration(self, info) -> bool:
+        return not self.up()
 
 
 class XGBoost(Booster):
@@ -226,9 +271,15 @@ class XGBoost(Booster):
         params = {**self.objective(), "nthread": self.threads, "seed": self.seed,
                   "verbosity": 0, **self.params}
         evals = [(self.matrix(x_val, categorical, y_val, w_val), "inner")] if len(y_val) else []
+        stop, up = [], self.clock()
+        if self.seconds is not None:
+            class StopInTime(xgb.callback.TrainingCallback):
+                def after_iteration(self, model, epoch, evals_log) -> bool:
+                    return up()
+            stop = [StopInTime()]
         model = xgb.train(params, self.matrix(x, categorical, y, w), self.rounds, evals=evals,
                           early_stopping_rounds=self.patience if evals else None,
-                          verbose_eval=False)
+                          verbose_eval=False, callbacks=stop)
         self.best_rounds = model.best_iteration + 1 if evals else model.num_boosted_rounds()
         self.model = model[:self.best_rounds]
         return self

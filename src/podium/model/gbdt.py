@@ -97,8 +97,8 @@ def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
                    folds: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
                    columns: Columns, task: str, n_classes: int, gbdt: dict, seed: int,
                    target_transform: str = "none", class_weight: np.ndarray | None = None,
-                   on_fold: Callable[[int, CrossValidation], None] | None = None
-                   ) -> CrossValidation:
+                   on_fold: Callable[[int, CrossValidation], None] | None = None,
+                   deadline: float | None = None) -> CrossValidation:
     """One model per fold: fitted on the fold's training rows less its inner split
     (`folds`: (train, inner, held-out) row indices, podium.data.splits.Split), stopped early
     on the inner split, predicting its held-out rows and the test table (its categories:
@@ -109,7 +109,9 @@ def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
     loss weighs it). `target_transform=log1p`
     (regression, data.target_transform): fitted on log1p(y), each fold's predictions mapped
     back to y's units before anything is averaged, as the network's are. `on_fold(fold,
-    cv)` is called as each fold finishes (its progress line)."""
+    cv)` is called as each fold finishes (its progress line). `deadline` (unix seconds, as
+    make stack gives it): each fold's fit is capped at its share of the time left, less a
+    quarter for predicting, and keeps its best round so far (podium.model.boosters)."""
     import time
 
     from podium.model.boosters import booster
@@ -124,9 +126,11 @@ def cross_validate(train: pd.DataFrame, test: pd.DataFrame, labels: np.ndarray,
     categorical = np.array([c in columns.categorical for c in columns.names])
     ordinal = set()
     for fold, (fit_rows, inner, held_out) in enumerate(folds):
+        share = None if deadline is None else max(
+            0.75 * (deadline - time.time()) / (len(folds) - fold), 1.0)
         model = booster(gbdt["name"], task, n_classes, params=dict(gbdt.get("params") or {}),
-                        seed=seed, threads=current(),
-                        rounds=int(gbdt["rounds"]), patience=int(gbdt["early_stopping"]))
+                        seed=seed, threads=current(), rounds=int(gbdt["rounds"]),
+                        patience=int(gbdt["early_stopping"]), seconds=share)
         started = time.perf_counter()
         categories = fit_categories(train.iloc[np.concatenate([fit_rows, inner])], columns)
         x = feature_matrix(train, columns, categories)
