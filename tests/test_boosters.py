@@ -57,9 +57,22 @@ def fold_rows(root, kind, fold, tmp_path):
 
 def library_fit(booster, x, y, x_val, y_val, x_out, kind, categorical):
     """The library itself, with conf/gbdt/<booster>.yaml's arguments, fitted on (x, y),
-    stopped early on (x_val, y_val): (its predictions of x_out as oof.csv holds them, its
-    importance shares, its rounds). Categories enter as codes of their sorted levels."""
-    binary = kind == "binary"
+    stopped early on (x_val, y_val), then refitted on both for its best rounds x their rows /
+    x's rows (refit_inner; CatBoost at the learning rate it chose first): (the refit's
+    predictions of x_out as oof.csv holds them, its importance shares, its rounds).
+    Categories enter as codes of their sorted levels."""
+    first = library_fit_once(booster, x, y, x_val, y_val, x_out, kind, categorical)
+    both_x, both_y = pd.concat([x, x_val]), np.concatenate([y, y_val])
+    rounds = round(first[2] * len(both_x) / len(x))
+    return library_fit_once(booster, both_x, both_y, None, None, x_out, kind, categorical,
+                            rounds, first[3])
+
+
+def library_fit_once(booster, x, y, x_val, y_val, x_out, kind, categorical, rounds=ROUNDS,
+                     learning_rate=None):
+    """One fit of the library: stopped early on (x_val, y_val), or all `rounds` without
+    them: (predictions of x_out, importance shares, rounds, CatBoost's learning rate)."""
+    binary, stop = kind == "binary", x_val is not None
     if booster == "lightgbm":
         import lightgbm as lgb
 
@@ -68,22 +81,25 @@ def library_fit(booster, x, y, x_val, y_val, x_out, kind, categorical):
                   "min_data_in_leaf": 20, "feature_fraction": 1.0, "bagging_fraction": 1.0,
                   "lambda_l2": 0.0}
         train = lgb.Dataset(x.to_numpy(float), y, categorical_feature=categorical)
-        valid = lgb.Dataset(x_val.to_numpy(float), y_val, reference=train)
-        model = lgb.train(params, train, ROUNDS, valid_sets=[valid],
-                          callbacks=[lgb.early_stopping(PATIENCE, verbose=False)])
-        rounds = model.best_iteration
+        valid = [lgb.Dataset(x_val.to_numpy(float), y_val, reference=train)] if stop else []
+        model = lgb.train(params, train, rounds, valid_sets=valid,
+                          callbacks=[lgb.early_stopping(PATIENCE, verbose=False)] if stop
+                          else [])
+        rounds = model.best_iteration or rounds
         pred = model.predict(x_out.to_numpy(float), num_iteration=rounds)
         importance = model.feature_importance("gain", iteration=rounds)
     elif booster == "catboost":
         from catboost import CatBoostClassifier, CatBoostRegressor
 
         kind_of = CatBoostClassifier if binary else CatBoostRegressor
-        model = kind_of(iterations=ROUNDS, thread_count=2, random_seed=42, verbose=False,
-                        allow_writing_files=False, early_stopping_rounds=PATIENCE, depth=6,
-                        l2_leaf_reg=3.0, cat_features=categorical)
+        model = kind_of(iterations=rounds, thread_count=2, random_seed=42, verbose=False,
+                        allow_writing_files=False, depth=6, l2_leaf_reg=3.0,
+                        cat_features=categorical, learning_rate=learning_rate,
+                        **({"early_stopping_rounds": PATIENCE} if stop else {}))
         as_int = lambda f: f.astype({f.columns[i]: int for i in categorical})  # noqa: E731
-        model.fit(as_int(x), y, eval_set=(as_int(x_val), y_val), use_best_model=True)
-        rounds = model.tree_count_
+        model.fit(as_int(x), y, eval_set=(as_int(x_val), y_val) if stop else None,
+                  use_best_model=stop)
+        rounds, learning_rate = model.tree_count_, model.learning_rate_
         pred = model.predict_proba(as_int(x_out))[:, 1] if binary else \
             model.predict(as_int(x_out))
         importance = model.get_feature_importance()
@@ -97,14 +113,15 @@ def library_fit(booster, x, y, x_val, y_val, x_out, kind, categorical):
                   "lambda": 1.0, "tree_method": "hist"}
         matrix = lambda f, label=None: xgb.DMatrix(as_category(f), label,  # noqa: E731
                                                    enable_categorical=True)
-        model = xgb.train(params, matrix(x, y), ROUNDS, evals=[(matrix(x_val, y_val), "v")],
-                          early_stopping_rounds=PATIENCE, verbose_eval=False)
-        rounds = model.best_iteration + 1
+        model = xgb.train(params, matrix(x, y), rounds,
+                          evals=[(matrix(x_val, y_val), "v")] if stop else [],
+                          early_stopping_rounds=PATIENCE if stop else None, verbose_eval=False)
+        rounds = model.best_iteration + 1 if stop else rounds
         pred = model.predict(matrix(x_out), iteration_range=(0, rounds))
         gain = model[:rounds].get_score(importance_type="total_gain")  # the rounds kept
         importance = np.array([gain.get(c, 0.0) for c in x.columns])
     importance = np.asarray(importance, dtype=float)
-    return np.asarray(pred), importance / importance.sum(), rounds
+    return np.asarray(pred), importance / importance.sum(), rounds, learning_rate
 
 
 def features(frame, train):
@@ -145,7 +162,7 @@ def test_each_fold_is_the_library_fitted_directly_on_the_folds_rows(runs, demos,
         target = (lambda t: (t == "malignant").astype(int)) if kind == "binary" else np.log1p
         x = features(train, train)
         categorical = [list(x.columns).index("sex")] if "sex" in x else []
-        pred, shares, rounds = library_fit(
+        pred, shares, rounds, _ = library_fit(
             booster, x.loc[fit_ids], target(train.target.loc[fit_ids]).to_numpy(),
             x.loc[inner_ids], target(train.target.loc[inner_ids]).to_numpy(),
             x.loc[held.index], kind, categorical)
@@ -169,7 +186,8 @@ def test_each_fold_is_the_library_fitted_directly_on_the_folds_rows(runs, demos,
 def test_the_inner_split_is_all_that_early_stopping_sees(demos, booster, tmp_path,
                                                          monkeypatch):
     """Recorded as the booster is fitted: each fold's early-stopping rows are exactly make
-    cv's inner split of that fold's training rows, none of its held-out rows."""
+    cv's inner split of that fold's training rows, none of its held-out rows; the refit
+    takes the fold's training and inner rows, none of its held-out rows."""
     from podium.gbdt import cross_validate_table
     from podium.model import boosters
 
@@ -177,7 +195,7 @@ def test_the_inner_split_is_all_that_early_stopping_sees(demos, booster, tmp_pat
     fit = boosters.BOOSTERS[booster].fit
 
     def recording(self, x, y, w, x_val, y_val, w_val, categorical):
-        seen.append(x_val.copy())
+        seen.append((x.copy(), x_val.copy()))
         return fit(self, x, y, w, x_val, y_val, w_val, categorical)
     monkeypatch.setattr(boosters.BOOSTERS[booster], "fit", recording)
     cfg = make_cfg(tmp_path, [f"gbdt={booster}", "data=demo_binary", f"data.root={root}",
@@ -187,11 +205,14 @@ def test_the_inner_split_is_all_that_early_stopping_sees(demos, booster, tmp_pat
     row_of = {tuple(r): i for i, r in zip(train.index, train.drop(columns="target")
                                           .to_numpy(float), strict=True)}
     assert len(row_of) == len(train)  # every row's features unique: rows found by value
-    assert len(seen) == FOLDS
-    for fold, x_val in enumerate(seen):
-        _, inner_ids, held_ids = fold_rows(root, "binary", fold, tmp_path)
+    assert len(seen) == 2 * FOLDS  # each fold: stopped early, then refitted (refit_inner)
+    for fold in range(FOLDS):
+        fit_ids, inner_ids, held_ids = fold_rows(root, "binary", fold, tmp_path)
+        (_, x_val), (refit_x, refit_val) = seen[2 * fold:2 * fold + 2]
         stopped_on = {row_of[tuple(r)] for r in x_val}
         assert stopped_on == set(inner_ids) and not stopped_on & set(held_ids)
+        assert {row_of[tuple(r)] for r in refit_x} == set(fit_ids) | set(inner_ids)
+        assert len(refit_val) == 0
         assert set(result.oof.id[result.oof.fold == fold]) == set(held_ids)
 
 
@@ -267,10 +288,12 @@ def test_class_weights_of_the_loss_weigh_the_rows(demos, tmp_path):
                         weight=weight[y.iloc[rows(inner_ids)]])
     model = lgb.train(params, data, ROUNDS, valid_sets=[valid],
                       callbacks=[lgb.early_stopping(PATIENCE, verbose=False)])
+    both = rows(fit_ids) + rows(inner_ids)  # refit_inner: on both, the rounds scaled
+    model = lgb.train(params, lgb.Dataset(x[both], y.iloc[both], weight=weight[y.iloc[both]]),
+                      round(model.best_iteration * len(both) / len(fit_ids)))
     oof = pd.read_csv(folder / "oof.csv", dtype={"id": str}).set_index("id")
     np.testing.assert_allclose(oof.loc[held_ids, "malignant"],
-                               model.predict(x[rows(held_ids)],
-                                             num_iteration=model.best_iteration), atol=1e-6)
+                               model.predict(x[rows(held_ids)]), atol=1e-6)
 
 
 def test_an_hgb_folder_says_it_keeps_no_model_file(demos, tmp_path):

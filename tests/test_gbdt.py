@@ -93,8 +93,8 @@ def inner_split(root, kind, fold, n_folds, tmp_path):
 
 def test_a_fold_is_scikit_learns_own_fit(gbdt_runs, demos, tmp_path):
     """Fold 0's OOF probabilities: HistGradientBoostingClassifier fitted directly on the
-    rows make cv's fold 0 trains its network on, stopped early on the rows it validates on
-    (conf/gbdt/hgb.yaml's arguments)."""
+    rows make cv's fold 0 trains its network on, stopped early on the rows it validates on,
+    then refitted on both (conf/gbdt/hgb.yaml's arguments)."""
     folder, _ = gbdt_runs["binary"]
     oof = read_oof(folder)
     train = pd.read_csv(demos["binary"] / "train.csv", dtype={"id": str}).set_index("id")
@@ -104,6 +104,10 @@ def test_a_fold_is_scikit_learns_own_fit(gbdt_runs, demos, tmp_path):
     model = HistGradientBoostingClassifier(max_iter=1000, early_stopping=True, random_state=42)
     model.fit(fit.drop(columns="target").to_numpy(float), fit.target,
               X_val=inner.drop(columns="target").to_numpy(float), y_val=inner.target)
+    both = pd.concat([fit, inner])  # refit_inner: on both, the rounds scaled by the rows
+    model = HistGradientBoostingClassifier(
+        max_iter=round(model.n_iter_ * len(both) / len(fit)), early_stopping=False,
+        random_state=42).fit(both.drop(columns="target").to_numpy(float), both.target)
     expected = model.predict_proba(train.loc[held.id].drop(columns="target").to_numpy(float))
     assert list(model.classes_) == ["benign", "malignant"]
     np.testing.assert_allclose(held[["benign", "malignant"]], expected, atol=1e-6)
@@ -204,6 +208,11 @@ def test_log1p_target_is_fitted_on_log1p_and_predicted_back(demos, tmp_path):
                                           categorical_features=categorical)
     model.fit(features(fit).to_numpy(float), np.log1p(fit.target),
               X_val=features(inner).to_numpy(float), y_val=np.log1p(inner.target))
+    both = pd.concat([fit, inner])  # refit_inner
+    model = HistGradientBoostingRegressor(
+        max_iter=round(model.n_iter_ * len(both) / len(fit)), early_stopping=False,
+        random_state=42, categorical_features=categorical).fit(
+        features(both).to_numpy(float), np.log1p(both.target))
     expected = np.expm1(model.predict(features(train.loc[held.id]).to_numpy(float)))
     np.testing.assert_allclose(held.prediction, expected, rtol=1e-5)
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -60,6 +60,10 @@ class Booster:
         self.best_rounds = 0  # the rounds the model keeps (early stopping's best)
         importlib.import_module(self.LIBRARY)
 
+    def pinned(self) -> dict:
+        """What a refit of this model with fewer rounds must keep (params)."""
+        return {}
+
     def clock(self) -> Callable[[], bool]:
         """Started as a fit begins: true once `seconds` have passed (never without a cap),
         marking `out_of_time`."""
@@ -213,6 +217,10 @@ class CatBoost(Booster):
                        callbacks=None if self.seconds is None else [GoOn(self.clock())])
         self.best_rounds = int(self.model.tree_count_)
         return self
+
+    def pinned(self) -> dict:
+        """CatBoost chooses its learning rate from the rows and rounds: keep the one used."""
+        return {"learning_rate": float(self.model.learning_rate_)}
 
     def predict(self, x):
         pool = self.pool(x, self.categorical)
