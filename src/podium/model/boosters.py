@@ -279,8 +279,10 @@ class XGBoost(Booster):
         params = {**self.objective(), "nthread": self.threads, "seed": self.seed,
                   "verbosity": 0, **self.params}
         evals = [(self.matrix(x_val, categorical, y_val, w_val), "inner")] if len(y_val) else []
-        stop, up = [], self.clock()
+        stop = []
         if self.seconds is not None:
+            up = self.clock()
+
             class StopInTime(xgb.callback.TrainingCallback):
                 def after_iteration(self, model, epoch, evals_log) -> bool:
                     return up()
