@@ -158,24 +158,20 @@ def scores(folder: Path, answers: pd.DataFrame) -> dict:
                                     merged["target_pred"].to_numpy())}
 
 
-def bootstrap_se(metric: str, y: np.ndarray, predicted: np.ndarray, rounds: int = 200) -> float:
-    """The bootstrap standard error of a score: how far another set of rows of the same
-    size could move it (binary AUROC on the positive class's probability, the last sorted
-    label; macro-F1 and accuracy on labels; MAE on values)."""
+def bootstrap_se(metric: str, y: np.ndarray, predicted: np.ndarray) -> float:
+    """The bootstrap standard error of scikit-learn's score of `predicted` (podium's 200
+    resamples of the rows): binary AUROC on the positive class's probability (the last
+    sorted label), macro-F1 and accuracy on labels, MAE on values."""
     from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, roc_auc_score
+
+    from podium.submission.oof import bootstrap_se as resampled
 
     if metric == "auroc":
         y, predicted = y.astype(str) == sorted(set(y.astype(str)))[-1], predicted.astype(float)
     score = {"auroc": roc_auc_score, "acc": accuracy_score, "accuracy": accuracy_score,
              "mae": mean_absolute_error,
              "f1_macro": lambda t, p: f1_score(t, p, average="macro")}[metric]
-    rng = np.random.default_rng(0)
-    values = []
-    while len(values) < rounds:
-        rows = rng.integers(0, len(y), len(y))
-        if metric != "auroc" or 0 < y[rows].sum() < len(rows):
-            values.append(score(y[rows], predicted[rows]))
-    return float(np.std(values, ddof=1))
+    return resampled(score, y, predicted)
 
 
 def bench_table(name: str, work: Path, folds: int, extra: list[str],
