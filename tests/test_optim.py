@@ -118,6 +118,29 @@ def test_any_torch_optimizer_by_target(tmp_path):
     opt = build_module(cfg, image_spec(["a", "b"], [0.5], [0.25])).configure_optimizers()
     assert type(opt).__name__ == "RAdam"
     assert {g["lr"] for g in opt.param_groups} == {0.02}
+    assert "fused" not in opt.defaults  # RAdam has no fused step: the key is not passed
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_the_fused_step_moves_weights_as_torchs_own_step(tmp_path, optimizer):
+    """`optimizer.fused: true` (the default) is torch's fused kernel, and it steps the
+    weights as the same class without it does, group by group."""
+    cfg = make_cfg(tmp_path, [f"optimizer={optimizer}", "scheduler=none"])
+    module = build_module(cfg, image_spec(["a", "b"], [0.5], [0.25]))
+    reference = copy.deepcopy(module.net)
+    fused = module.configure_optimizers()
+    assert fused.defaults["fused"] is True
+    twin = dict(zip(map(id, module.net.parameters()), reference.parameters(), strict=True))
+    plain = type(fused)([{**g, "fused": False, "params": [twin[id(p)] for p in g["params"]]}
+                         for g in fused.param_groups])
+    images = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        for net, opt in ((module.net, fused), (reference, plain)):
+            opt.zero_grad()
+            net(images).square().sum().backward()
+            opt.step()
+    for (name, p), q in zip(module.net.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
 
 
 # -- gradient accumulation --------------------------------------------------------------------

@@ -33,7 +33,8 @@ def test_fast_dev_run_of_every_experiment(experiment, tmp_path, demo_root):
     if experiment == "tabular":  # a table's recipe: the tabular demo
         from podium.data.demo import build_tabular_demo
 
-        data = ["data=demo_binary", *data_overrides(build_tabular_demo(tmp_path / "t", "binary"))]
+        data = ["data=demo_binary", *data_overrides(build_tabular_demo(tmp_path / "t", "binary")),
+                "data.eval_batch_size=16"]  # one batch is part of the test rows
     cfg = make_cfg(tmp_path, [f"experiment={experiment}", "debug=fdr", *data])
     metrics = train(cfg).metrics
     assert np.isfinite(metrics["val/loss"])

@@ -264,10 +264,12 @@ def build_mix(cfg: DictConfig, spec):
 def build_optimizer_factory(cfg: DictConfig):
     """`optimizer` as a factory `network -> Optimizer` with podium's parameter groups.
 
-    The group is any torch.optim class as a Hydra partial plus podium's own key
-    `no_decay_norm_bias`, which is taken out before torch sees the arguments;
-    `model.backbone_lr_mult` comes from the model group.
+    The group is any torch.optim class as a Hydra partial plus podium's own keys, taken
+    out before torch sees the arguments: `no_decay_norm_bias`, and `fused` (torch's
+    one-kernel step, for the classes that offer it: AdamW, Adam; another class such as
+    RAdam runs its own step); `model.backbone_lr_mult` comes from the model group.
     """
+    import inspect
     from functools import partial
 
     from hydra.utils import instantiate
@@ -277,7 +279,11 @@ def build_optimizer_factory(cfg: DictConfig):
 
     torch_cfg = OmegaConf.to_container(cfg.optimizer)
     no_decay = torch_cfg.pop("no_decay_norm_bias", False)
-    return partial(build_optimizer, optimizer=instantiate(torch_cfg), no_decay_norm_bias=no_decay,
+    fused = torch_cfg.pop("fused", False)
+    optimizer = instantiate(torch_cfg)
+    if fused and "fused" in inspect.signature(optimizer.func).parameters:
+        optimizer = partial(optimizer, fused=True)
+    return partial(build_optimizer, optimizer=optimizer, no_decay_norm_bias=no_decay,
                    backbone_lr_mult=cfg.model.get("backbone_lr_mult", 1.0),
                    layer_decay=cfg.model.get("layer_decay"))
 
