@@ -76,14 +76,13 @@ def plain_steps(datamodule, net_factory, augment, batch_size: int, device: torch
                 precision: str) -> Iterator[None]:
     """The hand-written reference, one training step per `next()`: a shuffled pass over the
     cached uint8 images in full batches, the same batched augmentation and normalisation,
-    the model, cross-entropy, AdamW (fused, as podium's default) and the cosine schedule
-    stepped each epoch."""
+    the model, cross-entropy, AdamW and the cosine schedule stepped each epoch."""
     train = datamodule.train_set
     images, labels = train.inputs[torch.from_numpy(train.index)], train.labels
     mean = torch.tensor(datamodule.spec.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(datamodule.spec.std, device=device).view(1, -1, 1, 1)
     net = net_factory().to(device).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05, fused=True)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in precision)
     generator = torch.Generator().manual_seed(0)

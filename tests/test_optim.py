@@ -123,9 +123,9 @@ def test_any_torch_optimizer_by_target(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam"])
 def test_the_fused_step_moves_weights_as_torchs_own_step(tmp_path, optimizer):
-    """`optimizer.fused: true` (the default) is torch's fused kernel, and it steps the
-    weights as the same class without it does, group by group."""
-    cfg = make_cfg(tmp_path, [f"optimizer={optimizer}", "scheduler=none"])
+    """`optimizer.fused=true` (the tabular recipe's) is torch's fused kernel, and it steps
+    the weights as the same class without it does, group by group."""
+    cfg = make_cfg(tmp_path, [f"optimizer={optimizer}", "optimizer.fused=true", "scheduler=none"])
     module = build_module(cfg, image_spec(["a", "b"], [0.5], [0.25]))
     reference = copy.deepcopy(module.net)
     fused = module.configure_optimizers()
