@@ -98,6 +98,25 @@ def test_cv_submission_is_the_mean_of_the_folds(cv_dir, demo_root):
     assert list(submission.label) == list(folds[0].columns[1:][mean.argmax(axis=1)])
 
 
+def test_an_exported_cv_folder_predicts_as_the_mean_of_its_folds(cv_dir, demo_root, tmp_path):
+    """make export of a cv folder keeps its folds together (members/0/<fold>), so the bundle
+    alone predicts: the mean of the folds' test probabilities, as the folder's file."""
+    logs = tmp_path / "logs"
+    assert run_cli("podium.export", f"runs=[{cv_dir}]", "wheel=false",
+                   f"paths.log_dir={logs}").returncode == 0
+    [bundle] = list((logs / "export").iterdir())
+    assert json.loads((bundle / "bundle.json").read_text())["members"] == ["members/0"]
+    proc = run_cli("podium.predict", f"export={bundle}", f"data.root={demo_root}",
+                   f"paths.log_dir={logs}")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    [predicted] = list((logs / "predict").iterdir())
+    got = read_probs(predicted / "test_probs.csv").set_index("id")
+    folds = [read_probs(cv_dir / str(k) / "test_probs.csv").set_index("id")
+             for k in range(FOLDS)]
+    mean = sum(f.loc[got.index, got.columns] for f in folds) / FOLDS
+    assert np.allclose(got.to_numpy(), mean.to_numpy(), atol=1e-5)
+
+
 def test_submit_with_tta_averages_flipped_predictions(cv_dir, tmp_path):
     from podium.build import build_datamodule, build_module
     from podium.submission.members import run_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,6 +100,32 @@ def test_the_file_is_the_members_blend_and_the_table_lists_them(stacked):
                             and "OOF auroc" in line))
     assert [line.split()[0] for line in lines[head + 1:head + 5]] == [
         "lightgbm", "xgboost", "network", "stack"]
+
+
+def test_predict_and_export_of_the_stack_rebuild_its_file(stacked, tmp_path):
+    """make predict RUN=<stack> and make export RUN=<stack> read the stack's folder as the
+    members it blended, at its weights: the new file's probabilities are the stack's own,
+    and the bundle keeps one member per stack member (the network's folds inside its
+    own), so the bundle alone predicts the same."""
+    folder, root, _ = stacked
+    logs = tmp_path / "logs"
+    own = pd.read_csv(folder / "test_probs.csv", dtype={"id": str}).set_index("id")
+
+    def predicted(*given: str) -> pd.DataFrame:
+        proc = run_cli("podium.predict", *given, f"data.root={root}", f"paths.log_dir={logs}")
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        newest = max((logs / "predict").iterdir(), key=lambda p: p.stat().st_mtime)
+        got = pd.read_csv(newest / "test_probs.csv", dtype={"id": str}).set_index("id")
+        return got.loc[own.index, own.columns]
+
+    assert np.allclose(predicted(f"runs=[{folder}]"), own, atol=1e-6)
+    proc = run_cli("podium.export", f"runs=[{folder}]", "wheel=false", f"paths.log_dir={logs}")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    [bundle] = list((logs / "export").iterdir())
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert [Path(s).name for s in manifest["sources"]] == ["lightgbm", "xgboost", "network"]
+    assert sorted(p.name for p in (bundle / "members/2").iterdir()) == ["0", "1"]  # its folds
+    assert np.allclose(predicted(f"export={bundle}"), own, atol=1e-6)
 
 
 def test_a_fold_under_a_deadline_gets_its_share_of_the_time_left(tmp_path):

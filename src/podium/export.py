@@ -2,7 +2,9 @@
 
 The bundle (`logs/export/<time>/`):
   bundle.json            members and their weights, class names, podium's version
-  members/<i>/           one per member (a run, or a fold of a cross-validation folder):
+  members/<i>/           one per member (a run; a cross-validation folder's folds in
+                         members/<i>/<fold>/, each as follows; a submit or stack folder
+                         stands for the folders it blended, at its weights):
     .hydra/config.yaml   its composed config
     checkpoints/best.ckpt  weights + DataSpec (classes, input statistics, tabular encoders)
                          only: no optimizer state, readable with weights_only=True
@@ -79,37 +81,53 @@ def slim_checkpoint(source: Path, target: Path) -> dict:
 def export(cfg: DictConfig) -> Path:
     """Write the bundle into the run folder; returns its path."""
     from podium.io import write_atomic, write_json
-    from podium.model.gbdt import MODELS, saved_features
-    from podium.submission.members import gather_members, is_trees, latest_run, member_oof
+    from podium.submission.members import ensemble_runs, gather_members, latest_run
 
     given = [Path(r) for r in cfg.runs] or [latest_run(Path(cfg.paths.log_dir))]
-    members = gather_members(given, cfg.paths, cfg.weights)
+    folders, weights = ensemble_runs(given, cfg.weights)
+    members = gather_members(folders, cfg.paths, weights)
     out = Path(cfg.paths.output_dir)
-    names = []
-    for i, member in enumerate(members):
-        folder = out / "members" / str(i)
-        if is_trees(member):  # the fold models' own files, no checkpoint
-            spec = saved_features(member.run)
-            shutil.copytree(member.run / MODELS, folder / MODELS)
-        else:
-            spec = slim_checkpoint(member.run / run.BEST_CHECKPOINT,
-                                   folder / run.BEST_CHECKPOINT)
-        (folder / run.CONFIG).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(member.run / run.CONFIG, folder / run.CONFIG)
-        oof = member_oof(member, spec["class_names"])  # a refit's: the OOF it borrows
-        if oof is not None:
-            write_atomic(folder / run.OOF, oof.to_csv(index=False))
-        if member.score_prior:  # what make predict moves its probabilities from
-            write_json(folder / run.METRICS, {"score_prior": member.score_prior})
-        names.append(f"members/{i}")
+    groups: dict[Path, list] = {}  # a cv folder's folds stay one member, as they were given
+    for member in members:
+        groups.setdefault(member.folder or member.run, []).append(member)
+    for i, group in enumerate(groups.values()):
+        for member in group:
+            folder = out / "members" / str(i)
+            if member.run != (member.folder or member.run):  # a fold: members/<i>/<fold>
+                folder = folder / member.run.name
+            spec = write_member(member, folder)
     write_atomic(out / "requirements.txt", pinned_requirements(), replace=True)
     if cfg.wheel:
         build_wheel(out)
     write_json(out / "bundle.json", {
-        "members": names, "weights": [m.weight for m in members], "classes": spec["class_names"],
-        "sources": [str(m.run) for m in members], "podium": metadata.version("podium"),
+        "members": [f"members/{i}" for i in range(len(groups))],
+        "weights": [sum(m.weight for m in group) for group in groups.values()],
+        "classes": spec["class_names"], "sources": [str(folder) for folder in groups],
+        "podium": metadata.version("podium"),
     })
     return out
+
+
+def write_member(member, folder: Path) -> dict:
+    """One member's model (a slim checkpoint, or a booster's own model files), config, OOF
+    and carried prior into `folder`; returns its DataSpec."""
+    from podium.io import write_atomic, write_json
+    from podium.model.gbdt import MODELS, saved_features
+    from podium.submission.members import is_trees, member_oof
+
+    if is_trees(member):  # the fold models' own files, no checkpoint
+        spec = saved_features(member.run)
+        shutil.copytree(member.run / MODELS, folder / MODELS)
+    else:
+        spec = slim_checkpoint(member.run / run.BEST_CHECKPOINT, folder / run.BEST_CHECKPOINT)
+    (folder / run.CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(member.run / run.CONFIG, folder / run.CONFIG)
+    oof = member_oof(member, spec["class_names"])  # a refit's: the OOF it borrows
+    if oof is not None:
+        write_atomic(folder / run.OOF, oof.to_csv(index=False))
+    if member.score_prior:  # what make predict moves its probabilities from
+        write_json(folder / run.METRICS, {"score_prior": member.score_prior})
+    return spec
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")

@@ -42,12 +42,12 @@ def predict(cfg: DictConfig) -> Summary:
 
     from podium.io import write_json
     from podium.submission.ensemble import Options, check_members_agree, write_ensemble
-    from podium.submission.members import gather_members, new_folder_predictions
+    from podium.submission.members import ensemble_runs, gather_members, new_folder_predictions
 
     if cfg.export:
         folders, weights = bundle_folders(Path(cfg.export))
     elif cfg.runs:
-        folders, weights = [Path(r) for r in cfg.runs], cfg.weights
+        folders, weights = ensemble_runs([Path(r) for r in cfg.runs], cfg.weights)
     else:
         raise PodiumError("nothing to predict with: give runs=[<run folder>,...] "
                           "(make predict RUN=...) or export=<bundle folder>")

@@ -83,13 +83,52 @@ def expand_runs(runs: Sequence[Path]) -> list[Path]:
     for folder in runs:
         if not folder.is_dir():
             raise PodiumError(f"run folder {folder} not found")
-        folds = sorted(p.parents[1] for p in folder.glob(f"*/{run.CONFIG}"))
-        # a cv folder: no config of its own (make cv), or a sweep's cv trial (its gathered
-        # metrics.json counts the folds)
-        cv = folds and (not (folder / run.CONFIG).exists()
-                        or "folds" in run.read_metrics(folder))
-        expanded += folds if cv else [folder]
+        expanded += cv_folds(folder) or [folder]
     return expanded
+
+
+def cv_folds(folder: Path) -> list[Path]:
+    """A cross-validation folder's fold folders; [] for any other folder. A cv folder has
+    no config of its own (make cv), or is a sweep's cv trial (its gathered metrics.json
+    counts the folds)."""
+    folds = sorted(p.parents[1] for p in Path(folder).glob(f"*/{run.CONFIG}"))
+    cv = folds and (not (folder / run.CONFIG).exists() or "folds" in run.read_metrics(folder))
+    return folds if cv else []
+
+
+def ensemble_runs(folders: Sequence[Path], weights: Sequence[float] | None = None
+                  ) -> tuple[list[Path], list[float] | None]:
+    """Folders as `make predict` and `make export` rebuild their models: a folder that
+    `make submit`, `make stack` or `make predict` wrote (no model of its own: no checkpoint,
+    no booster models, no folds; its metrics.json lists the runs it blended and their
+    weights) stands for those runs at those weights, times its own weight; the folds of one
+    cv folder, for that folder. Other folders, and weights that do not match the folders
+    (gather_members says so), pass as given."""
+    from podium.model.gbdt import MODELS
+
+    if weights and len(weights) != len(folders):
+        return list(folders), list(weights)
+    found: dict[Path, float] = {}
+    for folder, weight in zip(folders, weights or [1.0] * len(folders), strict=True):
+        folder = Path(folder)
+        blended = run.read_metrics(folder) if (folder / run.METRICS).is_file() else {}
+        own_model = ((folder / run.BEST_CHECKPOINT).is_file() or (folder / MODELS).is_dir()
+                     or cv_folds(folder))
+        if own_model or not sum(blended.get("weights") or []):
+            found[folder] = found.get(folder, 0.0) + weight
+            continue
+        total = sum(blended["weights"])
+        for ran, share in zip(map(Path, blended["runs"]), blended["weights"], strict=True):
+            ran = ran.parent if is_fold(ran) else ran
+            found[ran] = found.get(ran, 0.0) + weight * share / total
+    expanded = list(found) != [Path(f) for f in folders]
+    return list(found), list(found.values()) if weights or expanded else None  # None: equal
+
+
+def is_fold(folder: Path) -> bool:
+    """One fold of a cross-validation folder: its config names its `data.fold`."""
+    config = Path(folder) / run.CONFIG
+    return config.is_file() and OmegaConf.load(config).get("data", {}).get("fold") is not None
 
 
 def run_config(folder: Path, paths: DictConfig) -> DictConfig:
