@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -188,3 +189,20 @@ def test_refit_drops_early_stopping_it_could_not_run(tmp_path):
     refit = refit_config(cfg, 7, "tabular")
     assert refit.callbacks.early_stopping is None and refit.trainer.max_epochs == 7
     assert refit.callbacks.model_checkpoint is not None  # the others stay
+
+
+@pytest.mark.parametrize(("task", "said"), [
+    ("stack", "is a stack folder: refit its network, make refit RUN="),
+    ("gbdt", "is a booster folder (make gbdt)"),
+    ("submit", "is a submit folder (a blend, no model of its own)"),
+    ("predict", "is a predict folder (a blend, no model of its own)")])
+def test_a_folder_that_is_no_network_run_says_what_to_refit(tmp_path, task, said):
+    from podium.refit import refit
+
+    folder = tmp_path / task
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(f"task_name: {task}\n")
+    (folder / "metrics.json").write_text("{}")  # no best_epoch: the old, misleading error
+    cfg = OmegaConf.create({"run": str(folder), "epochs": None, "paths": {}})
+    with pytest.raises(PodiumError, match=re.escape(said)):
+        refit(cfg)

@@ -30,6 +30,24 @@ from podium.errors import PodiumError, one_line_errors
 log = logging.getLogger(__name__)
 
 
+def check_refittable(folder: Path) -> None:
+    """A network run or cv folder refits; any other folder stops with one line saying
+    what to refit instead."""
+    config = Path(folder) / run.CONFIG
+    task = OmegaConf.load(config).get("task_name") if config.is_file() else None
+    if task == "stack":
+        raise PodiumError(f"run={folder} is a stack folder: refit its network, make refit "
+                          f"RUN={Path(folder) / 'members' / 'network'} (its boosters' folds "
+                          f"are refitted on their inner rows already)")
+    if task == "gbdt":
+        raise PodiumError(f"run={folder} is a booster folder (make gbdt): make refit retrains "
+                          f"a network run or cv folder; a booster's folds are refitted on "
+                          f"their inner rows already (gbdt.refit_inner)")
+    if task in ("submit", "predict"):
+        raise PodiumError(f"run={folder} is a {task} folder (a blend, no model of its own): "
+                          f"refit each of the run folders its metrics.json lists")
+
+
 def best_epochs(runs: list[Path]) -> int:
     """Epochs to refit: the mean over the runs (folds) of `best_epoch + 1`, rounded."""
     counts = []
@@ -73,6 +91,7 @@ def refit(cfg: DictConfig) -> dict:
     from podium.submission.members import expand_runs, run_config
     from podium.train import train
 
+    check_refittable(Path(cfg.run))
     runs = expand_runs([Path(cfg.run)])
     epochs = cfg.epochs or best_epochs(runs)
     train_cfg = refit_config(run_config(runs[0], cfg.paths), epochs, experiment_of(cfg.run),
