@@ -128,6 +128,34 @@ def test_predict_and_export_of_the_stack_rebuild_its_file(stacked, tmp_path):
     assert np.allclose(predicted(f"export={bundle}"), own, atol=1e-6)
 
 
+def test_a_blend_folder_stands_for_what_it_blended_at_its_weights(tmp_path):
+    """ensemble_runs by hand: a submit folder of a whole cv folder (3 folds) and a booster
+    stands for the cv folder (its folds' shares summed) and the booster, times the folder's
+    own weight; one that blended a single fold keeps that fold; run folders pass as given."""
+    from podium.submission.members import ensemble_runs
+
+    def folder(path, config=None, metrics=None):
+        path.mkdir(parents=True)
+        if config is not None:
+            (path / ".hydra").mkdir()
+            (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        if metrics is not None:
+            (path / "metrics.json").write_text(json.dumps(metrics))
+        return path
+    cv = tmp_path / "cv"
+    folds = [folder(cv / str(k), {"data": {"fold": k}}) for k in range(3)]
+    trees = folder(tmp_path / "lightgbm", {"data": {"fold": None}, "task_name": "gbdt"})
+    (trees / "models").mkdir()
+    whole = folder(tmp_path / "whole", {"task_name": "submit"},
+                   {"runs": [str(trees), *map(str, folds)], "weights": [0.4, 0.2, 0.2, 0.2]})
+    one = folder(tmp_path / "one", {"task_name": "submit"},
+                 {"runs": [str(folds[0]), str(trees)], "weights": [1.0, 1.0]})
+    found, weights = ensemble_runs([whole, trees], [2.0, 1.0])
+    assert found == [trees, cv] and weights == pytest.approx([0.8 + 1.0, 1.2])
+    assert ensemble_runs([one]) == ([folds[0], trees], [0.5, 0.5])
+    assert ensemble_runs([trees, cv]) == ([trees, cv], None)  # as given: equal weights
+
+
 def test_a_fold_under_a_deadline_gets_its_share_of_the_time_left(tmp_path):
     import time
 

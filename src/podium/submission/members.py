@@ -101,8 +101,8 @@ def ensemble_runs(folders: Sequence[Path], weights: Sequence[float] | None = Non
     """Folders as `make predict` and `make export` rebuild their models: a folder that
     `make submit`, `make stack` or `make predict` wrote (no model of its own: no checkpoint,
     no booster models, no folds; its metrics.json lists the runs it blended and their
-    weights) stands for those runs at those weights, times its own weight; the folds of one
-    cv folder, for that folder. Other folders, and weights that do not match the folders
+    weights) stands for those runs at those weights, times its own weight; all the folds of
+    one cv folder, for that folder. Other folders, and weights that do not match the folders
     (gather_members says so), pass as given."""
     from podium.model.gbdt import MODELS
 
@@ -117,9 +117,10 @@ def ensemble_runs(folders: Sequence[Path], weights: Sequence[float] | None = Non
         if own_model or not sum(blended.get("weights") or []):
             found[folder] = found.get(folder, 0.0) + weight
             continue
-        total = sum(blended["weights"])
-        for ran, share in zip(map(Path, blended["runs"]), blended["weights"], strict=True):
-            ran = ran.parent if is_fold(ran) else ran
+        total, runs = sum(blended["weights"]), [Path(r) for r in blended["runs"]]
+        for ran, share in zip(runs, blended["weights"], strict=True):
+            if is_fold(ran) and set(cv_folds(ran.parent)) <= set(runs):  # the whole cv folder
+                ran = ran.parent
             found[ran] = found.get(ran, 0.0) + weight * share / total
     expanded = list(found) != [Path(f) for f in folders]
     return list(found), list(found.values()) if weights or expanded else None  # None: equal
