@@ -148,12 +148,9 @@ def scores(folder: Path, answers: pd.DataFrame) -> dict:
     metric = metrics.get("competition") or metrics["metric"]
     submitted = pd.read_csv(folder / "submission.csv", dtype={"id": str})
     merged = answers.merge(submitted, on="id", suffixes=("", "_pred"), validate="1:1")
-    oof_se = metrics.get("oof_se")
-    if oof_se is None and metric == "mae":  # podium gives none for a regression
-        oof = pd.read_csv(folder / "oof.csv")
-        oof_se = bootstrap_se(metric, oof["target"].to_numpy(), oof["prediction"].to_numpy())
     return {"metric": metric, "oof": metrics.get("oof_score_submitted", metrics["oof_score"]),
-            "oof_se": oof_se, "test": metrics.get(metric, metrics.get(f"leaderboard/{metric}")),
+            "oof_se": metrics.get("oof_se"),
+            "test": metrics.get(metric, metrics.get(f"leaderboard/{metric}")),
             "test_se": bootstrap_se(metric, merged["target"].to_numpy(),
                                     merged["target_pred"].to_numpy())}
 

@@ -66,6 +66,10 @@ def test_regression_oof_score_is_scikit_learns_mae_with_a_native_category(gbdt_r
                                                rel=1e-5)
     assert metrics["columns"]["categorical"] == ["sex"]  # the demo's text column
     assert metrics["model"] == "HistGradientBoostingRegressor"
+    # a regression's OOF score has its standard error too: the MAE is a mean of |errors|,
+    # whose standard error is their standard deviation over sqrt(n)
+    errors = np.abs(oof.target - oof.prediction)
+    assert metrics["oof_se"] == pytest.approx(errors.std(ddof=1) / np.sqrt(len(errors)), rel=0.2)
 
 
 def test_folds_are_make_cvs_folds(gbdt_runs, demos, tmp_path):

@@ -49,7 +49,6 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
     ensemble's `test_probs.csv` and `oof.csv`: the chain's probabilities, the OOF rows'
     cross-fitted, so that it can be a member in turn)."""
     from podium.model.metrics import infer_mode
-    from podium.prior import CLASSIFICATION
     from podium.submission.crossfit import make_parts
     from podium.submission.formats import choose_format, write_submission
     from podium.submission.leaderboard import answer_key, leaderboard
@@ -104,8 +103,7 @@ def write_ensemble(members: list[Member], output_dir: Path, sample: pd.DataFrame
                                           columns=names))
         summary.oof = oof_scores(oof, names, data.target_col, task, k, prior)
         summary.oof_rows, summary.submitted = len(oof), chosen.score
-        if task in CLASSIFICATION:
-            summary.oof_se = spread(scoring, y, oof[names].to_numpy(np.float64))
+        summary.oof_se = spread(scoring, y, oof[names].to_numpy(np.float64))
     if not {str(m.run) for m in members} & {str(output_dir)}:  # an ensemble's own folder
         run_files(output_dir, probs, oof)
         if prior is not None:  # its files carry the test prior, when it is a member in turn

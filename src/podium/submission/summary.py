@@ -35,7 +35,7 @@ class Summary:
     leaderboard: dict[str, float] = field(default_factory=dict)  # demos only
     warnings: list[str] = field(default_factory=list)
     test_prior: dict | None = None   # setting, prior, train_prior, estimated, total_variation
-    oof_se: float | None = None      # bootstrap standard error of oof_score (classification)
+    oof_se: float | None = None      # bootstrap standard error of oof_score
     oof_rows: int = 0
     score_prior: dict | None = None  # the prior its test_probs.csv and oof.csv carry
     submitted: float | None = None   # the chain's cross-fitted score (None: no OOF rows)
