@@ -148,9 +148,11 @@ def ensemble_row(folder: Path, metrics: dict) -> dict | None:
     member = run_row(first.parent.parent) if first is not None else None
     if member is None or metrics.get("oof_score_submitted") is None:
         return None  # no OOF rows (a predict folder): nothing comparable
-    names = [Path(r).parent.name if Path(r).name[:1].isdigit() else Path(r).name
-             for r in metrics["runs"]]
-    weights = " ".join(f"{n}:{w:.2f}" for n, w in zip(names, metrics["weights"], strict=True))
+    shares: dict[Path, float] = {}  # a cv folder's folds (named 0, 1, ...) share one entry
+    for ran, weight in zip(map(Path, metrics["runs"]), metrics["weights"], strict=True):
+        folder_of = ran.parent if ran.name[:1].isdigit() else ran
+        shares[folder_of] = shares.get(folder_of, 0.0) + weight
+    weights = " ".join(f"{f.name}:{w:.2f}" for f, w in shares.items())
     return {**member, "run_name": folder.parent.name, "experiment": "ensemble",
             "overrides": weights, "score": metrics["oof_score_submitted"],
             "scored_on": "oof: chain cross-fitted", "best": math.nan, "best_epoch": math.nan,

@@ -68,6 +68,12 @@ def test_an_ensemble_is_ranked_by_its_chains_cross_fitted_score(tmp_path):
     row = table.iloc[0]
     assert row.score == 0.875 and row.scored_on == "oof: chain cross-fitted"
     assert row.overrides == "a:0.25 c:0.75" and row.path == str(blend)
+    # a cv folder's folds (0, 1, ...) are one member, their shares summed
+    (blend / "metrics.json").write_text(json.dumps(
+        {"runs": [str(tmp_path / "a"), str(tmp_path / "cv" / "0"), str(tmp_path / "cv" / "1")],
+         "weights": [0.5, 0.3, 0.2], "metric": "f1_macro", "oof_score_submitted": 0.875}))
+    row = summarize_runs.best_first(summarize_runs.collect(tmp_path)).iloc[0]
+    assert row.overrides == "a:0.50 cv:0.50"
 
 
 def test_minimised_monitor_sorts_lowest_first(tmp_path):
