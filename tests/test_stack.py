@@ -60,6 +60,7 @@ def stacked(tmp_path_factory):
     proc = run_cli("podium.stack", "data=demo_binary", f"data.root={root}",
                    f"data.demo_root={root}", "data.n_folds=2", "budget=5m",
                    "members=[network,lightgbm,xgboost]", "trainer.max_epochs=2",
+                   "callbacks.early_stopping.patience=5",  # a key of the network's recipe only
                    f"paths.log_dir={logs}")
     [folder] = list((logs / "stack" / "stack").iterdir())
     return folder, root, proc.stdout
@@ -75,11 +76,13 @@ def test_every_member_is_a_podium_folder_on_the_same_folds(stacked):
         assert sorted(oof.id) == sorted(pd.read_csv(root / "train.csv", dtype={"id": str}).id)
     assert folds["network"].equals(folds["lightgbm"]) and folds["lightgbm"].equals(
         folds["xgboost"])
-    # what was given is passed on to every member; the stack's own keys are not
+    # what was given is passed on to every member (a key of the network's recipe too, which
+    # the boosters accept); the stack's own keys are not
     for overrides in (members / "lightgbm/.hydra/overrides.yaml",
                       members / "network/0/.hydra/overrides.yaml"):
         given = yaml.safe_load(overrides.read_text())
         assert f"data.root={root}" in given and "trainer.max_epochs=2" in given
+        assert "callbacks.early_stopping.patience=5" in given
         assert not [o for o in given if o.startswith(("budget=", "members="))]
 
 
