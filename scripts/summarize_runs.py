@@ -127,7 +127,7 @@ def run_row(run: Path) -> dict | None:
         "run_name": str(resolved(config, hydra, "run_name") or ""),
         "best_epoch": metrics.get("best_epoch", math.nan),
         "debug": debug_of(config, choices),
-        "experiment": choices.get("experiment", ""),
+        "experiment": "gbdt" if "booster" in metrics else choices.get("experiment", ""),
         "overrides": " ".join(o for o in overrides if not o.startswith(HIDDEN)),
         "competition": competition, "mode": infer_mode(competition), "seed": config.get("seed"),
         "test_prior": str((metrics.get("test_prior") or {}).get("setting")

@@ -128,6 +128,7 @@ def test_make_submit_and_make_runs_take_the_folder(gbdt_runs, tmp_path, capsys):
     table = summarize_runs.collect(folder.parents[2])
     [row] = table.to_dict("records")
     assert row["scored_on"] == "oof" and row["score"] == pytest.approx(oof_auroc)
+    assert row["experiment"] == "gbdt"  # not the network recipe whose keys it accepts
 
 
 def test_postprocess_thresholds_on_the_trees(demos, tmp_path):
