@@ -43,7 +43,8 @@ from podium.model.metrics import infer_mode
 from podium.run import CONFIG, HYDRA_DIR, METRICS
 
 HIDDEN = ("paths.", "hydra.", "task_name=", "sweep_name=", "data.root=", "data.demo_root=",
-          "experiment=", "hparams_search=", "sweep.")
+          "experiment=", "hparams_search=", "sweep.",
+          "deadline=", "threads=")  # how fast, not what: make stack gives its members both
 COLUMNS = ["data_root", "competition", "test_prior", "rank", "run_name", "experiment",
            "overrides", "score", "scored_on", "best", "best_epoch", "seed_mean", "seed_std",
            "seeds", "epochs", "wall_s", "status", "debug", "path"]
