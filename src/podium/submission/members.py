@@ -178,15 +178,11 @@ def load_checkpoint(path: Path) -> dict:
                           f"(it holds objects that could run code: {reason[:120]})") from err
 
 
-def views(tta: Sequence) -> list:
-    """tta views as callables: config nodes are instantiated, callables kept."""
+def load_member(member: Member, tta: Sequence = ()):
+    """The member's best checkpoint as a LightningModule (eval mode) and its DataSpec; the
+    tta views as callables (config nodes instantiated)."""
     from hydra.utils import instantiate
 
-    return [instantiate(t) if isinstance(t, (DictConfig, dict)) else t for t in tta]
-
-
-def load_member(member: Member, tta: Sequence = ()):
-    """The member's best checkpoint as a LightningModule (eval mode) and its DataSpec."""
     from podium.build import build_module
     from podium.spec import DataSpec
 
@@ -194,7 +190,7 @@ def load_member(member: Member, tta: Sequence = ()):
     spec = DataSpec.from_dict(checkpoint["hyper_parameters"]["spec"])
     module = build_module(member.cfg, spec, pretrained=False)  # the checkpoint has the weights
     module.load_state_dict(checkpoint["state_dict"], strict=False)
-    module.tta = views(tta)
+    module.tta = [instantiate(t) if isinstance(t, (DictConfig, dict)) else t for t in tta]
     return module.eval(), spec
 
 
