@@ -97,11 +97,13 @@ def test_classes_named_na_and_none_survive_gathering_the_folds(tmp_path):
 
 def test_cv_whose_gathering_fails_exits_non_zero(tmp_path, demo_root):
     """Every fold fails (a regression loss on class labels), so gathering has nothing to
-    gather: the command says so on stderr and fails, as a CI job or a script must see."""
+    gather: the command says so on stderr, with the first fold's reason, and fails, as a CI
+    job or a script must see."""
     proc = cv_cli(tmp_path, "bad", "loss=mse", f"data.root={demo_root}",
                   f"data.demo_root={demo_root}", check=False)
     assert proc.returncode == 2
-    assert "error: no fold in" in proc.stderr and "finished" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no fold in") and " finished (the first: " in last, last
 
 
 def test_refit_prints_the_leaderboard_line_of_any_task(tmp_path):

@@ -171,3 +171,20 @@ def test_a_fold_under_a_deadline_gets_its_share_of_the_time_left(tmp_path):
     # two folds left (this one and the next) share 100 s, less a quarter for predicting
     assert cfg.trainer.max_time in ("00:00:00:37", "00:00:00:36")
     assert cfg.callbacks.epoch_lines.folds_after == 1
+
+
+def test_members_that_fail_say_why_and_the_stack_does_not_blame_the_budget(tmp_path):
+    """Every member fails on the data (a target column train.csv lacks): each status and the
+    stack's one-line error carry the member's own error line, not 'give a larger budget'."""
+    from podium.data.demo import build_tabular_demo
+
+    root = build_tabular_demo(tmp_path / "demo_binary", "binary")
+    proc = run_cli("podium.stack", "data=demo_binary", f"data.root={root}",
+                   f"data.demo_root={root}", "data.target_col=Nope", "data.n_folds=2",
+                   "budget=5m", "members=[lightgbm]", f"paths.log_dir={tmp_path / 'logs'}",
+                   check=False)
+    missing = "column 'Nope' not found"
+    assert proc.returncode == 2 and missing in proc.stdout  # the member's status line
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: every member failed; lightgbm: (exit 2: ") and missing in last
+    assert "budget" not in last

@@ -405,6 +405,35 @@ def test_a_binary_table_whose_sample_holds_0_1_labels_is_scored_on_accuracy(tmp_
         train(named)
 
 
+def test_the_sample_submission_names_the_id_and_target_columns_train_csv_holds(tmp_path):
+    """Titanic with neither column named (train.csv has no `id` or `target`): `make cv`
+    takes PassengerId and Survived from the sample submission's header, says so in one
+    line, and its folds, oof.csv and submission use them. A name train.csv holds is kept,
+    and a sample of other than two columns names nothing."""
+    from conftest import run_cli
+    from podium.data.detect import sample_columns
+
+    root = titanic_like(tmp_path / "comp", n=80, target=(0, 1))
+    logs = tmp_path / "logs"
+    proc = run_cli("podium.train", "-m", "task_name=cv", "sweep_name=named", "data=tabular",
+                   f"data.root={root}", "data.n_folds=2", "data.fold=0,1",
+                   "trainer.max_epochs=1", f"paths.log_dir={logs}", "print_config=false")
+    assert ("data: data.id_col=PassengerId, data.target_col=Survived (the sample "
+            "submission's columns; train.csv has no 'id' or 'target': set them to choose)"
+            in proc.stdout)
+    [cv] = (logs / "cv" / "named").iterdir()
+    oof = pd.read_csv(cv / "oof.csv")
+    assert sorted(oof.PassengerId) == list(range(1, 81))
+    assert oof.Survived.tolist() == pd.read_csv(root / "train.csv").set_index(
+        "PassengerId").Survived.loc[oof.PassengerId].tolist()
+    assert list(pd.read_csv(cv / "submission.csv").columns) == ["PassengerId", "Survived"]
+    assert sample_columns(root, "train.csv", "sample_submission.csv", "PassengerId",
+                          "target") == {"target_col": "Survived"}
+    pd.read_csv(root / "sample_submission.csv").assign(Extra=0).to_csv(
+        root / "sample_submission.csv", index=False)
+    assert sample_columns(root, "train.csv", "sample_submission.csv", "id", "target") == {}
+
+
 def test_a_class_named_like_the_target_column_trains_writes_and_ensembles(tmp_path):
     """A `dead` column holding alive/dead: the run writes oof.csv with the class columns
     alive and dead and the true labels in dead_true; val/acc is scikit-learn's accuracy of

@@ -89,10 +89,11 @@ def group_file(group: str, option: str) -> DictConfig:
 def resolve_data(cfg: DictConfig, announce: bool = False) -> None:
     """A folder of `train.csv` + `test.csv` and no images is read as a table whatever
     `data=` says (the keys set on the image config carried over); `data.task=auto` becomes
-    the folder's task (podium.data.detect.folder_task; multiclass when it cannot tell)."""
+    the folder's task (podium.data.detect.folder_task; multiclass when it cannot tell); an
+    id or target column train.csv lacks is the sample submission's (detect.sample_columns)."""
     from omegaconf import OmegaConf, open_dict
 
-    from podium.data.detect import folder_task, looks_tabular
+    from podium.data.detect import folder_task, looks_tabular, sample_columns
 
     data = cfg.get("data")
     if not data or "_target_" not in data:
@@ -107,6 +108,19 @@ def resolve_data(cfg: DictConfig, announce: bool = False) -> None:
                                     if k in table and k != "_target_" and v != image.get(k)}}
         say(announce, f"data: {root} holds train.csv and test.csv but no images: read as a "
                       f"table (data=tabular)")
+    named = {} if cfg.data.get("target_cols") else sample_columns(
+        root, cfg.data.get("train_csv") or "train.csv",
+        cfg.data.get("sample_submission") or "sample_submission.csv",
+        cfg.data.get("id_col", "id"), cfg.data.get("target_col", "label"))
+    unset = group_file("data", "tabular" if cfg.data._target_ == TABULAR else "image")
+    named = {k: v for k, v in named.items() if cfg.data.get(k) == unset.get(k)}  # not a name
+    if named:                                               # given: it stays, and its error
+        lacked = " or ".join(repr(cfg.data.get(k)) for k in named)
+        with open_dict(cfg):
+            cfg.data.update(named)
+        say(announce, f"data: {', '.join(f'data.{k}={v}' for k, v in named.items())} (the "
+                      f"sample submission's columns; train.csv has no {lacked}: set them to "
+                      f"choose)")
     if cfg.data.get("task") == "auto":
         found = None if cfg.data.get("target_cols") else folder_task(
             root, cfg.data.get("train_csv", "train.csv"), cfg.data.get("target_col", "label"))

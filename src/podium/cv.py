@@ -44,9 +44,11 @@ def gather_folds(cv_dir: Path, cfg: DictConfig) -> Summary:
     for job in failed:
         print(f"fold in {job} failed: {(job / 'failed.txt').read_text().strip()}")
     if not folds:
-        raise PodiumError(f"no fold in {cv_dir} finished: see the folds' train.log")
+        why = (failed[0] / "failed.txt").read_text().strip().splitlines()[-1] if failed else ""
+        raise PodiumError(f"no fold in {cv_dir} finished" + (f" (the first: {why})" if why
+                                                            else ": see the folds' train.log"))
+    resolve_data(cfg)  # the folder's columns and task (data.task=auto: the default metric)
     check_disjoint(folds, cfg.data.id_col, cfg.data.target_col)
-    resolve_data(cfg)  # data.task=auto: the folder's task picks the default metric
     resolve_metric(cfg)
     # the folds share one weight, as when the folder is given to make submit (a sweep's cv
     # trial folder has a config of its own: its folds are listed here, not by expand_runs)

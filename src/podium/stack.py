@@ -41,6 +41,7 @@ BOOSTERS = ("lightgbm", "catboost", "xgboost")
 OWN_KEYS = ("budget", "members", "task_name", "run_name", "hydra.", "data.n_folds=")
 RESERVE = 0.9  # the members' folds end by this share of the budget: the rest blends
 GRACE = 60.0   # seconds past the budget before a member still running is stopped
+BUDGET_STOP = "stopped at the budget"
 
 
 @dataclass
@@ -100,12 +101,21 @@ def run_member(name: str, command: list[str], folder: Path, timeout: float) -> F
             proc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,
                                   timeout=max(timeout, 1), env={**os.environ, "PYTHONWARNINGS":
                                                                "ignore"})
-            status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, {log})"
+            status = "ok" if proc.returncode == 0 else \
+                f"failed (exit {proc.returncode}: {last_error(log)}; {log})"
         except subprocess.TimeoutExpired:
-            status = "stopped at the budget"
+            status = BUDGET_STOP
     finished = Finished(name, folder, time.monotonic() - started, status)
     print(f"stack: {name} {finished.status} in {finished.seconds:.0f} s", flush=True)
     return finished
+
+
+def last_error(log: Path) -> str:
+    """The last `error: ...` line a member printed (podium's one-line errors), else its last
+    line."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    return (errors or lines or ["no output"])[-1]
 
 
 def run_boosters(members: Path, folds: int, args: list[str], names: list[str],
@@ -159,6 +169,9 @@ def stack(cfg: DictConfig) -> tuple[list[Finished], object]:
                 "network", network[1], network[0], deadline - time.monotonic() + GRACE)]))
         finished = [f for job in jobs for f in job.result()]
     kept = [f for f in finished if f.ok]
+    if not kept and finished and all(f.status != BUDGET_STOP for f in finished):  # not the budget
+        raise PodiumError(f"every member failed; {finished[0].name}: "
+                          f"{finished[0].status.removeprefix('failed ')}")
     if not kept:
         raise PodiumError(f"no member finished within budget={cfg.budget}: give a larger "
                           f"budget (see {members}/*.log)")

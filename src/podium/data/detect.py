@@ -23,6 +23,27 @@ def looks_tabular(root: Path, train_csv: str = "train.csv", test_csv: str = "tes
             and not (root / "train").is_dir() and not (root / "test").is_dir())
 
 
+def header(path: Path) -> list[str] | None:
+    """A CSV file's column names; None when it cannot be read."""
+    try:
+        return list(pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        return None
+
+
+def sample_columns(root: Path, train_csv: str, sample_csv: str, id_col: str,
+                   target_col: str) -> dict[str, str]:
+    """`{"id_col": ..., "target_col": ...}` for the names train.csv lacks, from a two-column
+    sample submission whose columns train.csv holds (Kaggle's `PassengerId,Survived`); {}
+    when train.csv holds both names or the sample cannot tell."""
+    columns, sample = header(root / train_csv), header(root / sample_csv)
+    if columns is None or sample is None or len(sample) != 2:
+        return {}
+    return {key: found for key, given, found in (("id_col", id_col, sample[0]),
+                                                  ("target_col", target_col, sample[1]))
+            if given not in columns and found in columns}
+
+
 def target_values(root: Path, train_csv: str, target_col: str) -> list[str] | None:
     """train.csv's target column as text; None when it cannot be read (yet)."""
     try:
