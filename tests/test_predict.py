@@ -269,6 +269,7 @@ def test_bad_predict_inputs_are_one_line_and_write_nothing(image_run, tmp_path):
     pd.DataFrame({"id": [f"img_{n:04d}" for n in range(5)], "zero": 0.1, "one": 0.9}).to_csv(
         wrong / "sample_submission.csv", index=False)
     cases["do not match the model's classes"] = [f"runs=[{run}]", f"data.root={wrong}"]
+    cases["no competition folder to predict: give DATA="] = [f"runs=[{run}]", "data.root="]
     for message, args in cases.items():
         proc = predict_cli(logs, *args, check=False)
         lines = proc.stderr.strip().splitlines()

@@ -51,6 +51,9 @@ def predict(cfg: DictConfig) -> Summary:
     else:
         raise PodiumError("nothing to predict with: give runs=[<run folder>,...] "
                           "(make predict RUN=...) or export=<bundle folder>")
+    if not str(cfg.data.get("root") or "").strip():
+        raise PodiumError("no competition folder to predict: give DATA=<folder with "
+                          "sample_submission.csv and the test inputs> (data.root=...)")
     members = gather_members(folders, cfg.paths, weights)
     warnings = check_members_agree(members, cfg.force)
     tta = list(cfg.get("tta") or [])
