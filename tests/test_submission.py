@@ -134,6 +134,14 @@ def test_the_sample_values_decide_probability_or_label():
         "label"  # an explicit format wins
     with pytest.raises(PodiumError, match="cells are probabilities .* 3 classes"):
         choose_format("auto", halves, "id", CLASSES, "multiclass", "val/f1_macro")
+    # one label column for many classes, and a metric of class probabilities: contradictory
+    words = pd.DataFrame({"id": ["a", "b"], "weather": ["sun", "rain"]})
+    for monitor in ("val/logloss", "val/auroc"):
+        with pytest.raises(PodiumError, match=f"one column \\(weather: labels\\), but "
+                                              f"{monitor} scores class probabilities"):
+            choose_format("auto", words, "id", CLASSES, "multiclass", monitor)
+    assert choose_format("label", words, "id", CLASSES, "multiclass", "val/logloss").format \
+        == "label"
 
 
 def test_a_regression_prediction_is_not_called_a_label():

@@ -108,6 +108,11 @@ def choose_format(requested: str, sample: pd.DataFrame, id_col: str,
         if cells == "integers" and requested == "probability":
             raise PodiumError(f"the {where} are whole numbers (labels), but {monitor} scores "
                               "probabilities: set submission.format=probability or label")
+        if requested == "label" and task == "multiclass" and metric in ("logloss", "auroc"):
+            raise PodiumError(f"the sample submission has one column ({columns[0]}: labels), "
+                              f"but {monitor} scores class probabilities: its header needs "
+                              f"'{id_col}' plus one column per class, or set "
+                              "submission.format=label to write labels")
     else:
         why = f"submission.format={requested}"
     if requested == "probability" and (task == "regression" or len(names) != 2):
