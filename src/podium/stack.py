@@ -169,7 +169,7 @@ def stack(cfg: DictConfig) -> tuple[list[Finished], object]:
                 "network", network[1], network[0], deadline - time.monotonic() + GRACE)]))
         finished = [f for job in jobs for f in job.result()]
     kept = [f for f in finished if f.ok]
-    if not kept and finished and all(f.status != BUDGET_STOP for f in finished):  # not the budget
+    if not kept and finished and all(f.status != BUDGET_STOP for f in finished):
         raise PodiumError(f"every member failed; {finished[0].name}: "
                           f"{finished[0].status.removeprefix('failed ')}")
     if not kept:
