@@ -415,7 +415,7 @@ def test_the_sample_submission_names_the_id_and_target_columns_train_csv_holds(t
 
     root = titanic_like(tmp_path / "comp", n=80, target=(0, 1))
     logs = tmp_path / "logs"
-    proc = run_cli("podium.train", "-m", "task_name=cv", "sweep_name=named", "data=tabular",
+    proc = run_cli("podium.train", "-m", "task_name=cv", "sweep_name=named",  # as a table
                    f"data.root={root}", "data.n_folds=2", "data.fold=0,1",
                    "trainer.max_epochs=1", f"paths.log_dir={logs}", "print_config=false")
     assert ("data: data.id_col=PassengerId, data.target_col=Survived (the sample "
