@@ -112,9 +112,9 @@ def resolve_data(cfg: DictConfig, announce: bool = False) -> None:
         root, cfg.data.get("train_csv") or "train.csv",
         cfg.data.get("sample_submission") or "sample_submission.csv",
         cfg.data.get("id_col", "id"), cfg.data.get("target_col", "label"))
-    # only in place of a default name: a name the user gave stays (and its one-line error)
-    unset = group_file("data", "tabular" if cfg.data._target_ == TABULAR else "image")
-    named = {k: v for k, v in named.items() if cfg.data.get(k) == unset.get(k)}
+    if named:  # only in place of a default name: a name given stays (and its one-line error)
+        unset = group_file("data", "tabular" if cfg.data._target_ == TABULAR else "image")
+        named = {k: v for k, v in named.items() if cfg.data.get(k) == unset.get(k)}
     if named:
         lacked = " or ".join(repr(cfg.data.get(k)) for k in named)
         with open_dict(cfg):
