@@ -419,7 +419,8 @@ def test_the_sample_submission_names_the_id_and_target_columns_train_csv_holds(t
                    f"data.root={root}", "data.n_folds=2", "data.fold=0,1",
                    "trainer.max_epochs=1", f"paths.log_dir={logs}", "print_config=false")
     assert ("data: data.id_col=PassengerId, data.target_col=Survived (the sample "
-            "submission's columns; train.csv has no 'id' or 'target': set them to choose)"
+            "submission's columns; train.csv has no 'id' or 'target': set data.id_col / "
+            "data.target_col to choose)"
             in proc.stdout)
     [cv] = (logs / "cv" / "named").iterdir()
     oof = pd.read_csv(cv / "oof.csv")
@@ -432,6 +433,27 @@ def test_the_sample_submission_names_the_id_and_target_columns_train_csv_holds(t
     pd.read_csv(root / "sample_submission.csv").assign(Extra=0).to_csv(
         root / "sample_submission.csv", index=False)
     assert sample_columns(root, "train.csv", "sample_submission.csv", "id", "target") == {}
+
+
+def test_an_image_folder_takes_the_id_column_from_the_sample_and_keeps_a_given_name(tmp_path):
+    """An image competition whose CSVs say image_id: data.id_col becomes image_id, the
+    default label stays (train.csv holds it); an id name given on the command line that
+    train.csv lacks is kept, so its own one-line error stops the run later."""
+    from conftest import make_cfg
+    from podium.config import resolve_data
+
+    root = tmp_path / "comp"
+    (root / "train").mkdir(parents=True)
+    pd.DataFrame({"image_id": ["a", "b"], "label": ["cat", "dog"]}).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame({"image_id": ["c"], "label": ["cat"]}).to_csv(
+        root / "sample_submission.csv", index=False)
+    cfg = make_cfg(tmp_path, [f"data.root={root}"], resolve=False)
+    resolve_data(cfg)
+    assert (cfg.data.id_col, cfg.data.target_col) == ("image_id", "label")
+    given = make_cfg(tmp_path, [f"data.root={root}", "data.id_col=name"], resolve=False)
+    resolve_data(given)
+    assert given.data.id_col == "name"
 
 
 def test_a_class_named_like_the_target_column_trains_writes_and_ensembles(tmp_path):

@@ -120,8 +120,8 @@ def resolve_data(cfg: DictConfig, announce: bool = False) -> None:
         with open_dict(cfg):
             cfg.data.update(named)
         say(announce, f"data: {', '.join(f'data.{k}={v}' for k, v in named.items())} (the "
-                      f"sample submission's columns; train.csv has no {lacked}: set them to "
-                      f"choose)")
+                      f"sample submission's columns; train.csv has no {lacked}: set "
+                      f"{' / '.join(f'data.{k}' for k in named)} to choose)")
     if cfg.data.get("task") == "auto":
         found = None if cfg.data.get("target_cols") else folder_task(
             root, cfg.data.get("train_csv", "train.csv"), cfg.data.get("target_col", "label"))
